@@ -1,0 +1,75 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the operation failed
+  2  usage error
+  3  the service is not installed
+  4  no usable backend";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "sygen",
+    version,
+    about = "Runs the sygen agent as a per-user background service."
+)]
+#[command(after_help = EXIT_CODES, propagate_version = true)]
+pub struct Cli {
+    /// Load this backend library instead of searching for one.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub backend: Option<PathBuf>,
+
+    /// Show more of what happens (-v: debug, -vv: trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Install and manage the sygen background service.
+    #[command(subcommand, arg_required_else_help = true, after_help = EXIT_CODES)]
+    Service(ServiceCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ServiceCommand {
+    /// Install the service and start it.
+    Install,
+    /// Start the installed service.
+    Start,
+    /// Stop the service.
+    Stop,
+    /// Stop and remove the service.
+    Uninstall,
+    /// Show whether the service is installed and running.
+    Status(JsonFlag),
+    /// Show the service's logs.
+    Logs(LogsArgs),
+    /// List the backend libraries found and which one is used.
+    Backends(JsonFlag),
+}
+
+#[derive(Args, Debug)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LogsArgs {
+    /// Keep printing new lines as they arrive.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// How many past lines to show.
+    #[arg(short = 'n', long, default_value_t = 50, value_name = "N")]
+    pub lines: u32,
+}

@@ -1,0 +1,88 @@
+//! Exit codes and the one-line error every failure is reported as.
+
+use std::fmt;
+
+/// The process exit codes sygen documents. Usage errors (2) come from clap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    /// The operation failed.
+    Failed = 1,
+    /// The service is not installed.
+    NotInstalled = 3,
+    /// No backend library could be loaded or chosen.
+    NoBackend = 4,
+}
+
+/// A failure with a known exit code, message and hint.
+#[derive(Debug)]
+pub struct Failure {
+    pub exit: Exit,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Failure {
+    pub fn new(exit: Exit, message: impl Into<String>) -> Self {
+        Self {
+            exit,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Failure {}
+
+/// The single line printed on stderr for `error`, and the exit code that goes with it.
+pub fn report(error: &anyhow::Error) -> (String, u8) {
+    let (exit, message, hint) = match error.downcast_ref::<Failure>() {
+        Some(failure) => (failure.exit, failure.message.clone(), failure.hint.clone()),
+        None => (Exit::Failed, format!("{error:#}"), None),
+    };
+    let mut line = format!("error: {}", one_line(&message));
+    if let Some(hint) = hint {
+        line.push_str(&format!(" (hint: {})", one_line(&hint)));
+    }
+    (line, exit as u8)
+}
+
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failure_reports_its_exit_code_and_hint_on_one_line() {
+        let error = anyhow::Error::new(
+            Failure::new(Exit::NotInstalled, "sygen is\nnot installed").hint("run  `x`"),
+        );
+        assert_eq!(
+            report(&error),
+            ("error: sygen is not installed (hint: run `x`)".into(), 3)
+        );
+    }
+
+    #[test]
+    fn any_other_error_is_a_failure_with_its_context() {
+        let error = anyhow::anyhow!("disk full").context("writing the unit");
+        assert_eq!(
+            report(&error),
+            ("error: writing the unit: disk full".into(), 1)
+        );
+    }
+}

@@ -1,0 +1,413 @@
+//! Finding, loading and choosing backend libraries.
+//!
+//! Each file is loaded with `lib_header_from_path` + `init_root_module`, which checks the
+//! interface version and the root module's layout for that one file. `RootModule::load_from_file`
+//! is not used: it caches one module per type, so every later file would silently answer as the
+//! first backend loaded. Libraries are never unloaded (a backend may have left threads or
+//! thread-locals behind, and its code must stay mapped while they exist).
+//!
+//! Search order: `--backend <file>`, then `$SYGEN_BACKEND`, then the backend files in
+//! `$SYGEN_HOME/backends/`, `<exe dir>/backends/`, `<exe dir>/../lib/sygen/backends/` and
+//! `<exe dir>` itself (where `cargo build` puts them). Among those, the backend for the running
+//! platform is chosen, and of several versions the highest that loads.
+
+use std::{
+    env,
+    path::{Path, PathBuf},
+};
+
+use abi_stable::library::{lib_header_from_path, LibraryError};
+use sygen_backend_api::{abi::BackendResult, BackendError, BackendModuleRef, ServiceSpec};
+
+use crate::{
+    console,
+    exit::{Exit, Failure},
+};
+
+/// A loaded backend library.
+pub struct Backend {
+    pub path: PathBuf,
+    pub name: String,
+    pub version: String,
+    pub platform: String,
+    pub description: String,
+    pub api_version: String,
+    module: BackendModuleRef,
+}
+
+/// Why a file did not load, in one line, with what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoadError {
+    pub reason: String,
+    pub hint: &'static str,
+}
+
+const NOT_A_BACKEND_HINT: &str =
+    "pass a sygen backend library (libsygen_<name>.so, .dylib or sygen_<name>.dll)";
+
+impl LoadError {
+    fn new(reason: impl Into<String>, hint: &'static str) -> Self {
+        Self {
+            reason: reason.into(),
+            hint,
+        }
+    }
+
+    fn from_library(path: &Path, error: LibraryError) -> Self {
+        match error {
+            LibraryError::OpenError { err, .. } => {
+                let detail = err.to_string();
+                let prefix = format!("{}: ", path.display());
+                let detail = detail.strip_prefix(&prefix).unwrap_or(&detail);
+                Self::new(
+                    format!("not a loadable library ({detail})"),
+                    NOT_A_BACKEND_HINT,
+                )
+            }
+            LibraryError::GetSymbolError { .. } => Self::new(
+                "not a sygen backend (it exports no abi_stable root module)",
+                NOT_A_BACKEND_HINT,
+            ),
+            LibraryError::InvalidAbiHeader(_) | LibraryError::InvalidCAbi { .. } => Self::new(
+                "built with an incompatible abi_stable",
+                "rebuild the backend against the sygen-backend-api this sygen uses",
+            ),
+            LibraryError::IncompatibleVersionNumber {
+                expected_version,
+                actual_version,
+                ..
+            } => Self::new(
+                format!(
+                    "built against backend interface {actual_version}; this sygen loads {}.x",
+                    expected_version.major
+                ),
+                "install a version of this backend built for this sygen's interface",
+            ),
+            LibraryError::AbiInstability(detail) => {
+                tracing::debug!("layout mismatch in {}:{detail}", path.display());
+                Self::new(
+                    "built against an incompatible backend interface (layout mismatch)",
+                    "install a version of this backend built for this sygen's interface",
+                )
+            }
+            LibraryError::RootModule { err, .. } => Self::new(
+                format!("its root module failed to initialize ({err})"),
+                "report this to the backend's publisher",
+            ),
+            other => Self::new(
+                format!("could not be loaded ({})", other.to_string().trim()),
+                NOT_A_BACKEND_HINT,
+            ),
+        }
+    }
+
+    /// The failure reported when the backend the user named does not load.
+    pub fn into_failure(self, path: &Path) -> Failure {
+        Failure::new(
+            Exit::NoBackend,
+            format!("backend {}: {}", path.display(), self.reason),
+        )
+        .hint(self.hint)
+    }
+}
+
+/// Loads the backend library at `path`.
+pub fn load(path: &Path) -> Result<Backend, LoadError> {
+    let metadata = std::fs::metadata(path).map_err(|e| {
+        let hint = "check the path of the backend file";
+        match e.kind() {
+            std::io::ErrorKind::NotFound => LoadError::new("no such file", hint),
+            _ => LoadError::new(format!("cannot read it ({e})"), hint),
+        }
+    })?;
+    if metadata.is_dir() {
+        return Err(LoadError::new(
+            "is a directory, not a backend library",
+            NOT_A_BACKEND_HINT,
+        ));
+    }
+    if metadata.len() == 0 {
+        return Err(LoadError::new("empty file", NOT_A_BACKEND_HINT));
+    }
+    // An absolute path keeps the dynamic loader from searching LD_LIBRARY_PATH and friends.
+    let path = path
+        .canonicalize()
+        .map_err(|e| LoadError::new(format!("cannot resolve it ({e})"), NOT_A_BACKEND_HINT))?;
+    let module = lib_header_from_path(&path)
+        .and_then(|header| header.init_root_module::<BackendModuleRef>())
+        .map_err(|e| LoadError::from_library(&path, e))?;
+    let info = (module.info())();
+    Ok(Backend {
+        path,
+        name: info.name.into(),
+        version: info.version.into(),
+        platform: info.platform.into(),
+        description: info.description.into(),
+        api_version: info.api_version.into(),
+        module,
+    })
+}
+
+/// A backend error, as the host reports it: prefixed with the backend, mapped to an exit code.
+pub fn backend_failure(backend: &Backend, error: BackendError) -> Failure {
+    let exit = if error.kind == sygen_backend_api::ErrorKind::NOT_INSTALLED {
+        Exit::NotInstalled
+    } else {
+        Exit::Failed
+    };
+    let failure = Failure::new(
+        exit,
+        format!(
+            "{} backend {}: {}",
+            backend.name, backend.version, error.message
+        ),
+    );
+    match error.hint.into_option() {
+        Some(hint) => failure.hint(hint),
+        None if exit == Exit::NotInstalled => failure.hint("run `sygen service install`"),
+        None => failure,
+    }
+}
+
+type Operation<T> =
+    extern "C" fn(&ServiceSpec, sygen_backend_api::abi::Console) -> BackendResult<T>;
+
+macro_rules! operations {
+    ($($name:ident -> $ty:ty;)*) => {$(
+        pub fn $name(&self, spec: &ServiceSpec) -> Result<$ty, Failure> {
+            self.invoke(self.module.$name(), spec)
+        }
+    )*};
+}
+
+impl Backend {
+    fn invoke<T>(&self, operation: Operation<T>, spec: &ServiceSpec) -> Result<T, Failure> {
+        operation(spec, console::for_backend(&self.name))
+            .into_result()
+            .map_err(|e| backend_failure(self, e))
+    }
+
+    operations! {
+        is_service_available -> bool;
+        is_service_installed -> bool;
+        is_service_running -> bool;
+        install_service -> ();
+        start_service -> ();
+        stop_service -> ();
+        uninstall_service -> ();
+        print_service_status -> ();
+    }
+
+    pub fn print_service_logs(
+        &self,
+        spec: &ServiceSpec,
+        follow: bool,
+        lines: u32,
+    ) -> Result<(), Failure> {
+        (self.module.print_service_logs())(spec, follow, lines, console::for_backend(&self.name))
+            .into_result()
+            .map_err(|e| backend_failure(self, e))
+    }
+}
+
+/// The directories searched for backend files, in order.
+pub fn search_dirs(sygen_home: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![sygen_home.join("backends")];
+    if let Some(exe_dir) = env::current_exe()
+        .ok()
+        .and_then(|p| p.canonicalize().ok())
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+    {
+        dirs.push(exe_dir.join("backends"));
+        if let Some(prefix) = exe_dir.parent() {
+            dirs.push(prefix.join("lib/sygen/backends"));
+        }
+        dirs.push(exe_dir);
+    }
+    dirs
+}
+
+/// Whether a file name looks like a backend library on this platform.
+fn is_backend_file_name(name: &str) -> bool {
+    let Some(stem) = name.strip_suffix(&format!(".{}", env::consts::DLL_EXTENSION)) else {
+        return false;
+    };
+    stem.strip_prefix("lib")
+        .unwrap_or(stem)
+        .strip_prefix("sygen_")
+        .is_some_and(|name| !name.is_empty())
+}
+
+/// Every backend file in `dirs`, in search order, with the result of loading it.
+pub fn scan(dirs: &[PathBuf]) -> Vec<(PathBuf, Result<Backend, LoadError>)> {
+    let mut found = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_str().is_some_and(is_backend_file_name))
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        for file in files {
+            let loaded = load(&file);
+            found.push((file, loaded));
+        }
+    }
+    found
+}
+
+/// The backend name sygen uses by default on `platform`.
+fn preferred_backend(platform: &str) -> Option<&'static str> {
+    match platform {
+        "linux" => Some("systemd"),
+        "macos" => Some("launchd"),
+        "windows" => Some("tasksched"),
+        _ => None,
+    }
+}
+
+/// What choosing a backend looks at.
+#[derive(Clone, Debug)]
+pub struct Identity<'a> {
+    pub name: &'a str,
+    pub platform: &'a str,
+    pub version: semver::Version,
+}
+
+impl Backend {
+    pub fn identity(&self) -> Identity<'_> {
+        Identity {
+            name: &self.name,
+            platform: &self.platform,
+            version: semver::Version::parse(&self.version).unwrap_or(semver::Version::new(0, 0, 0)),
+        }
+    }
+}
+
+/// Chooses the backend for `platform`: the platform's usual backend if present, else the only
+/// one there is; of several versions of it, the highest. Answers an index into `candidates`.
+pub fn choose(candidates: &[Identity<'_>], platform: &str) -> Result<usize, Failure> {
+    let for_platform = |i: &usize| candidates[*i].platform == platform;
+    let mut eligible: Vec<usize> = (0..candidates.len()).filter(for_platform).collect();
+    if let Some(preferred) = preferred_backend(platform) {
+        if eligible.iter().any(|&i| candidates[i].name == preferred) {
+            eligible.retain(|&i| candidates[i].name == preferred);
+        }
+    }
+    let mut names: Vec<&str> = eligible.iter().map(|&i| candidates[i].name).collect();
+    names.sort_unstable();
+    names.dedup();
+    match names.len() {
+        0 => Err(Failure::new(
+            Exit::NoBackend,
+            format!("no usable sygen backend for {platform} was found"),
+        )
+        .hint(
+            "pass --backend <file> or set SYGEN_BACKEND; \
+             `sygen service backends` shows what was found and why it did not load",
+        )),
+        1 => Ok(eligible
+            .into_iter()
+            .max_by(|&a, &b| candidates[a].version.cmp(&candidates[b].version))
+            .unwrap_or_default()),
+        _ => Err(Failure::new(
+            Exit::NoBackend,
+            format!(
+                "several backends manage {platform} services: {}",
+                names.join(", ")
+            ),
+        )
+        .hint("choose one with --backend <file>")),
+    }
+}
+
+/// Where the backend to use comes from.
+#[derive(Clone, Copy)]
+pub enum Choice<'a> {
+    /// A file named on the command line (`--backend`).
+    Flag(&'a Path),
+    /// A file named in `$SYGEN_BACKEND`, else the search path.
+    Default,
+}
+
+impl Choice<'_> {
+    /// The one file the user named, if any: `--backend`, else `$SYGEN_BACKEND`.
+    pub fn named_file(self) -> Option<PathBuf> {
+        match self {
+            Choice::Flag(path) => Some(path.to_path_buf()),
+            Choice::Default => env::var_os("SYGEN_BACKEND")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from),
+        }
+    }
+}
+
+/// Loads the backend the user asked for, or the default one for this platform.
+pub fn select(choice: Choice<'_>, sygen_home: &Path) -> Result<Backend, Failure> {
+    if let Some(path) = choice.named_file() {
+        return load(&path).map_err(|e| e.into_failure(&path));
+    }
+    let mut loaded: Vec<Backend> = scan(&search_dirs(sygen_home))
+        .into_iter()
+        .filter_map(|(_, r)| r.ok())
+        .collect();
+    let identities: Vec<Identity> = loaded.iter().map(Backend::identity).collect();
+    let chosen = choose(&identities, env::consts::OS)?;
+    Ok(loaded.swap_remove(chosen))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_backend_file_names() {
+        let ext = env::consts::DLL_EXTENSION;
+        assert!(is_backend_file_name(&format!("libsygen_systemd.{ext}")));
+        assert!(is_backend_file_name(&format!("sygen_tasksched.{ext}")));
+        assert!(!is_backend_file_name(&format!("libsygen_.{ext}")));
+        assert!(!is_backend_file_name(&format!("libz.{ext}")));
+        assert!(!is_backend_file_name("libsygen_systemd.d"));
+        assert!(!is_backend_file_name("sygen"));
+    }
+
+    fn id<'a>(name: &'a str, platform: &'a str, version: &str) -> Identity<'a> {
+        Identity {
+            name,
+            platform,
+            version: semver::Version::parse(version).unwrap(),
+        }
+    }
+
+    #[test]
+    fn chooses_the_platform_backend_at_its_highest_version() {
+        let found = [
+            id("launchd", "macos", "9.0.0"),
+            id("systemd", "linux", "0.2.0"),
+            id("openrc", "linux", "5.0.0"),
+            id("systemd", "linux", "0.10.0"),
+            id("systemd", "linux", "0.9.0"),
+        ];
+        assert_eq!(choose(&found, "linux").unwrap(), 3);
+        assert_eq!(choose(&found, "macos").unwrap(), 0);
+    }
+
+    #[test]
+    fn takes_the_only_other_backend_and_refuses_to_guess_between_several() {
+        let found = [
+            id("openrc", "linux", "1.0.0"),
+            id("runit", "linux", "1.0.0"),
+        ];
+        assert_eq!(choose(&found[..1], "linux").unwrap(), 0);
+        let error = choose(&found, "linux").unwrap_err();
+        assert_eq!(error.exit, Exit::NoBackend);
+        assert!(error.message.contains("openrc, runit"), "{}", error.message);
+        let error = choose(&found, "windows").unwrap_err();
+        assert!(error
+            .message
+            .contains("no usable sygen backend for windows"));
+    }
+}

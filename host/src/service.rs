@@ -1,0 +1,248 @@
+//! `sygen service …`: each subcommand is one or two calls into the chosen backend.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+use sygen_backend_api::ServiceSpec;
+
+use crate::{
+    cli::ServiceCommand,
+    description,
+    exit::{Exit, Failure},
+    loader::{self, Backend, Choice, Identity},
+};
+
+pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> {
+    let home = description::sygen_home()?;
+    let choice = backend_file.map_or(Choice::Default, Choice::Flag);
+    let prepare = || -> Result<(Backend, ServiceSpec)> {
+        let backend = loader::select(choice, &home)?;
+        tracing::debug!(
+            "using the {} backend at {}",
+            backend.name,
+            backend.path.display()
+        );
+        Ok((backend, description::build()?.to_spec()))
+    };
+    match command {
+        ServiceCommand::Install => {
+            let (backend, spec) = prepare()?;
+            backend.install_service(&spec)?;
+            println!("sygen service installed ({} backend)", backend.name);
+        }
+        ServiceCommand::Start => {
+            let (backend, spec) = prepare()?;
+            backend.start_service(&spec)?;
+            println!("sygen service started");
+        }
+        ServiceCommand::Stop => {
+            let (backend, spec) = prepare()?;
+            backend.stop_service(&spec)?;
+            println!("sygen service stopped");
+        }
+        ServiceCommand::Uninstall => {
+            let (backend, spec) = prepare()?;
+            backend.uninstall_service(&spec)?;
+            println!("sygen service uninstalled");
+        }
+        ServiceCommand::Status(flag) => {
+            let (backend, spec) = prepare()?;
+            status(&backend, &spec, flag.json)?;
+        }
+        ServiceCommand::Logs(args) => {
+            let (backend, spec) = prepare()?;
+            backend.print_service_logs(&spec, args.follow, args.lines)?;
+        }
+        ServiceCommand::Backends(flag) => list_backends(choice, &home, flag.json)?,
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    backend: &'a str,
+    backend_version: &'a str,
+    backend_path: &'a Path,
+    installed: bool,
+    running: bool,
+}
+
+fn status(backend: &Backend, spec: &ServiceSpec, json: bool) -> Result<()> {
+    let installed = backend.is_service_installed(spec)?;
+    let running = installed && backend.is_service_running(spec)?;
+    if json {
+        let report = StatusJson {
+            backend: &backend.name,
+            backend_version: &backend.version,
+            backend_path: &backend.path,
+            installed,
+            running,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if installed {
+        backend.print_service_status(spec)?;
+    }
+    if !installed {
+        return Err(Failure::new(
+            Exit::NotInstalled,
+            format!("sygen is not installed ({} backend)", backend.name),
+        )
+        .hint("run `sygen service install`")
+        .into());
+    }
+    Ok(())
+}
+
+/// One backend file, as `sygen service backends` reports it.
+#[derive(Serialize)]
+struct BackendRow {
+    path: PathBuf,
+    loaded: bool,
+    name: Option<String>,
+    version: Option<String>,
+    platform: Option<String>,
+    description: Option<String>,
+    api_version: Option<String>,
+    /// Whether its service manager answers here; `null` when the backend could not say.
+    available: Option<bool>,
+    /// Why `available` is `null`, or why the file did not load.
+    error: Option<String>,
+    hint: Option<String>,
+    selected: bool,
+}
+
+#[derive(Serialize)]
+struct BackendsJson {
+    searched: Vec<PathBuf>,
+    backends: Vec<BackendRow>,
+}
+
+fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
+    let named = choice.named_file();
+    let searched = loader::search_dirs(home);
+    let mut found: Vec<_> = named
+        .iter()
+        .map(|path| (path.clone(), loader::load(path)))
+        .collect();
+    found.extend(loader::scan(&searched));
+
+    let loaded: Vec<&Backend> = found.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+    let selected_path = match named {
+        Some(_) => found
+            .first()
+            .and_then(|(_, r)| r.as_ref().ok())
+            .map(|b| &b.path),
+        None => {
+            let identities: Vec<Identity> = loaded.iter().map(|b| b.identity()).collect();
+            loader::choose(&identities, std::env::consts::OS)
+                .ok()
+                .map(|i| &loaded[i].path)
+        }
+    };
+    let spec = description::build()?.to_spec();
+    let rows: Vec<BackendRow> = found
+        .iter()
+        .map(|(path, result)| match result {
+            Ok(backend) => {
+                let (available, error, hint) = match backend.is_service_available(&spec) {
+                    Ok(available) => (Some(available), None, None),
+                    Err(failure) => (None, Some(failure.message), failure.hint),
+                };
+                BackendRow {
+                    path: backend.path.clone(),
+                    loaded: true,
+                    name: Some(backend.name.clone()),
+                    version: Some(backend.version.clone()),
+                    platform: Some(backend.platform.clone()),
+                    description: Some(backend.description.clone()),
+                    api_version: Some(backend.api_version.clone()),
+                    available,
+                    error,
+                    hint,
+                    selected: selected_path == Some(&backend.path),
+                }
+            }
+            Err(error) => BackendRow {
+                path: path.clone(),
+                loaded: false,
+                name: None,
+                version: None,
+                platform: None,
+                description: None,
+                api_version: None,
+                available: None,
+                error: Some(error.reason.clone()),
+                hint: Some(error.hint.to_owned()),
+                selected: false,
+            },
+        })
+        .collect();
+
+    if json {
+        let report = BackendsJson {
+            searched,
+            backends: rows,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_backend_table(&rows);
+    }
+    if selected_path.is_none() {
+        let reason = if found.is_empty() {
+            "no backend files were found".to_owned()
+        } else {
+            format!("none of the backends found serves {}", std::env::consts::OS)
+        };
+        return Err(Failure::new(Exit::NoBackend, reason)
+            .hint("pass --backend <file> or set SYGEN_BACKEND")
+            .into());
+    }
+    Ok(())
+}
+
+fn print_backend_table(rows: &[BackendRow]) {
+    let cell = |value: &Option<String>| value.clone().unwrap_or_else(|| "-".into());
+    let table: Vec<[String; 6]> = rows
+        .iter()
+        .filter(|row| row.loaded)
+        .map(|row| {
+            [
+                if row.selected { "*" } else { " " }.to_owned(),
+                cell(&row.name),
+                cell(&row.version),
+                cell(&row.platform),
+                match row.available {
+                    Some(true) => "yes".to_owned(),
+                    Some(false) => "no".to_owned(),
+                    None => "unknown".to_owned(),
+                },
+                row.path.display().to_string(),
+            ]
+        })
+        .collect();
+    let header = ["", "NAME", "VERSION", "PLATFORM", "AVAILABLE", "PATH"].map(str::to_owned);
+    let mut widths = [0; 6];
+    for line in std::iter::once(&header).chain(&table) {
+        for (width, value) in widths.iter_mut().zip(line) {
+            *width = (*width).max(value.chars().count());
+        }
+    }
+    for line in std::iter::once(&header).chain(&table) {
+        let cells: Vec<String> = line
+            .iter()
+            .zip(widths)
+            .map(|(value, width)| format!("{value:width$}"))
+            .collect();
+        println!("{}", cells.join(" ").trim_end());
+    }
+    for row in rows {
+        match (row.loaded, &row.error) {
+            (true, Some(error)) => {
+                println!("{}: availability unknown: {error}", cell(&row.name));
+            }
+            (false, Some(error)) => println!("not loaded: {}: {error}", row.path.display()),
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! A backend that misbehaves on demand, so the host's handling of it can be tested through the
+//! real binary. `MISBEHAVE` chooses what every operation does:
+//!
+//! - `panic`: panics (the SDK must turn it into an error, not an abort);
+//! - `error`: fails with a message and a hint;
+//! - `not-installed`: answers that the service is not installed;
+//! - anything else: prints through the console, emits tracing events, and succeeds.
+
+use sygen_backend_api::sdk::{Backend, Context, Error, Info, Result};
+
+#[derive(Default)]
+pub struct Misbehaving;
+
+fn act(cx: &Context, operation: &str) -> Result<()> {
+    match std::env::var("MISBEHAVE").as_deref() {
+        Ok("panic") => panic!("{operation} was told to panic"),
+        Ok("error") => {
+            Err(Error::failed(format!("{operation} failed on purpose"))
+                .with_hint("unset MISBEHAVE"))
+        }
+        Ok("not-installed") => Err(Error::not_installed("no sygen service here")),
+        _ => {
+            tracing::info!(operation, "misbehaving backend at work");
+            tracing::trace!("a trace-level detail");
+            cx.console
+                .println(&format!("{operation}: ok for {}", cx.service.name));
+            cx.console
+                .eprintln(&format!("{operation}: a note on stderr"));
+            Ok(())
+        }
+    }
+}
+
+impl Backend for Misbehaving {
+    const INFO: Info = Info {
+        name: "misbehaving",
+        version: env!("CARGO_PKG_VERSION"),
+        platform: "test",
+        description: "Misbehaves on demand",
+    };
+
+    fn is_service_available(&self, cx: &Context) -> Result<bool> {
+        act(cx, "is_service_available").map(|()| true)
+    }
+    fn is_service_installed(&self, cx: &Context) -> Result<bool> {
+        act(cx, "is_service_installed").map(|()| true)
+    }
+    fn is_service_running(&self, cx: &Context) -> Result<bool> {
+        act(cx, "is_service_running").map(|()| true)
+    }
+    fn install_service(&self, cx: &Context) -> Result<()> {
+        act(cx, "install_service")
+    }
+    fn start_service(&self, cx: &Context) -> Result<()> {
+        act(cx, "start_service")
+    }
+    fn stop_service(&self, cx: &Context) -> Result<()> {
+        act(cx, "stop_service")
+    }
+    fn uninstall_service(&self, cx: &Context) -> Result<()> {
+        act(cx, "uninstall_service")
+    }
+    fn print_service_status(&self, cx: &Context) -> Result<()> {
+        act(cx, "print_service_status")?;
+        let s = &cx.service;
+        cx.console
+            .println(&format!("program={}", s.program.display()));
+        cx.console.println(&format!("args={:?}", s.args));
+        cx.console.println(&format!("home={}", s.home.display()));
+        cx.console
+            .println(&format!("logs_dir={}", s.logs_dir.display()));
+        for (key, value) in &s.env {
+            cx.console.println(&format!("env {key}={value}"));
+        }
+        Ok(())
+    }
+    fn print_service_logs(&self, cx: &Context, follow: bool, lines: u32) -> Result<()> {
+        act(cx, "print_service_logs")?;
+        cx.console
+            .println(&format!("follow={follow} lines={lines}"));
+        Ok(())
+    }
+}
+
+sygen_backend_api::export_backend!(Misbehaving);

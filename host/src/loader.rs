@@ -309,9 +309,16 @@ pub fn choose(candidates: &[Identity<'_>], platform: &str) -> Result<usize, Fail
             "pass --backend <file> or set SYGEN_BACKEND; \
              `sygen service backends` shows what was found and why it did not load",
         )),
+        // The highest version; of equal ones, the first in search order.
         1 => Ok(eligible
             .into_iter()
-            .max_by(|&a, &b| candidates[a].version.cmp(&candidates[b].version))
+            .reduce(|best, i| {
+                if candidates[i].version > candidates[best].version {
+                    i
+                } else {
+                    best
+                }
+            })
             .unwrap_or_default()),
         _ => Err(Failure::new(
             Exit::NoBackend,
@@ -390,8 +397,9 @@ mod tests {
             id("openrc", "linux", "5.0.0"),
             id("systemd", "linux", "0.10.0"),
             id("systemd", "linux", "0.9.0"),
+            id("systemd", "linux", "0.10.0"),
         ];
-        assert_eq!(choose(&found, "linux").unwrap(), 3);
+        assert_eq!(choose(&found, "linux").unwrap(), 3, "first of the highest");
         assert_eq!(choose(&found, "macos").unwrap(), 0);
     }
 

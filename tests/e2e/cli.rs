@@ -1,1 +1,617 @@
-fn main() {}
+//! The `sygen` binary and the backend libraries, end to end: what a user types, what they see,
+//! and the exit code. Every run gets its own HOME and SYGEN_HOME in a temporary directory.
+//!
+//! Needs `cargo build --workspace` first (the binary and the backend cdylibs are build
+//! artifacts of other packages; the README's test command does both).
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+/// `target/<profile>`, where cargo put `sygen` and the backend libraries.
+fn artifacts() -> PathBuf {
+    let test_exe = std::env::current_exe().expect("test executable path");
+    let dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps")
+        .to_path_buf();
+    assert!(
+        dir.join("sygen").is_file(),
+        "{} has no sygen binary: run `cargo build --workspace` before the tests",
+        dir.display()
+    );
+    dir
+}
+
+fn library(name: &str) -> PathBuf {
+    let path = artifacts().join(format!("lib{name}.{}", std::env::consts::DLL_EXTENSION));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace`",
+        path.display()
+    );
+    path
+}
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Outcome {
+    /// Asserts the run failed with `code` and exactly one line on stderr containing `needle`.
+    fn fails_with(&self, code: i32, needle: &str) -> &str {
+        assert_eq!(self.code, Some(code), "stderr: {}", self.stderr);
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one error line, got: {:?}", self.stderr);
+        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+        assert!(
+            lines[0].contains(needle),
+            "{:?} not in {}",
+            needle,
+            lines[0]
+        );
+        lines[0]
+    }
+}
+
+/// A user with an empty home directory.
+struct User {
+    home: tempfile::TempDir,
+    program: PathBuf,
+}
+
+impl User {
+    fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().expect("temporary home"),
+            program: artifacts().join("sygen"),
+        }
+    }
+
+    fn sygen_home(&self) -> PathBuf {
+        self.home.path().join(".sygen")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.program);
+        command
+            .args(args)
+            .env("HOME", self.home.path())
+            .env_remove("SYGEN_HOME")
+            .env_remove("SYGEN_BACKEND")
+            .env_remove("RUST_LOG")
+            .env_remove("NVM_DIR")
+            .env_remove("MISBEHAVE");
+        command
+    }
+
+    fn run_command(mut command: Command) -> Outcome {
+        let output = command.output().expect("sygen runs");
+        Outcome {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Outcome {
+        Self::run_command(self.command(args))
+    }
+
+    /// Runs with the misbehaving test backend told to `behaviour`.
+    fn misbehaving(&self, behaviour: &str, args: &[&str]) -> Outcome {
+        let backend = library("misbehaving_backend");
+        let mut full = vec!["--backend", backend.to_str().unwrap()];
+        full.extend_from_slice(args);
+        let mut command = self.command(&full);
+        command.env("MISBEHAVE", behaviour);
+        Self::run_command(command)
+    }
+}
+
+#[test]
+fn backends_lists_the_three_shipped_backends_and_selects_systemd() {
+    let out = User::new().run(&["service", "backends"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows: Vec<Vec<&str>> = out
+        .stdout
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for (name, platform) in [
+        ("systemd", "linux"),
+        ("launchd", "macos"),
+        ("tasksched", "windows"),
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.contains(&name))
+            .unwrap_or_else(|| panic!("{name} missing from\n{}", out.stdout));
+        assert!(row.contains(&"0.1.0") && row.contains(&platform), "{row:?}");
+        let file = format!("libsygen_{name}.so");
+        assert!(row.last().unwrap().ends_with(&file), "{row:?}");
+        assert_eq!(
+            row[0] == "*",
+            name == "systemd",
+            "only systemd is selected: {row:?}"
+        );
+    }
+}
+
+#[test]
+fn backends_json_has_the_documented_shape() {
+    let user = User::new();
+    let out = user.run(&["service", "backends", "--json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).expect("valid JSON");
+    let searched: Vec<&str> = report["searched"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap())
+        .collect();
+    let exe_dir = fs::canonicalize(artifacts()).unwrap();
+    let exe_dir = exe_dir.to_str().unwrap();
+    assert_eq!(
+        searched,
+        [
+            format!("{}/backends", user.sygen_home().display()),
+            format!("{exe_dir}/backends"),
+            format!(
+                "{}/lib/sygen/backends",
+                Path::new(exe_dir).parent().unwrap().display()
+            ),
+            exe_dir.to_owned(),
+        ]
+    );
+    let backends = report["backends"].as_array().unwrap();
+    let mut names: Vec<&str> = backends
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["launchd", "systemd", "tasksched"]);
+    for backend in backends {
+        let mut keys: Vec<&str> = backend
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        let mut documented = [
+            "path",
+            "loaded",
+            "name",
+            "version",
+            "platform",
+            "description",
+            "api_version",
+            "available",
+            "error",
+            "hint",
+            "selected",
+        ];
+        documented.sort_unstable();
+        assert_eq!(keys, documented);
+        assert_eq!(backend["loaded"], true);
+        assert_eq!(backend["version"], "0.1.0");
+        assert_eq!(backend["api_version"], "1.0.0");
+        assert_eq!(backend["selected"], backend["name"] == "systemd");
+    }
+}
+
+#[test]
+fn the_shipped_backends_answer_info_and_refuse_what_they_do_not_implement() {
+    let user = User::new();
+    for name in ["systemd", "launchd", "tasksched"] {
+        let backend = library(&format!("sygen_{name}"));
+        let out = user.run(&["--backend", backend.to_str().unwrap(), "service", "install"]);
+        let line = out.fails_with(
+            1,
+            "install_service is not implemented in this backend version",
+        );
+        assert!(line.contains(&format!("{name} backend 0.1.0")), "{line}");
+    }
+}
+
+#[test]
+fn service_alone_prints_its_help() {
+    let out = User::new().run(&["service"]);
+    assert_eq!(out.code, Some(2));
+    for command in [
+        "install",
+        "start",
+        "stop",
+        "uninstall",
+        "status",
+        "logs",
+        "backends",
+    ] {
+        assert!(
+            out.stderr.contains(command),
+            "{command} missing from {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(User::new().run(&["service", "frobnicate"]).code, Some(2));
+    assert_eq!(
+        User::new().run(&["service", "logs", "-n", "many"]).code,
+        Some(2)
+    );
+}
+
+fn bad_backend(user: &User, path: &Path, needle: &str) -> String {
+    let out = user.run(&["--backend", path.to_str().unwrap(), "service", "status"]);
+    let line = out.fails_with(4, needle).to_owned();
+    assert!(line.contains("(hint: "), "{line}");
+    assert!(out.stdout.is_empty());
+    line
+}
+
+#[test]
+fn a_missing_backend_file_is_one_line() {
+    let user = User::new();
+    bad_backend(&user, &user.home.path().join("nope.so"), "no such file");
+}
+
+#[test]
+fn a_directory_is_not_a_backend() {
+    let user = User::new();
+    bad_backend(&user, user.home.path(), "is a directory");
+}
+
+#[test]
+fn an_empty_file_is_not_a_backend() {
+    let user = User::new();
+    let path = user.home.path().join("empty.so");
+    fs::write(&path, b"").unwrap();
+    bad_backend(&user, &path, "empty file");
+}
+
+#[test]
+fn random_bytes_are_not_a_backend() {
+    let user = User::new();
+    let path = user.home.path().join("random.so");
+    let bytes: Vec<u8> = (0..4096u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    fs::write(&path, bytes).unwrap();
+    bad_backend(&user, &path, "not a loadable library");
+}
+
+#[test]
+fn a_shared_library_that_is_not_a_backend_is_refused() {
+    let libz = [
+        "/lib/x86_64-linux-gnu/libz.so.1",
+        "/usr/lib/x86_64-linux-gnu/libz.so.1",
+        "/lib/aarch64-linux-gnu/libz.so.1",
+        "/usr/lib64/libz.so.1",
+    ]
+    .into_iter()
+    .map(PathBuf::from)
+    .find(|p| p.exists())
+    .expect("zlib is installed (Debian: zlib1g)");
+    bad_backend(&User::new(), &libz, "not a sygen backend");
+}
+
+#[test]
+fn a_backend_for_another_interface_version_is_refused() {
+    let line = bad_backend(
+        &User::new(),
+        &library("interface_2_backend"),
+        "built against backend interface 2.0.0; this sygen loads 1.x",
+    );
+    assert!(!line.contains("abi_stable"), "{line}");
+}
+
+#[test]
+fn a_backend_with_another_layout_is_refused_without_a_layout_dump() {
+    bad_backend(
+        &User::new(),
+        &library("layout_mismatch_backend"),
+        "incompatible backend interface (layout mismatch)",
+    );
+}
+
+#[test]
+fn a_panicking_backend_is_an_error_not_an_abort() {
+    let out = User::new().misbehaving("panic", &["service", "install"]);
+    let line = out.fails_with(1, "backend panicked: install_service was told to panic");
+    assert!(line.contains("report it to its publisher"), "{line}");
+}
+
+#[test]
+fn a_backend_error_carries_its_hint() {
+    let out = User::new().misbehaving("error", &["service", "stop"]);
+    let line = out.fails_with(
+        1,
+        "misbehaving backend 0.1.0: stop_service failed on purpose",
+    );
+    assert!(line.ends_with("(hint: unset MISBEHAVE)"), "{line}");
+}
+
+#[test]
+fn not_installed_has_its_own_exit_code() {
+    let user = User::new();
+    for command in ["start", "stop", "uninstall"] {
+        let out = user.misbehaving("not-installed", &["service", command]);
+        let line = out.fails_with(3, "no sygen service here");
+        assert!(line.contains("run `sygen service install`"), "{line}");
+    }
+}
+
+#[test]
+fn backend_output_goes_through_the_console_sink() {
+    let out = User::new().misbehaving("ok", &["service", "install"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "install_service: ok for sygen\nsygen service installed (misbehaving backend)\n"
+    );
+    assert_eq!(out.stderr, "install_service: a note on stderr\n");
+}
+
+#[test]
+fn backend_tracing_events_reach_the_host_subscriber() {
+    let user = User::new();
+    let quiet = user.misbehaving("ok", &["service", "start"]);
+    assert!(!quiet.stderr.contains("misbehaving backend at work"));
+
+    let verbose = user.misbehaving("ok", &["-v", "service", "start"]);
+    assert!(
+        verbose.stderr.contains("misbehaving backend at work")
+            && verbose.stderr.contains("operation=\"start_service\"")
+            && verbose.stderr.contains("backend=misbehaving"),
+        "{}",
+        verbose.stderr
+    );
+    assert!(!verbose.stderr.contains("a trace-level detail"));
+
+    let very = user.misbehaving("ok", &["-vv", "service", "start"]);
+    assert!(
+        very.stderr.contains("a trace-level detail"),
+        "{}",
+        very.stderr
+    );
+
+    let backend = library("misbehaving_backend");
+    let mut command = user.command(&["--backend", backend.to_str().unwrap(), "service", "start"]);
+    command
+        .env("MISBEHAVE", "ok")
+        .env("RUST_LOG", "sygen::backend=trace");
+    let by_env = User::run_command(command);
+    assert!(
+        by_env.stderr.contains("a trace-level detail"),
+        "{}",
+        by_env.stderr
+    );
+}
+
+#[test]
+fn status_json_reports_installed_and_running() {
+    let out = User::new().misbehaving("ok", &["service", "status", "--json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let json_start = out.stdout.find('{').expect("JSON on stdout");
+    let report: serde_json::Value = serde_json::from_str(&out.stdout[json_start..]).unwrap();
+    assert_eq!(report["backend"], "misbehaving");
+    assert_eq!(report["backend_version"], "0.1.0");
+    assert_eq!(report["installed"], true);
+    assert_eq!(report["running"], true);
+    assert!(report["backend_path"]
+        .as_str()
+        .unwrap()
+        .ends_with("libmisbehaving_backend.so"));
+}
+
+#[test]
+fn logs_passes_follow_and_line_count() {
+    let user = User::new();
+    let out = user.misbehaving("ok", &["service", "logs", "-f", "-n", "7"]);
+    assert!(out.stdout.contains("follow=true lines=7"), "{}", out.stdout);
+    let out = user.misbehaving("ok", &["service", "logs"]);
+    assert!(
+        out.stdout.contains("follow=false lines=50"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// The service description as the misbehaving backend prints it: `key=value` lines.
+fn described(out: &Outcome) -> Vec<String> {
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    out.stdout
+        .lines()
+        .filter(|l| l.contains('='))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn the_host_builds_the_service_description() {
+    let user = User::new();
+    fs::create_dir_all(user.home.path().join(".local/bin")).unwrap();
+    let lines = described(&user.misbehaving("ok", &["service", "status"]));
+    let home = user.home.path().to_str().unwrap();
+    let exe = fs::canonicalize(artifacts().join("sygen")).unwrap();
+    let exe_dir = exe.parent().unwrap().to_str().unwrap();
+    assert_eq!(
+        lines,
+        [
+            format!("program={}", exe.display()),
+            "args=[\"run\"]".to_owned(),
+            format!("home={home}/.sygen"),
+            format!("logs_dir={home}/.sygen/logs"),
+            format!(
+                "env PATH={home}/.local/bin:{exe_dir}:/usr/local/sbin:/usr/local/bin:\
+                 /usr/sbin:/usr/bin:/sbin:/bin"
+            ),
+            format!("env HOME={home}"),
+            format!("env SYGEN_HOME={home}/.sygen"),
+            "env SYGEN_SUPERVISOR=1".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn awkward_paths_survive_intact() {
+    let user = User::new();
+    let awkward = user.home.path().join("my dir 'q' \"dq\" 100% $HOME ü");
+    fs::create_dir_all(&awkward).unwrap();
+    let program = awkward.join("sygen");
+    fs::copy(artifacts().join("sygen"), &program).unwrap();
+    let backend = awkward.join("misbehaving backend %$ü.so");
+    fs::copy(library("misbehaving_backend"), &backend).unwrap();
+    let sygen_home = awkward.join("state $X %h");
+
+    let mut command = Command::new(&program);
+    command
+        .args(["--backend", backend.to_str().unwrap(), "service", "status"])
+        .env("HOME", user.home.path())
+        .env("SYGEN_HOME", &sygen_home)
+        .env("MISBEHAVE", "ok")
+        .env_remove("SYGEN_BACKEND");
+    let lines = described(&User::run_command(command));
+    let program = fs::canonicalize(&program).unwrap();
+    assert!(
+        lines.contains(&format!("program={}", program.display())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!("home={}", sygen_home.display())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!("logs_dir={}/logs", sygen_home.display())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!("env SYGEN_HOME={}", sygen_home.display())),
+        "{lines:?}"
+    );
+}
+
+#[test]
+fn sygen_backend_names_the_backend_and_the_flag_beats_it() {
+    let user = User::new();
+    let misbehaving = library("misbehaving_backend");
+    let mut command = user.command(&["service", "install"]);
+    command
+        .env("SYGEN_BACKEND", &misbehaving)
+        .env("MISBEHAVE", "ok");
+    let out = User::run_command(command);
+    assert!(
+        out.stdout.contains("installed (misbehaving backend)"),
+        "{}",
+        out.stdout
+    );
+
+    let systemd = library("sygen_systemd");
+    let mut command = user.command(&["--backend", systemd.to_str().unwrap(), "service", "install"]);
+    command.env("SYGEN_BACKEND", &misbehaving);
+    User::run_command(command).fails_with(1, "systemd backend 0.1.0");
+
+    let mut command = user.command(&["service", "install"]);
+    command.env("SYGEN_BACKEND", user.home.path().join("gone.so"));
+    User::run_command(command).fails_with(4, "gone.so: no such file");
+}
+
+#[test]
+fn backends_in_sygen_home_come_first_and_broken_files_are_reported() {
+    let user = User::new();
+    let dir = user.sygen_home().join("backends");
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy(library("sygen_systemd"), dir.join("libsygen_systemd.so")).unwrap();
+    fs::write(dir.join("libsygen_broken.so"), b"not a library").unwrap();
+    fs::write(dir.join("README.txt"), b"not a backend name").unwrap();
+
+    let out = user.run(&["service", "backends", "--json"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let backends = report["backends"].as_array().unwrap();
+    let broken = &backends[0];
+    assert_eq!(broken["loaded"], false);
+    assert!(broken["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("libsygen_broken.so"));
+    assert!(broken["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a loadable library"));
+    let home_copy = &backends[1];
+    assert_eq!(home_copy["name"], "systemd");
+    assert!(home_copy["path"]
+        .as_str()
+        .unwrap()
+        .starts_with(dir.to_str().unwrap()));
+    assert_eq!(
+        home_copy["selected"], true,
+        "equal versions: the first found wins"
+    );
+    let selected = backends.iter().filter(|b| b["selected"] == true).count();
+    assert_eq!(selected, 1);
+    assert!(!out.stdout.contains("README.txt"));
+
+    let text = user.run(&["service", "backends"]);
+    assert!(text.stdout.contains("not loaded: "), "{}", text.stdout);
+}
+
+#[test]
+fn no_usable_backend_has_its_own_exit_code() {
+    let user = User::new();
+    let lonely = user.home.path().join("bin");
+    fs::create_dir_all(&lonely).unwrap();
+    let program = lonely.join("sygen");
+    fs::copy(artifacts().join("sygen"), &program).unwrap();
+    let mut command = Command::new(&program);
+    command
+        .args(["service", "status"])
+        .env("HOME", user.home.path())
+        .env_remove("SYGEN_HOME")
+        .env_remove("SYGEN_BACKEND");
+    User::run_command(command).fails_with(4, "no usable sygen backend for linux was found");
+}
+
+#[test]
+fn concurrent_and_repeated_commands_agree() {
+    let user = User::new();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            user.command(&["service", "backends", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn sygen")
+        })
+        .collect();
+    let outputs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("sygen finishes"))
+        .collect();
+    for output in &outputs {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(output.stdout, outputs[0].stdout);
+    }
+    for _ in 0..3 {
+        assert_eq!(
+            user.run(&["service", "backends", "--json"])
+                .stdout
+                .as_bytes(),
+            outputs[0].stdout
+        );
+    }
+}

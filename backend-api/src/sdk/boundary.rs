@@ -33,10 +33,7 @@ fn install_panic_hook() {
         let previous = panic::take_hook();
         panic::set_hook(Box::new(move |info| {
             if IN_CALL.get() {
-                let message = info
-                    .payload_as_str()
-                    .unwrap_or("(no message)")
-                    .replace('\n', " ");
+                let message = payload_text(info.payload()).replace('\n', " ");
                 let location = info
                     .location()
                     .map(|l| format!(" at {}:{}", l.file(), l.line()))
@@ -49,14 +46,19 @@ fn install_panic_hook() {
     });
 }
 
+/// The message a panic was raised with (`panic!` payloads are `&str` or `String`).
+fn payload_text(payload: &(dyn Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
 fn panicked(payload: Box<dyn Any + Send>) -> Error {
-    let message = LAST_PANIC.take().unwrap_or_else(|| {
-        payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "(no message)".into())
-    });
+    let message = LAST_PANIC
+        .take()
+        .unwrap_or_else(|| payload_text(payload.as_ref()).to_owned());
     Error::new(ErrorKind::PANICKED, format!("backend panicked: {message}"))
         .with_hint("this is a bug in the backend; report it to its publisher")
 }

@@ -308,7 +308,7 @@ fn a_shared_library_that_is_not_a_backend_is_refused() {
 fn a_backend_for_another_interface_version_is_refused() {
     let line = bad_backend(
         &User::new(),
-        &library("interface_2_backend"),
+        &library("interface_2"),
         "built against backend interface 2.0.0; this sygen loads 1.x",
     );
     assert!(!line.contains("abi_stable"), "{line}");
@@ -318,7 +318,7 @@ fn a_backend_for_another_interface_version_is_refused() {
 fn a_backend_with_another_layout_is_refused_without_a_layout_dump() {
     bad_backend(
         &User::new(),
-        &library("layout_mismatch_backend"),
+        &library("foreign_root"),
         "incompatible backend interface (layout mismatch)",
     );
 }

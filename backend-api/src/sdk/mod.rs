@@ -224,3 +224,26 @@ macro_rules! export_backend {
         }
     };
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_executables_on_path() {
+        let sh = find_executable("sh").expect("sh is on PATH");
+        assert!(sh.is_absolute() && sh.ends_with("sh"));
+        assert_eq!(find_executable("sygen-no-such-tool"), None);
+    }
+
+    #[test]
+    fn not_implemented_names_the_operation_and_hints() {
+        let error = Error::not_implemented("install_service");
+        assert_eq!(error.kind, ErrorKind::NOT_IMPLEMENTED);
+        assert_eq!(
+            error.message,
+            "install_service is not implemented in this backend version"
+        );
+        assert!(error.hint.is_some());
+    }
+}

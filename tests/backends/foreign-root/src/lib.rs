@@ -1,5 +1,7 @@
-//! A library built against interface 2.0: the host must refuse it by its version number,
-//! before it looks at the layout.
+//! A library with an abi_stable root module that is not the sygen 1.x one. It is built twice:
+//! as version 1.0.0 (`foreign-root`: the right interface version, another layout, as a backend
+//! built against an interface that broke the freeze rule would be) and as version 2.0.0
+//! (`interface-2`: another major version of the interface, refused before the layout is read).
 
 use abi_stable::{
     export_root_module, library::RootModule, package_version_strings, prefix_type::PrefixTypeTrait,
@@ -22,7 +24,7 @@ impl RootModule for BackendModuleRef {
 }
 
 extern "C" fn info() -> RString {
-    "interface 2".into()
+    "not a sygen backend".into()
 }
 
 #[export_root_module]

@@ -198,6 +198,27 @@ impl Backend {
         print_service_status -> ();
     }
 
+    /// The `call` methods and optional behaviours the backend supports.
+    pub fn capabilities(&self) -> Vec<String> {
+        (self.module.capabilities())()
+            .into_iter()
+            .map(String::from)
+            .collect()
+    }
+
+    /// The extension point: `method` with a JSON `input`, answering JSON.
+    pub fn call(&self, method: &str, input: &str, spec: &ServiceSpec) -> Result<String, Failure> {
+        (self.module.call())(
+            method.into(),
+            input.into(),
+            spec,
+            console::for_backend(&self.name),
+        )
+        .into_result()
+        .map(String::from)
+        .map_err(|e| backend_failure(self, e))
+    }
+
     pub fn print_service_logs(
         &self,
         spec: &ServiceSpec,

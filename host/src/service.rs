@@ -66,18 +66,35 @@ struct StatusJson<'a> {
     backend_path: &'a Path,
     installed: bool,
     running: bool,
+    /// What the backend adds through its `status.details` method, if it has one.
+    details: Option<serde_json::Value>,
 }
+
+/// The `call` method a backend offers for extra status fields.
+const STATUS_DETAILS: &str = "status.details";
 
 fn status(backend: &Backend, spec: &ServiceSpec, json: bool) -> Result<()> {
     let installed = backend.is_service_installed(spec)?;
     let running = installed && backend.is_service_running(spec)?;
     if json {
+        let details = if installed && backend.capabilities().iter().any(|c| c == STATUS_DETAILS) {
+            let answer = backend.call(STATUS_DETAILS, "{}", spec)?;
+            Some(serde_json::from_str(&answer).map_err(|e| {
+                Failure::new(
+                    Exit::Failed,
+                    format!("the {} backend answered invalid JSON: {e}", backend.name),
+                )
+            })?)
+        } else {
+            None
+        };
         let report = StatusJson {
             backend: &backend.name,
             backend_version: &backend.version,
             backend_path: &backend.path,
             installed,
             running,
+            details,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if installed {

@@ -3,10 +3,11 @@
 
 use std::{
     ffi::OsStr,
+    io::{BufRead, BufReader, Read},
     process::{Command, Stdio},
 };
 
-use super::{Error, Result};
+use super::{Console, Error, Result};
 
 /// What a finished command left behind.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,17 +44,10 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut command = Command::new(program);
-    command.args(args).stdin(Stdio::null());
-    tracing::debug!("running {command:?}");
-    let output = command.output().map_err(|error| {
-        let failure = Error::failed(format!("could not run `{program}`: {error}"));
-        if error.kind() == std::io::ErrorKind::NotFound {
-            failure.with_hint(format!("install `{program}` or add its directory to PATH"))
-        } else {
-            failure
-        }
-    })?;
+    let mut command = command(program, args);
+    let output = command
+        .output()
+        .map_err(|error| start_failure(program, error))?;
     let output = Output {
         code: output.status.code(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -61,6 +55,63 @@ where
     };
     tracing::debug!(code = ?output.code, "`{program}` finished");
     Ok(output)
+}
+
+/// Like [`run`], but passes stdout to the console line by line as it arrives (for following
+/// logs), so the answer's `stdout` is empty. Returns when the program exits.
+pub fn stream<I, S>(program: &str, args: I, console: &Console) -> Result<Output>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut child = command(program, args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|error| start_failure(program, error))?;
+    let stderr = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            let _ = pipe.read_to_end(&mut text);
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    });
+    if let Some(stdout) = child.stdout.take() {
+        let mut reader = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            console.print(&String::from_utf8_lossy(&line));
+            line.clear();
+        }
+    }
+    let status = child
+        .wait()
+        .map_err(|e| Error::io(format!("waiting for `{program}`"), e))?;
+    Ok(Output {
+        code: status.code(),
+        stdout: String::new(),
+        stderr: stderr.and_then(|t| t.join().ok()).unwrap_or_default(),
+    })
+}
+
+fn command<I, S>(program: &str, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut command = Command::new(program);
+    command.args(args).stdin(Stdio::null());
+    tracing::debug!("running {command:?}");
+    command
+}
+
+fn start_failure(program: &str, error: std::io::Error) -> Error {
+    let failure = Error::failed(format!("could not run `{program}`: {error}"));
+    if error.kind() == std::io::ErrorKind::NotFound {
+        failure.with_hint(format!("install `{program}` or add its directory to PATH"))
+    } else {
+        failure
+    }
 }
 
 #[cfg(test)]
@@ -82,6 +133,17 @@ mod tests {
         let error = run("sygen-no-such-tool", ["x"]).unwrap_err();
         assert!(error.message.contains("could not run `sygen-no-such-tool`"));
         assert!(error.hint.unwrap().contains("PATH"));
+    }
+
+    #[test]
+    fn streams_stdout_to_the_console_and_keeps_stderr() {
+        let (console, captured) = Console::capture();
+        let script = "printf 'one\\ntwo\\npartial'; echo oops >&2; exit 4";
+        let output = stream("sh", ["-c", script], &console).unwrap();
+        assert_eq!(captured.out(), "one\ntwo\npartial");
+        assert_eq!(output.code, Some(4));
+        assert_eq!(output.stdout, "");
+        assert_eq!(output.stderr, "oops\n");
     }
 
     #[test]

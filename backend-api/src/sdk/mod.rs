@@ -14,11 +14,16 @@ pub mod command;
 mod forward;
 pub mod fs;
 
-use std::{fmt, path::PathBuf, sync::Arc};
+use std::{
+    fmt,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
 
 use abi_stable::{
     prefix_type::PrefixTypeTrait,
-    std_types::{RNone, RSome},
+    sabi_trait::TD_Opaque,
+    std_types::{RNone, RSome, RStr},
 };
 
 use crate::{
@@ -131,6 +136,48 @@ impl Console {
     pub fn eprintln(&self, line: &str) {
         self.0.err(format!("{line}\n").as_str().into());
     }
+
+    /// A console that keeps what is written to it, for testing a backend without a host.
+    pub fn capture() -> (Self, Captured) {
+        let captured = Captured::default();
+        let sink = abi::ConsoleSink_TO::from_value(captured.clone(), TD_Opaque);
+        (Self(Arc::new(sink)), captured)
+    }
+}
+
+/// What was written to a [`Console::capture`] console.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<(String, String)>>);
+
+impl Captured {
+    /// Everything written to standard output so far.
+    pub fn out(&self) -> String {
+        self.lock().0.clone()
+    }
+
+    /// Everything written to standard error so far.
+    pub fn err(&self) -> String {
+        self.lock().1.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (String, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl abi::ConsoleSink for Captured {
+    fn out(&self, text: RStr<'_>) {
+        self.lock().0.push_str(text.as_str());
+    }
+    fn err(&self, text: RStr<'_>) {
+        self.lock().1.push_str(text.as_str());
+    }
+    fn max_level(&self) -> u8 {
+        abi::level::OFF
+    }
+    fn event(&self, _level: u8, _target: RStr<'_>, _message: RStr<'_>) {}
 }
 
 /// What every backend operation gets: the service description and the console.

@@ -1,12 +1,140 @@
-//! The systemd backend: runs sygen as a systemd user service.
+//! The systemd backend: runs sygen as a systemd user service (`libsygen_systemd.so`).
 //!
-//! This version loads and answers `info()`; every service operation answers "not implemented
-//! in this backend version", never a fake success.
+//! - [`unit`]: what it writes, `~/.config/systemd/user/sygen.service` (respecting
+//!   `XDG_CONFIG_HOME`), rendered from the host's service description;
+//! - [`systemctl`]: what it runs, `systemctl --user`, `journalctl` and `loginctl`;
+//! - below: the nine operations gluing them. State always comes from `systemctl show`
+//!   properties, never from the words of `systemctl status`.
 
-use sygen_backend_api::sdk::{Backend, Info};
+mod systemctl;
+mod unit;
+
+use std::{
+    collections::HashMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use sygen_backend_api::sdk::{self, fs::write_atomic, Backend, Context, Error, Info, Result};
+
+use crate::systemctl::{show, systemctl, systemctl_ok, unit_name, LogSource};
 
 #[derive(Default)]
 pub struct Systemd;
+
+/// The properties `status` reports, by name.
+const STATUS_PROPERTIES: [&str; 8] = [
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "MainPID",
+    "NRestarts",
+    "ExecMainCode",
+    "ExecMainStatus",
+    "NeedDaemonReload",
+];
+
+/// The `call` method answering the status properties as JSON.
+const STATUS_DETAILS: &str = "status.details";
+
+/// Where the unit file goes: `$XDG_CONFIG_HOME/systemd/user/`, else `~/.config/systemd/user/`.
+fn unit_path(cx: &Context) -> Result<PathBuf> {
+    let config_home = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
+        _ => {
+            let home = cx
+                .service
+                .env_var("HOME")
+                .ok_or_else(|| Error::failed("the service description has no HOME"))?;
+            Path::new(home).join(".config")
+        }
+    };
+    Ok(config_home
+        .join("systemd/user")
+        .join(unit_name(&cx.service.name)))
+}
+
+fn require_installed(cx: &Context) -> Result<PathBuf> {
+    let path = unit_path(cx)?;
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(Error::not_installed(format!(
+            "sygen is not installed: there is no unit at {}",
+            path.display()
+        ))
+        .with_hint("run `sygen service install`"))
+    }
+}
+
+fn state(cx: &Context) -> Result<HashMap<String, String>> {
+    show(&unit_name(&cx.service.name), &STATUS_PROPERTIES)
+}
+
+/// Fails when the service did not come up: it failed, or it is waiting to be restarted.
+fn check_started(cx: &Context) -> Result<()> {
+    let state = state(cx)?;
+    let active = state.get("ActiveState").map_or("", String::as_str);
+    let sub = state.get("SubState").map_or("", String::as_str);
+    if active == "failed" || sub == "auto-restart" {
+        return Err(Error::failed(format!(
+            "sygen did not start: the service is {active} ({sub}), last exit status {}",
+            state
+                .get("ExecMainStatus")
+                .map_or("unknown", String::as_str)
+        ))
+        .with_hint("`sygen service logs` shows why"));
+    }
+    Ok(())
+}
+
+fn is_active(state: &HashMap<String, String>) -> bool {
+    matches!(
+        state.get("ActiveState").map(String::as_str),
+        Some("active" | "reloading")
+    )
+}
+
+/// Warns, once per install, that without linger systemd stops sygen at logout.
+fn ensure_linger(cx: &Context) -> Result<()> {
+    let user = systemctl::current_user()?;
+    if systemctl::linger_enabled(&user) {
+        return Ok(());
+    }
+    if systemctl::try_enable_linger(&user) {
+        cx.console.println(&format!(
+            "enabled linger for {user}: sygen keeps running after logout"
+        ));
+        return Ok(());
+    }
+    cx.console.eprintln(&format!(
+        "note: linger is off for {user}, so systemd stops sygen when {user} logs out; \
+         to keep it running, run: sudo loginctl enable-linger {user}"
+    ));
+    Ok(())
+}
+
+/// Removes `dir` and its parents up to (not including) `stop` while they are empty.
+fn remove_empty_dirs(dir: &Path, stop: &Path) {
+    let mut dir = Some(dir);
+    while let Some(current) = dir.filter(|d| *d != stop && d.starts_with(stop)) {
+        if fs::remove_dir(current).is_err() {
+            break;
+        }
+        dir = current.parent();
+    }
+}
+
+fn format_last_exit(state: &HashMap<String, String>) -> String {
+    let status = state.get("ExecMainStatus").map_or("0", String::as_str);
+    // ExecMainCode is the siginfo code: 1 exited, 2 killed, 3 dumped core; 0 not yet run.
+    match state.get("ExecMainCode").map(String::as_str) {
+        Some("1") => format!("exited with status {status}"),
+        Some("2") => format!("killed by signal {status}"),
+        Some("3") => format!("dumped core on signal {status}"),
+        _ => "none yet".to_owned(),
+    }
+}
 
 impl Backend for Systemd {
     const INFO: Info = Info {
@@ -15,6 +143,235 @@ impl Backend for Systemd {
         platform: "linux",
         description: "Runs sygen as a systemd user service",
     };
+
+    fn capabilities(&self) -> Vec<String> {
+        vec![STATUS_DETAILS.to_owned()]
+    }
+
+    fn is_service_available(&self, _cx: &Context) -> Result<bool> {
+        if sdk::find_executable("systemctl").is_none() {
+            return Ok(false);
+        }
+        match systemctl(&["show", "--property=Version"]) {
+            Ok(output) => Ok(output.success()),
+            Err(error) if error.kind == sygen_backend_api::ErrorKind::UNAVAILABLE => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    fn is_service_installed(&self, cx: &Context) -> Result<bool> {
+        Ok(unit_path(cx)?.exists())
+    }
+
+    fn is_service_running(&self, cx: &Context) -> Result<bool> {
+        Ok(is_active(&state(cx)?))
+    }
+
+    fn install_service(&self, cx: &Context) -> Result<()> {
+        let path = unit_path(cx)?;
+        let unit = unit::render(&cx.service);
+        let logs = &cx.service.logs_dir;
+        fs::create_dir_all(logs)
+            .map_err(|e| Error::io(format!("creating {}", logs.display()), e))?;
+        let changed = fs::read_to_string(&path).ok().as_deref() != Some(unit.as_str());
+        if changed {
+            write_atomic(&path, unit.as_bytes(), Some(0o644))
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            cx.console.println(&format!("wrote {}", path.display()));
+        }
+        let name = unit_name(&cx.service.name);
+        let before = state(cx)?;
+        if changed || before.get("NeedDaemonReload").map(String::as_str) == Some("yes") {
+            systemctl_ok(&["daemon-reload"])?;
+        }
+        systemctl_ok(&["enable", &name])?;
+        if !is_active(&before) {
+            systemctl_ok(&["start", &name])?;
+            cx.console.println(&format!("started {name}"));
+        } else if changed {
+            systemctl_ok(&["restart", &name])?;
+            cx.console
+                .println(&format!("restarted {name}: its unit changed"));
+        } else {
+            cx.console
+                .println(&format!("{name} is unchanged and running; left as it is"));
+        }
+        check_started(cx)?;
+        ensure_linger(cx)
+    }
+
+    fn start_service(&self, cx: &Context) -> Result<()> {
+        require_installed(cx)?;
+        systemctl_ok(&["start", &unit_name(&cx.service.name)])?;
+        check_started(cx)
+    }
+
+    fn stop_service(&self, cx: &Context) -> Result<()> {
+        require_installed(cx)?;
+        systemctl_ok(&["stop", &unit_name(&cx.service.name)])?;
+        Ok(())
+    }
+
+    fn uninstall_service(&self, cx: &Context) -> Result<()> {
+        let path = require_installed(cx)?;
+        let name = unit_name(&cx.service.name);
+        systemctl_ok(&["disable", "--now", &name])?;
+        fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        systemctl_ok(&["daemon-reload"])?;
+        // Forget a failed state so the unit disappears from listings; absent is fine.
+        systemctl(&["reset-failed", &name])?;
+        if let Some(unit_dir) = path.parent() {
+            let config_home = unit_dir.parent().and_then(Path::parent).unwrap_or(unit_dir);
+            remove_empty_dirs(&unit_dir.join("default.target.wants"), config_home);
+            remove_empty_dirs(unit_dir, config_home);
+        }
+        cx.console.println(&format!("removed {}", path.display()));
+        Ok(())
+    }
+
+    fn print_service_status(&self, cx: &Context) -> Result<()> {
+        let path = require_installed(cx)?;
+        let name = unit_name(&cx.service.name);
+        let state = state(cx)?;
+        let get = |key: &str| state.get(key).map_or("unknown", String::as_str);
+        let pid = match get("MainPID") {
+            "0" => "no process".to_owned(),
+            pid => format!("PID {pid}"),
+        };
+        cx.console.println(&format!(
+            "{name}: {} ({}), {pid}, {} restarts, last exit: {}",
+            get("ActiveState"),
+            get("SubState"),
+            get("NRestarts"),
+            format_last_exit(&state)
+        ));
+        cx.console.println(&format!("unit: {}", path.display()));
+        if get("NeedDaemonReload") == "yes" {
+            cx.console
+                .println("the unit file changed on disk; `sygen service install` reloads it");
+        }
+        cx.console.println("");
+        // `status` exits 3 for a stopped unit: that is an answer, not a failure.
+        let output = systemctl(&["status", &name, "--no-pager"])?;
+        cx.console.print(&output.stdout);
+        Ok(())
+    }
+
+    fn print_service_logs(&self, cx: &Context, follow: bool, lines: u32) -> Result<()> {
+        let name = unit_name(&cx.service.name);
+        for source in [LogSource::UserJournal, LogSource::UserUnitInSystemJournal] {
+            let Some(tail) = systemctl::journal_tail(source, &name, lines)? else {
+                continue;
+            };
+            cx.console
+                .eprintln(&format!("-- logs of {name} from {} --", source.describe()));
+            if follow {
+                return systemctl::journal_follow(source, &name, lines, &cx.console);
+            }
+            cx.console.print(&tail);
+            return Ok(());
+        }
+        print_file_logs(cx, follow, lines)
+    }
+
+    fn call(&self, cx: &Context, method: &str, _input: &str) -> Result<String> {
+        if method != STATUS_DETAILS {
+            return Err(Error::new(
+                sygen_backend_api::ErrorKind::UNKNOWN_METHOD,
+                format!("the systemd backend has no method `{method}`"),
+            ));
+        }
+        let mut state = state(cx)?;
+        state.insert("UnitPath".into(), unit_path(cx)?.display().to_string());
+        let object: serde_json::Map<String, serde_json::Value> = state
+            .into_iter()
+            .map(|(key, value)| (key, serde_json::Value::String(value)))
+            .collect();
+        Ok(serde_json::Value::Object(object).to_string())
+    }
+}
+
+/// The last resort when no journal has sygen's logs: sygen's own log files.
+fn print_file_logs(cx: &Context, follow: bool, lines: u32) -> Result<()> {
+    let dir = &cx.service.logs_dir;
+    let newest = fs::read_dir(dir)
+        .ok()
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "log"))
+        .max_by_key(|entry| entry.metadata().and_then(|m| m.modified()).ok())
+        .map(|entry| entry.path());
+    let Some(file) = newest else {
+        return Err(Error::failed(format!(
+            "no logs to show: no journal has entries for sygen and {} has no log files",
+            dir.display()
+        ))
+        .with_hint("`sygen service status` shows whether the service has run"));
+    };
+    cx.console
+        .eprintln(&format!("-- logs of sygen from {} --", file.display()));
+    if follow {
+        let output = sdk::command::stream(
+            "tail",
+            [
+                "-n".as_ref(),
+                lines.to_string().as_ref(),
+                "-F".as_ref(),
+                file.as_os_str(),
+            ],
+            &cx.console,
+        )?;
+        return if output.success() {
+            Ok(())
+        } else {
+            Err(Error::failed(format!(
+                "tail failed: {}",
+                output.first_message_line()
+            )))
+        };
+    }
+    let tail = sdk::fs::tail_lines(&file, lines as usize)
+        .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+    for line in tail {
+        cx.console.println(&line);
+    }
+    Ok(())
 }
 
 sygen_backend_api::export_backend!(Systemd);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn removes_empty_dirs_up_to_the_config_home() {
+        let root = tempfile::tempdir().unwrap();
+        let config = root.path().join(".config");
+        let wants = config.join("systemd/user/default.target.wants");
+        fs::create_dir_all(&wants).unwrap();
+        remove_empty_dirs(&wants, &config);
+        assert!(config.is_dir());
+        assert!(!config.join("systemd").exists());
+
+        let kept = config.join("systemd/user");
+        fs::create_dir_all(&kept).unwrap();
+        fs::write(kept.join("other.service"), "").unwrap();
+        remove_empty_dirs(&kept, &config);
+        assert!(kept.join("other.service").exists());
+    }
+
+    #[test]
+    fn describes_the_last_exit() {
+        let state = |code: &str, status: &str| {
+            HashMap::from([
+                ("ExecMainCode".to_owned(), code.to_owned()),
+                ("ExecMainStatus".to_owned(), status.to_owned()),
+            ])
+        };
+        assert_eq!(format_last_exit(&state("1", "3")), "exited with status 3");
+        assert_eq!(format_last_exit(&state("2", "9")), "killed by signal 9");
+        assert_eq!(format_last_exit(&state("0", "0")), "none yet");
+    }
+}

@@ -72,18 +72,23 @@ fn state(cx: &Context) -> Result<HashMap<String, String>> {
 }
 
 /// Fails when the service did not come up: it failed, or it is waiting to be restarted.
+/// Watches it for a moment, because a program that starts and then exits at once still
+/// counts as started for `systemctl start`.
 fn check_started(cx: &Context) -> Result<()> {
-    let state = state(cx)?;
-    let active = state.get("ActiveState").map_or("", String::as_str);
-    let sub = state.get("SubState").map_or("", String::as_str);
-    if active == "failed" || sub == "auto-restart" {
-        return Err(Error::failed(format!(
-            "sygen did not start: the service is {active} ({sub}), last exit status {}",
-            state
-                .get("ExecMainStatus")
-                .map_or("unknown", String::as_str)
-        ))
-        .with_hint("`sygen service logs` shows why"));
+    for attempt in 0..5 {
+        if attempt > 0 {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let state = state(cx)?;
+        let active = state.get("ActiveState").map_or("", String::as_str);
+        let sub = state.get("SubState").map_or("", String::as_str);
+        if active == "failed" || sub == "auto-restart" {
+            return Err(Error::failed(format!(
+                "sygen did not start: the service is {active} ({sub}), last exit: {}",
+                format_last_exit(&state)
+            ))
+            .with_hint("`sygen service logs` shows why"));
+        }
     }
     Ok(())
 }
@@ -169,7 +174,7 @@ impl Backend for Systemd {
 
     fn install_service(&self, cx: &Context) -> Result<()> {
         let path = unit_path(cx)?;
-        let unit = unit::render(&cx.service);
+        let unit = unit::render(&cx.service)?;
         let logs = &cx.service.logs_dir;
         fs::create_dir_all(logs)
             .map_err(|e| Error::io(format!("creating {}", logs.display()), e))?;

@@ -7,11 +7,29 @@
 
 use std::fmt::Write as _;
 
-use sygen_backend_api::ServiceDescription;
+use sygen_backend_api::{
+    sdk::{Error, Result},
+    ServiceDescription,
+};
 
 /// The unit file for `service`.
-pub fn render(service: &ServiceDescription) -> String {
-    let mut exec_start = word(&service.program.to_string_lossy(), false);
+///
+/// systemd refuses an executable path with quotes, backslashes or control characters
+/// ("Executable name contains special characters"), however it is quoted; such a path is an
+/// error here, with the fix, rather than a unit that cannot start.
+pub fn render(service: &ServiceDescription) -> Result<String> {
+    let program = service.program.to_string_lossy();
+    if program
+        .chars()
+        .any(|c| c.is_control() || matches!(c, '"' | '\'' | '\\'))
+    {
+        return Err(Error::failed(format!(
+            "systemd cannot start a program whose path has quotes, backslashes or control \
+             characters: {program}"
+        ))
+        .with_hint("move the sygen binary to a directory without them and install again"));
+    }
+    let mut exec_start = word(&program, false);
     for arg in &service.args {
         exec_start.push(' ');
         exec_start.push_str(&word(arg, true));
@@ -25,7 +43,8 @@ pub fn render(service: &ServiceDescription) -> String {
     let _ = writeln!(unit, "Description={}", specifiers(&service.description));
     let _ = writeln!(unit);
     let _ = writeln!(unit, "[Service]");
-    let _ = writeln!(unit, "Type=simple");
+    // exec: `systemctl start` fails at once when the program cannot be executed.
+    let _ = writeln!(unit, "Type=exec");
     let _ = writeln!(unit, "ExecStart={exec_start}");
     let _ = writeln!(unit, "Restart=on-failure");
     let _ = writeln!(unit, "RestartSec=5");
@@ -39,7 +58,7 @@ pub fn render(service: &ServiceDescription) -> String {
     let _ = writeln!(unit);
     let _ = writeln!(unit, "[Install]");
     let _ = writeln!(unit, "WantedBy=default.target");
-    unit
+    Ok(unit)
 }
 
 /// `%` is a specifier everywhere; `%%` is a literal `%`.
@@ -124,21 +143,32 @@ mod tests {
                 ("SYGEN_HOME", "/home/ada/.sygen"),
                 ("SYGEN_SUPERVISOR", "1"),
             ],
-        ));
+        ))
+        .unwrap();
         assert_eq!(unit, include_str!("../golden/sygen.service"));
     }
 
     #[test]
     fn renders_awkward_paths_with_the_golden_escapes() {
         let unit = render(&service(
-            "/home/ada/my apps/100% $HOME \"q\" 'a' \\ ü/sygen",
-            &["run", "a$b", "", ";", "tab\there"],
+            "/home/ada/my apps/100% $HOME ü/sygen",
+            &["run", "a$b", "", ";", "tab\there", "it's \"q\" \\"],
             &[
-                ("HOME", "/home/ada/100% $HOME \"q\""),
+                ("HOME", "/home/ada/100% $HOME \"q\" 'a'"),
                 ("SYGEN_HOME", "/home/ada/back\\slash"),
             ],
-        ));
+        ))
+        .unwrap();
         assert_eq!(unit, include_str!("../golden/awkward.service"));
+    }
+
+    #[test]
+    fn refuses_executable_paths_systemd_cannot_run() {
+        for program in ["/a/it's/sygen", "/a/\"q\"/sygen", "/a/back\\slash/sygen", "/a/\n/sygen"] {
+            let error = render(&service(program, &["run"], &[])).unwrap_err();
+            assert!(error.message.contains("quotes, backslashes"), "{}", error.message);
+            assert!(error.hint.is_some());
+        }
     }
 
     #[test]
@@ -151,5 +181,86 @@ mod tests {
         assert_eq!(word("", true), "\"\"");
         assert_eq!(word("a\nb", true), "\"a\\nb\"");
         assert_eq!(word("bell\u{7}", true), "\"bell\\x07\"");
+    }
+}
+
+/// Every rendered unit must be one systemd accepts without a single warning, for any path.
+#[cfg(test)]
+mod verify {
+    use std::{os::unix::fs::PermissionsExt, path::Path, process::Command};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Runs `systemd-analyze --user verify` on `unit`; answers its stderr.
+    fn systemd_analyze(unit_file: &Path, scratch: &Path) -> Option<String> {
+        let runtime = scratch.join("runtime");
+        std::fs::create_dir_all(&runtime).unwrap();
+        std::fs::set_permissions(&runtime, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let output = Command::new("systemd-analyze")
+            .args(["--user", "verify"])
+            .arg(unit_file)
+            .env("XDG_RUNTIME_DIR", &runtime)
+            .env("HOME", scratch)
+            .output()
+            .ok()?;
+        assert!(
+            output.status.success(),
+            "systemd-analyze failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Some(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    fn awkward_name() -> impl Strategy<Value = String> {
+        proptest::string::string_regex("[a-z \"'\\\\%$;üé日\\-_.]{1,12}")
+            .unwrap()
+            .prop_map(|name| format!("d{name}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn systemd_accepts_every_rendered_unit(
+            dir in awkward_name(),
+            arg in awkward_name(),
+            value in awkward_name(),
+        ) {
+            if std::env::var_os("CI").is_none() && !Path::new("/usr/bin/systemd-analyze").exists() {
+                eprintln!("skipped: systemd-analyze is not installed (apt-get install systemd)");
+                return Ok(());
+            }
+            let scratch = tempfile::tempdir().unwrap();
+            let program = scratch.path().join(&dir).join("sygen");
+            std::fs::create_dir_all(program.parent().unwrap()).unwrap();
+            std::fs::copy("/bin/true", &program).unwrap();
+            let service = ServiceDescription {
+                name: "sygen".into(),
+                label: "dev.sygen".into(),
+                description: format!("sygen {value}"),
+                program: program.clone(),
+                args: vec!["run".into(), arg],
+                env: vec![
+                    ("HOME".into(), scratch.path().join(&value).display().to_string()),
+                    ("SYGEN_HOME".into(), value.clone()),
+                ],
+                home: scratch.path().into(),
+                logs_dir: scratch.path().into(),
+            };
+            let unit = match render(&service) {
+                Ok(unit) => unit,
+                Err(error) => {
+                    prop_assert!(dir.contains(['"', '\'', '\\']), "{}", error.message);
+                    return Ok(());
+                }
+            };
+            let unit_file = scratch.path().join("sygen.service");
+            std::fs::write(&unit_file, &unit).unwrap();
+            let stderr = systemd_analyze(&unit_file, scratch.path())
+                .expect("systemd-analyze runs");
+            prop_assert!(stderr.is_empty(), "{}\n{}", stderr, unit);
+        }
     }
 }

@@ -37,6 +37,18 @@ pub enum Command {
     /// Install and manage the sygen background service.
     #[command(subcommand, arg_required_else_help = true, after_help = EXIT_CODES)]
     Service(ServiceCommand),
+    /// Run the agent in the foreground, supervised (what every service definition starts).
+    Run {
+        /// Restart a failed worker here, with a pause, even under a service manager.
+        #[arg(long)]
+        supervise: bool,
+    },
+    /// Stop sygen: the service, then every process it started.
+    Stop,
+    /// Replace the running agent's worker with a fresh one.
+    Restart,
+    /// The built-in agent (the default worker of `sygen run`).
+    Agent,
 }
 
 #[derive(Subcommand, Debug)]

@@ -2,11 +2,14 @@
 //! library loaded at run time (see `loader`), given a service description built here
 //! (see `description`).
 
+mod agent;
 mod cli;
 mod console;
 mod description;
 mod exit;
+mod lifecycle;
 mod loader;
+mod runtime;
 mod service;
 
 use std::process::ExitCode;
@@ -20,10 +23,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let outcome = match &cli.command {
-        Command::Service(command) => service::run(command, cli.backend.as_deref()),
+        Command::Service(command) => {
+            service::run(command, cli.backend.as_deref()).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Run { supervise } => runtime::run(*supervise),
+        Command::Stop => lifecycle::stop(cli.backend.as_deref()).map(|()| ExitCode::SUCCESS),
+        Command::Restart => lifecycle::restart().map(|()| ExitCode::SUCCESS),
+        Command::Agent => agent::run(),
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             let (line, code) = exit::report(&error);
             eprintln!("{line}");

@@ -164,9 +164,18 @@ mod tests {
 
     #[test]
     fn refuses_executable_paths_systemd_cannot_run() {
-        for program in ["/a/it's/sygen", "/a/\"q\"/sygen", "/a/back\\slash/sygen", "/a/\n/sygen"] {
+        for program in [
+            "/a/it's/sygen",
+            "/a/\"q\"/sygen",
+            "/a/back\\slash/sygen",
+            "/a/\n/sygen",
+        ] {
             let error = render(&service(program, &["run"], &[])).unwrap_err();
-            assert!(error.message.contains("quotes, backslashes"), "{}", error.message);
+            assert!(
+                error.message.contains("quotes, backslashes"),
+                "{}",
+                error.message
+            );
             assert!(error.hint.is_some());
         }
     }

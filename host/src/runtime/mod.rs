@@ -184,25 +184,23 @@ impl Runtime {
 
     /// Waits for the worker to exit or a signal to arrive, and says what comes next.
     fn watch(&mut self, worker: &Worker) -> Next {
-        loop {
-            match self.events.recv() {
-                Ok(Event::Exited { status, ran_for }) => return self.after_exit(status, ran_for),
-                Ok(Event::Signal(SIGUSR1)) => {
-                    self.note("restart requested");
-                    if self.stop(worker) {
-                        self.note("stopping: a stop signal arrived during the restart");
-                        return Next::Exit(0);
-                    }
-                    self.quick_restarts_in_a_row = 0;
-                    return Next::Restart;
-                }
-                Ok(Event::Signal(signal)) => {
-                    self.note(&format!("stopping on signal {signal}"));
-                    self.stop(worker);
+        match self.events.recv() {
+            Ok(Event::Exited { status, ran_for }) => self.after_exit(status, ran_for),
+            Ok(Event::Signal(SIGUSR1)) => {
+                self.note("restart requested");
+                if self.stop(worker) {
+                    self.note("stopping: a stop signal arrived during the restart");
                     return Next::Exit(0);
                 }
-                Err(_) => return Next::Exit(1),
+                self.quick_restarts_in_a_row = 0;
+                Next::Restart
             }
+            Ok(Event::Signal(signal)) => {
+                self.note(&format!("stopping on signal {signal}"));
+                self.stop(worker);
+                Next::Exit(0)
+            }
+            Err(_) => Next::Exit(1),
         }
     }
 

@@ -46,6 +46,9 @@ pub fn render(service: &ServiceDescription) -> Result<String> {
     // exec: `systemctl start` fails at once when the program cannot be executed.
     let _ = writeln!(unit, "Type=exec");
     let _ = writeln!(unit, "ExecStart={exec_start}");
+    // The runtime stops its worker gracefully on SIGTERM; systemd signals only the runtime
+    // and kills leftovers after the stop timeout.
+    let _ = writeln!(unit, "KillMode=mixed");
     let _ = writeln!(unit, "Restart=on-failure");
     let _ = writeln!(unit, "RestartSec=5");
     for (key, value) in &service.env {

@@ -1,0 +1,618 @@
+//! The systemd backend and the runtime against a real `systemd --user` manager and journald,
+//! brought up per test by `tests/systemd/harness` (a private mount namespace, a test user and
+//! its delegated cgroup). Everything runs through the real `sygen` binary and backend library,
+//! installed from a directory whose name has spaces, `%`, `$` and non-ASCII.
+//!
+//! Needs root; without it the tests print why and pass, except under CI (`CI=true`), where
+//! they fail: CI must run them.
+
+use std::{
+    collections::BTreeSet,
+    fs,
+    os::unix::fs::{chown, PermissionsExt},
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// `target/<profile>`, where cargo put `sygen` and the backend libraries.
+fn artifacts() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    assert!(
+        dir.join("sygen").is_file() && dir.join("libsygen_systemd.so").is_file(),
+        "run `cargo build --workspace` before the tests"
+    );
+    dir
+}
+
+const APPS_DIR: &str = "sygen apps 100%i $x ü";
+
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// One real user manager for one test; torn down when dropped, even when the test fails.
+struct Harness {
+    script: PathBuf,
+    state: PathBuf,
+    user: String,
+    uid: u32,
+    home: PathBuf,
+}
+
+impl Harness {
+    /// Brings the harness up, with sygen and the systemd backend copied into the test user's
+    /// home. `None` (after saying why) where it cannot run and this is not CI.
+    fn up() -> Option<Self> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/harness");
+        let state = tempfile::Builder::new()
+            .prefix("sygen-systemd-")
+            .tempdir()
+            .expect("state dir")
+            .keep();
+        let output = Command::new(&script)
+            .arg("up")
+            .arg(&state)
+            .output()
+            .expect("harness runs");
+        if output.status.code() == Some(77) && std::env::var("CI").as_deref() != Ok("true") {
+            eprintln!(
+                "skipped: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            let _ = fs::remove_dir_all(&state);
+            return None;
+        }
+        assert!(
+            output.status.success(),
+            "harness up failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let env = fs::read_to_string(state.join("env")).expect("harness env");
+        let var = |name: &str| {
+            env.lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("{name} missing from the harness env"))
+                .to_owned()
+        };
+        let harness = Harness {
+            script,
+            user: var("HARNESS_USER"),
+            uid: var("HARNESS_UID").parse().expect("uid"),
+            home: PathBuf::from(var("HARNESS_HOME")),
+            state,
+        };
+        let apps = harness.home.join(APPS_DIR);
+        fs::create_dir_all(&apps).unwrap();
+        for file in ["sygen", "libsygen_systemd.so"] {
+            fs::copy(artifacts().join(file), apps.join(file)).unwrap();
+        }
+        fs::create_dir_all(harness.home.join(".config")).unwrap();
+        harness.give_to_user(&harness.home);
+        Some(harness)
+    }
+
+    fn give_to_user(&self, path: &Path) {
+        chown(path, Some(self.uid), Some(self.uid)).unwrap();
+        if path.is_dir() {
+            for entry in fs::read_dir(path).unwrap() {
+                self.give_to_user(&entry.unwrap().path());
+            }
+        }
+    }
+
+    fn program(&self) -> PathBuf {
+        self.home.join(APPS_DIR).join("sygen")
+    }
+
+    fn sygen_home(&self) -> PathBuf {
+        self.home.join(".sygen")
+    }
+
+    fn unit_path(&self) -> PathBuf {
+        self.home.join(".config/systemd/user/sygen.service")
+    }
+
+    /// Runs a command as the test user inside the namespace, with extra `VAR=value`s.
+    fn exec(&self, vars: &[&str], command: &[&str]) -> Outcome {
+        let output = Command::new(&self.script)
+            .arg("exec")
+            .arg(&self.state)
+            .args(vars)
+            .arg("--")
+            .args(command)
+            .output()
+            .expect("harness exec runs");
+        Outcome {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    fn root(&self, command: &[&str]) {
+        let status = Command::new(&self.script)
+            .arg("root")
+            .arg(&self.state)
+            .arg("--")
+            .args(command)
+            .status()
+            .expect("harness root runs");
+        assert!(status.success(), "{command:?} failed");
+    }
+
+    fn sygen(&self, args: &[&str]) -> Outcome {
+        let program = self.program();
+        let mut command = vec![program.to_str().unwrap()];
+        command.extend_from_slice(args);
+        self.exec(&[], &command)
+    }
+
+    fn sygen_ok(&self, args: &[&str]) -> String {
+        let out = self.sygen(args);
+        assert_eq!(
+            out.code,
+            Some(0),
+            "sygen {args:?} failed\nstdout: {}\nstderr: {}",
+            out.stdout,
+            out.stderr
+        );
+        out.stdout
+    }
+
+    /// One property of sygen.service, as `systemctl --user show` reports it.
+    fn property(&self, name: &str) -> String {
+        let out = self.exec(
+            &[],
+            &[
+                "systemctl",
+                "--user",
+                "show",
+                "sygen.service",
+                "-p",
+                name,
+                "--value",
+            ],
+        );
+        out.stdout.trim().to_owned()
+    }
+
+    fn worker_pid(&self) -> Option<String> {
+        fs::read_to_string(self.sygen_home().join("worker.pid"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+    }
+
+    /// Writes `config.toml` (and anything else) into the sygen home as the test user's.
+    fn write_home_file(&self, name: &str, contents: &str, mode: u32) {
+        let path = self.sygen_home().join(name);
+        fs::create_dir_all(self.sygen_home()).unwrap();
+        fs::write(&path, contents).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        self.give_to_user(&self.sygen_home());
+    }
+
+    /// A worker that says hello and exits with the code written to `exit-code`.
+    fn use_test_worker(&self) {
+        let script = "#!/bin/sh\n\
+            echo \"test worker $$ up\"\n\
+            while true; do\n\
+              if [ -f exit-code ]; then code=$(cat exit-code); rm exit-code; exit \"$code\"; fi\n\
+              sleep 0.1\n\
+            done\n";
+        self.write_home_file("worker.sh", script, 0o755);
+        let worker = self.sygen_home().join("worker.sh");
+        self.write_home_file(
+            "config.toml",
+            &format!("[agent]\ncommand = [{:?}]\n", worker.to_str().unwrap()),
+            0o644,
+        );
+    }
+
+    fn make_worker_exit(&self, code: i32) {
+        self.write_home_file("exit-code", &code.to_string(), 0o644);
+    }
+
+    /// The files under the home, outside the sygen home and the installed binaries.
+    fn home_tree(&self) -> BTreeSet<PathBuf> {
+        fn walk(dir: &Path, root: &Path, skip: &[PathBuf], out: &mut BTreeSet<PathBuf>) {
+            for entry in fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if skip.contains(&path) {
+                    continue;
+                }
+                out.insert(path.strip_prefix(root).unwrap().to_path_buf());
+                if path.is_dir() && !path.is_symlink() {
+                    walk(&path, root, skip, out);
+                }
+            }
+        }
+        let mut tree = BTreeSet::new();
+        let skip = [self.sygen_home(), self.home.join(APPS_DIR)];
+        walk(&self.home, &self.home, &skip, &mut tree);
+        tree
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let output = Command::new(&self.script)
+            .arg("down")
+            .arg(&self.state)
+            .output();
+        match output {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!("harness down: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => panic!("harness down did not run: {e}"),
+        }
+    }
+}
+
+/// Polls `check` for up to `timeout`; panics with `what` if it never holds.
+fn eventually(what: &str, timeout: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn install_starts_the_service_from_an_awkward_path() {
+    let Some(h) = Harness::up() else { return };
+    let before = h.home_tree();
+    let out = h.sygen(&["service", "install"]);
+    assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+    assert!(out
+        .stdout
+        .contains(&format!("wrote {}", h.unit_path().display())));
+    eventually("the service to be active", Duration::from_secs(5), || {
+        h.property("ActiveState") == "active"
+    });
+
+    let unit = fs::read_to_string(h.unit_path()).unwrap();
+    let program = h.program().to_str().unwrap().replace('%', "%%");
+    let home = h.home.to_str().unwrap();
+    for line in [
+        format!("ExecStart=\"{program}\" run"),
+        "Type=exec".to_owned(),
+        "KillMode=mixed".to_owned(),
+        "Restart=on-failure".to_owned(),
+        "RestartSec=5".to_owned(),
+        format!("Environment=\"HOME={home}\""),
+        format!("Environment=\"SYGEN_HOME={home}/.sygen\""),
+        "Environment=\"SYGEN_SUPERVISOR=1\"".to_owned(),
+        "WantedBy=default.target".to_owned(),
+        "Description=sygen agent".to_owned(),
+    ] {
+        assert!(
+            unit.lines().any(|l| l == line),
+            "{line:?} missing from\n{unit}"
+        );
+    }
+    let path_line = unit
+        .lines()
+        .find(|l| l.starts_with("Environment=\"PATH="))
+        .unwrap();
+    assert!(
+        path_line.contains(":/usr/bin:") && path_line.ends_with(":/bin\""),
+        "{path_line}"
+    );
+
+    let main_pid = h.property("MainPID");
+    let cmdline = fs::read_to_string(format!("/proc/{main_pid}/cmdline")).unwrap();
+    assert_eq!(cmdline, format!("{}\0run\0", h.program().display()));
+
+    let status: serde_json::Value =
+        serde_json::from_str(&h.sygen_ok(&["service", "status", "--json"])).unwrap();
+    assert_eq!(status["backend"], "systemd");
+    assert_eq!(status["installed"], true);
+    assert_eq!(status["running"], true);
+    let details = &status["details"];
+    assert_eq!(details["ActiveState"], "active");
+    assert_eq!(details["SubState"], "running");
+    assert_eq!(details["LoadState"], "loaded");
+    assert_eq!(details["MainPID"], main_pid.as_str());
+    assert_eq!(details["NRestarts"], "0");
+    assert_eq!(details["UnitPath"], h.unit_path().to_str().unwrap());
+
+    let text = h.sygen_ok(&["service", "status"]);
+    assert!(
+        text.starts_with(&format!(
+            "sygen.service: active (running), PID {main_pid}, 0 restarts"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("● sygen.service - sygen agent"), "{text}");
+
+    // Uninstall leaves no residue outside the sygen home (whose logs are the user's data).
+    let out = h.sygen_ok(&["service", "uninstall"]);
+    assert!(out.contains("removed"), "{out}");
+    assert_eq!(h.property("LoadState"), "not-found");
+    assert_eq!(h.home_tree(), before);
+    let units = h.exec(
+        &[],
+        &[
+            "systemctl",
+            "--user",
+            "list-unit-files",
+            "sygen.service",
+            "--no-legend",
+        ],
+    );
+    assert_eq!(units.stdout.trim(), "");
+    assert!(
+        h.sygen_home().join("logs/agent.log").exists(),
+        "logs are kept"
+    );
+}
+
+#[test]
+fn exit_codes_reach_systemd_as_specified() {
+    let Some(h) = Harness::up() else { return };
+    h.use_test_worker();
+    h.sygen_ok(&["service", "install"]);
+    eventually("the first worker", Duration::from_secs(5), || {
+        h.worker_pid().is_some()
+    });
+    let main_pid = h.property("MainPID");
+    let first_worker = h.worker_pid().unwrap();
+
+    // 42: the runtime replaces the worker itself; systemd sees nothing.
+    h.make_worker_exit(42);
+    eventually("a new worker after exit 42", Duration::from_secs(5), || {
+        h.worker_pid().is_some_and(|w| w != first_worker)
+    });
+    assert_eq!(h.property("MainPID"), main_pid);
+    assert_eq!(h.property("NRestarts"), "0");
+
+    // Any other code: the runtime exits with it and systemd restarts the service.
+    h.make_worker_exit(3);
+    eventually(
+        "systemd to restart the service",
+        Duration::from_secs(12),
+        || h.property("NRestarts") == "1" && h.property("ActiveState") == "active",
+    );
+    assert_ne!(h.property("MainPID"), main_pid);
+    assert_eq!(
+        h.property("ExecMainStatus"),
+        "0",
+        "the new main process is running"
+    );
+    let status = h.sygen_ok(&["service", "status"]);
+    assert!(status.contains("1 restarts"), "{status}");
+
+    // The journal has the worker's and the runtime's lines.
+    let logs = h.sygen(&["service", "logs", "-n", "200"]);
+    assert_eq!(logs.code, Some(0), "{}", logs.stderr);
+    assert!(
+        logs.stderr.contains("from the user journal"),
+        "{}",
+        logs.stderr
+    );
+    assert!(
+        logs.stdout
+            .contains(&format!("test worker {first_worker} up")),
+        "{}",
+        logs.stdout
+    );
+    assert!(
+        logs.stdout.contains("worker exited with code 3"),
+        "{}",
+        logs.stdout
+    );
+    let few = h.sygen_ok(&["service", "logs", "-n", "2"]);
+    assert_eq!(few.lines().count(), 2, "{few}");
+
+    // Stopped through sygen, it stays stopped: no respawn after RestartSec.
+    h.sygen_ok(&["service", "stop"]);
+    assert_eq!(h.property("ActiveState"), "inactive");
+    thread::sleep(Duration::from_secs(6));
+    assert_eq!(h.property("ActiveState"), "inactive");
+    assert_eq!(h.property("NRestarts"), "1");
+}
+
+#[test]
+fn reinstall_restarts_only_when_the_unit_changed() {
+    let Some(h) = Harness::up() else { return };
+    h.sygen_ok(&["service", "install"]);
+    eventually("the service", Duration::from_secs(5), || {
+        h.property("ActiveState") == "active"
+    });
+    let main_pid = h.property("MainPID");
+    let unit = fs::read_to_string(h.unit_path()).unwrap();
+
+    let out = h.sygen_ok(&["service", "install"]);
+    assert!(
+        out.contains("unchanged and running; left as it is"),
+        "{out}"
+    );
+    assert_eq!(h.property("MainPID"), main_pid);
+    assert_eq!(fs::read_to_string(h.unit_path()).unwrap(), unit);
+
+    // A different sygen home changes the unit's environment: rewritten and restarted.
+    let elsewhere = h.home.join("elsewhere");
+    let program = h.program();
+    let sygen_home = format!("SYGEN_HOME={}", elsewhere.display());
+    let out = h.exec(
+        &[&sygen_home],
+        &[program.to_str().unwrap(), "service", "install"],
+    );
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout
+            .contains("restarted sygen.service: its unit changed"),
+        "{}",
+        out.stdout
+    );
+    eventually("the restarted service", Duration::from_secs(5), || {
+        h.property("ActiveState") == "active" && h.property("MainPID") != main_pid
+    });
+    assert!(fs::read_to_string(h.unit_path())
+        .unwrap()
+        .contains("elsewhere"));
+}
+
+#[test]
+fn operations_on_a_missing_service_say_not_installed() {
+    let Some(h) = Harness::up() else { return };
+    for command in ["start", "stop", "uninstall", "status"] {
+        let out = h.sygen(&["service", command]);
+        assert_eq!(out.code, Some(3), "{command}: {}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+        assert!(out.stderr.contains("not installed"), "{}", out.stderr);
+        assert!(
+            out.stderr.contains("sygen service install"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn an_unreachable_user_manager_is_one_line_with_the_fix() {
+    let Some(h) = Harness::up() else { return };
+    let program = h.program();
+    let program = program.to_str().unwrap();
+    let unset = h.exec(&["XDG_RUNTIME_DIR="], &[program, "service", "install"]);
+    assert_eq!(unset.code, Some(1));
+    assert_eq!(unset.stderr.lines().count(), 1, "{}", unset.stderr);
+    assert!(
+        unset.stderr.contains("XDG_RUNTIME_DIR is not set"),
+        "{}",
+        unset.stderr
+    );
+    assert!(
+        unset
+            .stderr
+            .contains(&format!("export XDG_RUNTIME_DIR=/run/user/{}", h.uid)),
+        "{}",
+        unset.stderr
+    );
+    assert!(
+        !unset.stderr.contains("Failed to connect to bus"),
+        "{}",
+        unset.stderr
+    );
+
+    h.sygen_ok(&["service", "install"]);
+    let wrong = h.exec(
+        &["XDG_RUNTIME_DIR=/nonexistent"],
+        &[program, "service", "status"],
+    );
+    assert_eq!(wrong.code, Some(1));
+    assert_eq!(wrong.stderr.lines().count(), 1, "{}", wrong.stderr);
+    assert!(
+        wrong
+            .stderr
+            .contains("cannot reach your systemd user manager at /nonexistent"),
+        "{}",
+        wrong.stderr
+    );
+    assert!(
+        wrong
+            .stderr
+            .contains(&format!("--machine={}@.host", h.user)),
+        "{}",
+        wrong.stderr
+    );
+    let backends = h.exec(
+        &["XDG_RUNTIME_DIR=/nonexistent"],
+        &[program, "service", "backends", "--json"],
+    );
+    let report: serde_json::Value = serde_json::from_str(&backends.stdout).unwrap();
+    let systemd = report["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == "systemd")
+        .unwrap();
+    assert_eq!(systemd["available"], false);
+
+    let reachable = h.sygen_ok(&["service", "backends", "--json"]);
+    assert!(reachable.contains("\"available\": true"), "{reachable}");
+}
+
+#[test]
+fn install_explains_linger_until_it_is_enabled() {
+    let Some(h) = Harness::up() else { return };
+    let out = h.sygen(&["service", "install"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "linger is off for {0}, so systemd stops sygen when {0} logs out; to keep it \
+             running, run: sudo loginctl enable-linger {0}",
+            h.user
+        )),
+        "{}",
+        out.stderr
+    );
+    h.root(&["touch", &format!("/var/lib/systemd/linger/{}", h.user)]);
+    let out = h.sygen(&["service", "install"]);
+    assert!(!out.stderr.contains("linger"), "{}", out.stderr);
+}
+
+#[test]
+fn logs_fall_back_to_the_files_when_no_journal_has_them() {
+    let Some(h) = Harness::up() else { return };
+    h.write_home_file(
+        "config.toml",
+        "[agent]\nheartbeat_interval = \"200ms\"\n",
+        0o644,
+    );
+    h.sygen_ok(&["service", "install"]);
+    eventually("heartbeats in agent.log", Duration::from_secs(5), || {
+        fs::read_to_string(h.sygen_home().join("logs/agent.log"))
+            .is_ok_and(|log| log.contains("heartbeat 2"))
+    });
+    h.root(&["sh", "-c", "rm -rf /var/log/journal/* /run/log/journal/*"]);
+    let out = h.sygen(&["service", "logs", "-n", "3"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let log = h.sygen_home().join("logs/agent.log");
+    assert!(
+        out.stderr
+            .contains(&format!("-- logs of sygen from {} --", log.display())),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
+    assert!(out.stdout.contains("[stdout] heartbeat"), "{}", out.stdout);
+}
+
+#[test]
+fn sygen_stop_and_restart_act_on_the_running_service() {
+    let Some(h) = Harness::up() else { return };
+    h.sygen_ok(&["service", "install"]);
+    eventually("the first worker", Duration::from_secs(5), || {
+        h.worker_pid().is_some()
+    });
+    let main_pid = h.property("MainPID");
+    let worker = h.worker_pid().unwrap();
+
+    let out = h.sygen_ok(&["restart"]);
+    let new_worker = h.worker_pid().unwrap();
+    assert_ne!(new_worker, worker);
+    assert!(
+        out.contains(&format!("pid {worker} → {new_worker}")),
+        "{out}"
+    );
+    assert_eq!(h.property("MainPID"), main_pid, "the runtime stays");
+
+    let out = h.sygen_ok(&["stop"]);
+    assert!(out.starts_with("stopped the sygen service"), "{out}");
+    assert_eq!(h.property("ActiveState"), "inactive");
+    thread::sleep(Duration::from_secs(6));
+    assert_eq!(h.property("ActiveState"), "inactive", "not respawned");
+    assert!(!Path::new(&format!("/proc/{new_worker}")).exists());
+
+    let out = h.sygen_ok(&["stop"]);
+    assert!(out.contains("nothing running"), "{out}");
+}

@@ -209,7 +209,7 @@ fn backends_json_has_the_documented_shape() {
 #[test]
 fn the_shipped_backends_answer_info_and_refuse_what_they_do_not_implement() {
     let user = User::new();
-    for name in ["systemd", "launchd", "tasksched"] {
+    for name in ["launchd", "tasksched"] {
         let backend = library(&format!("sygen_{name}"));
         let out = user.run(&["--backend", backend.to_str().unwrap(), "service", "install"]);
         let line = out.fails_with(

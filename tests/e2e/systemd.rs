@@ -52,6 +52,11 @@ impl Harness {
     /// Brings the harness up, with sygen and the systemd backend copied into the test user's
     /// home. `None` (after saying why) where it cannot run and this is not CI.
     fn up() -> Option<Self> {
+        Self::up_with(&[])
+    }
+
+    /// [`Harness::up`] with the harness's options (`--no-user-journal`).
+    fn up_with(options: &[&str]) -> Option<Self> {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/harness");
         let state = tempfile::Builder::new()
             .prefix("sygen-systemd-")
@@ -61,6 +66,7 @@ impl Harness {
         let output = Command::new(&script)
             .arg("up")
             .arg(&state)
+            .args(options)
             .output()
             .expect("harness runs");
         if output.status.code() == Some(77) && std::env::var("CI").as_deref() != Ok("true") {
@@ -585,6 +591,130 @@ fn logs_fall_back_to_the_files_when_no_journal_has_them() {
     );
     assert_eq!(out.stdout.lines().count(), 3, "{}", out.stdout);
     assert!(out.stdout.contains("[stdout] heartbeat"), "{}", out.stdout);
+}
+
+/// Installs the service with a fast heartbeat and waits for a few beats in `agent.log`.
+fn install_with_heartbeats(h: &Harness) {
+    h.write_home_file(
+        "config.toml",
+        "[agent]\nheartbeat_interval = \"200ms\"\n",
+        0o644,
+    );
+    h.sygen_ok(&["service", "install"]);
+    eventually("heartbeats in agent.log", Duration::from_secs(5), || {
+        fs::read_to_string(h.sygen_home().join("logs/agent.log"))
+            .is_ok_and(|log| log.contains("heartbeat 2"))
+    });
+}
+
+#[test]
+fn logs_use_the_system_journal_when_there_are_no_user_journal_files() {
+    let Some(h) = Harness::up_with(&["--no-user-journal"]) else {
+        return;
+    };
+    install_with_heartbeats(&h);
+    let out = h.sygen(&["service", "logs", "-n", "4"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr
+            .contains("from the system journal (journalctl --user-unit)"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
+    assert!(out.stdout.contains("heartbeat"), "{}", out.stdout);
+}
+
+#[test]
+fn logs_follow_prints_new_lines_as_they_come() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::CommandExt;
+
+    let Some(h) = Harness::up() else { return };
+    install_with_heartbeats(&h);
+    let program = h.program();
+    let mut follower = Command::new(&h.script)
+        .arg("exec")
+        .arg(&h.state)
+        .arg("--")
+        .args([
+            program.to_str().unwrap(),
+            "service",
+            "logs",
+            "-f",
+            "-n",
+            "1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let beats: Vec<u64> = lines
+        .by_ref()
+        .map(|l| l.unwrap())
+        .filter_map(|l| {
+            l.rsplit_once("heartbeat ")
+                .and_then(|(_, n)| n.parse().ok())
+        })
+        .take(3)
+        .collect();
+    assert!(
+        beats.windows(2).all(|w| w[1] == w[0] + 1),
+        "new heartbeats arrive in order after {first:?}: {beats:?}"
+    );
+    let interrupted = interrupt_group(follower.id());
+    let _ = follower.wait();
+    assert!(interrupted, "the follower was stopped");
+}
+
+/// Ends a process group the way Ctrl-C would (SIGINT to the group).
+fn interrupt_group(pgid: u32) -> bool {
+    Command::new("kill")
+        .args(["-INT", "--", &format!("-{pgid}")])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn the_harness_leaves_the_machine_as_it_found_it() {
+    let pid1_cgroup = fs::read_to_string("/proc/1/cgroup").unwrap();
+    let Some(h) = Harness::up() else { return };
+    let uid = h.uid;
+    let cgroup = format!("user.slice/user-{uid}.slice/user@{uid}.service");
+    let manager = fs::read_to_string(h.state.join("manager.pid")).unwrap();
+    let manager_cgroup = fs::read_to_string(format!("/proc/{}/cgroup", manager.trim())).unwrap();
+    // On every hierarchy systemd tracks processes in, the manager sits in its own subtree,
+    // never at the root (where it would take every process of the machine).
+    let tracked: Vec<&str> = manager_cgroup
+        .lines()
+        .filter(|l| l.starts_with("0::") || l.contains(":name=systemd:"))
+        .collect();
+    assert!(!tracked.is_empty(), "{manager_cgroup}");
+    for line in tracked {
+        assert!(line.ends_with(&format!("/{cgroup}/init.scope")), "{line}");
+    }
+    install_with_heartbeats(&h);
+    drop(h);
+
+    assert_eq!(fs::read_to_string("/proc/1/cgroup").unwrap(), pid1_cgroup);
+    let left = Command::new("ps")
+        .args(["-o", "pid=", "-u", &uid.to_string()])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "processes of {uid} left");
+    for root in [
+        "/sys/fs/cgroup/unified",
+        "/sys/fs/cgroup/systemd",
+        "/sys/fs/cgroup",
+    ] {
+        assert!(
+            !Path::new(root).join(&cgroup).exists(),
+            "{root}/{cgroup} left"
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,482 @@
+//! `sygen run`, `sygen stop` and `sygen restart` with real processes: shell-script workers,
+//! real signals, real pid files. Each test has its own HOME and SYGEN_HOME.
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+fn sygen_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let path = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .join("sygen");
+    assert!(
+        path.is_file(),
+        "run `cargo build --workspace` before the tests"
+    );
+    path
+}
+
+fn alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+fn eventually(what: &str, timeout: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+struct Home {
+    dir: tempfile::TempDir,
+}
+
+impl Home {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temporary home"),
+        }
+    }
+
+    fn sygen_home(&self) -> PathBuf {
+        self.dir.path().join(".sygen")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(sygen_binary());
+        command
+            .args(args)
+            .env("HOME", self.dir.path())
+            .env("SYGEN_HOME", self.sygen_home())
+            .env_remove("SYGEN_SUPERVISOR")
+            .env_remove("SYGEN_BACKEND")
+            .env_remove("XDG_CONFIG_HOME")
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Writes a shell worker and a config running it, plus `extra` config lines.
+    fn worker(&self, script: &str, extra: &str) {
+        fs::create_dir_all(self.sygen_home()).unwrap();
+        let path = self.sygen_home().join("worker.sh");
+        fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(
+            self.sygen_home().join("config.toml"),
+            format!(
+                "[agent]\ncommand = [{:?}]\n{extra}\n",
+                path.to_str().unwrap()
+            ),
+        )
+        .unwrap();
+    }
+
+    fn spawn_run(&self, args: &[&str], supervisor: bool) -> Child {
+        let mut command = self.command(&[&["run"], args].concat());
+        if supervisor {
+            command.env("SYGEN_SUPERVISOR", "1");
+        }
+        command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sygen run starts")
+    }
+
+    fn run_to_end(&self, args: &[&str], supervisor: bool) -> (Option<i32>, String) {
+        let mut child = self.spawn_run(args, supervisor);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "sygen run did not end");
+            thread::sleep(Duration::from_millis(20));
+        };
+        (status.code(), self.log())
+    }
+
+    fn log(&self) -> String {
+        fs::read_to_string(self.sygen_home().join("logs/agent.log")).unwrap_or_default()
+    }
+
+    fn worker_pids(&self) -> Vec<u32> {
+        self.log()
+            .lines()
+            .filter_map(|l| l.split_once("worker started (pid "))
+            .filter_map(|(_, rest)| rest.trim_end_matches(')').parse().ok())
+            .collect()
+    }
+
+    fn pid_file(&self, name: &str) -> Option<u32> {
+        fs::read_to_string(self.sygen_home().join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn sygen(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let output = self.command(args).output().expect("sygen runs");
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+fn terminate(child: &mut Child) -> Option<i32> {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap().code()
+}
+
+#[test]
+fn exit_42_starts_a_new_worker_and_the_old_one_is_gone() {
+    let home = Home::new();
+    home.worker(
+        "echo \"worker $$\"\n[ -f once ] || { touch once; exit 42; }\nexec sleep 30",
+        "",
+    );
+    let mut run = home.spawn_run(&[], true);
+    eventually("a second worker", Duration::from_secs(10), || {
+        home.worker_pids().len() == 2
+    });
+    let pids = home.worker_pids();
+    assert_ne!(pids[0], pids[1]);
+    assert!(!alive(pids[0]), "the first worker is gone");
+    assert!(alive(pids[1]));
+    assert_eq!(home.pid_file("worker.pid"), Some(pids[1]));
+    assert_eq!(home.pid_file("bot.pid"), Some(run.id()));
+    assert!(home
+        .log()
+        .contains("worker exited with code 42: restarting it"));
+    assert_eq!(terminate(&mut run), Some(0));
+}
+
+#[test]
+fn exit_0_ends_the_runtime_and_nothing_restarts() {
+    let home = Home::new();
+    home.worker("echo done\nexit 0", "");
+    let (code, log) = home.run_to_end(&[], true);
+    assert_eq!(code, Some(0));
+    assert_eq!(home.worker_pids().len(), 1, "{log}");
+    assert!(log.contains("[stdout] done"), "{log}");
+    assert!(log.contains("worker exited with code 0: done"), "{log}");
+    assert!(!home.sygen_home().join("bot.pid").exists());
+    assert!(!home.sygen_home().join("worker.pid").exists());
+}
+
+#[test]
+fn under_a_service_manager_a_crash_ends_the_runtime_with_its_code() {
+    let home = Home::new();
+    home.worker("echo oops >&2\nexit 3", "");
+    let (code, log) = home.run_to_end(&[], true);
+    assert_eq!(code, Some(3));
+    assert_eq!(home.worker_pids().len(), 1, "{log}");
+    assert!(log.contains("[stderr] oops"), "{log}");
+    assert!(
+        log.contains("the service manager decides about a restart"),
+        "{log}"
+    );
+}
+
+#[test]
+fn without_a_service_manager_a_crash_is_retried_then_given_up() {
+    for (args, supervisor) in [(&[][..], false), (&["--supervise"][..], true)] {
+        let home = Home::new();
+        home.worker("exit 3", "[supervise]\nretries = 2\ndelay = \"100ms\"");
+        let (code, log) = home.run_to_end(args, supervisor);
+        assert_eq!(code, Some(3), "{args:?}: {log}");
+        assert_eq!(
+            home.worker_pids().len(),
+            3,
+            "one start and two retries: {log}"
+        );
+        assert!(log.contains("retrying in 100ms (retry 1 of 2)"), "{log}");
+        assert!(log.contains("retrying in 100ms (retry 2 of 2)"), "{log}");
+        let last = log.lines().rev().nth(1).unwrap();
+        assert!(
+            last.ends_with("giving up: the worker failed 3 times in a row (last code 3)"),
+            "{last}"
+        );
+    }
+}
+
+#[test]
+fn a_restart_loop_is_slowed_down_not_a_fork_storm() {
+    let home = Home::new();
+    home.worker("exit 42", "quick_restarts = 3");
+    let mut run = home.spawn_run(&[], true);
+    eventually("the runtime to pause", Duration::from_secs(10), || {
+        home.log().contains("quick restarts in a row: pausing")
+    });
+    thread::sleep(Duration::from_secs(1));
+    let started = home.worker_pids().len();
+    assert!(
+        started < 12,
+        "{started} workers in about a second: {}",
+        home.log()
+    );
+    assert_eq!(terminate(&mut run), Some(0));
+}
+
+#[test]
+fn sigterm_stops_the_worker_and_exits_0() {
+    let home = Home::new();
+    home.worker("exec sleep 30", "");
+    let mut run = home.spawn_run(&[], true);
+    eventually("the worker", Duration::from_secs(5), || {
+        home.pid_file("worker.pid").is_some()
+    });
+    let worker = home.pid_file("worker.pid").unwrap();
+    assert_eq!(terminate(&mut run), Some(0));
+    assert!(!alive(worker));
+    assert!(!home.sygen_home().join("bot.pid").exists());
+    assert!(home.log().contains("stopping on signal 15"));
+}
+
+#[test]
+fn a_worker_ignoring_sigterm_is_killed_after_the_stop_timeout() {
+    let home = Home::new();
+    home.worker(
+        "trap '' TERM\nwhile true; do sleep 0.1; done",
+        "stop_timeout = \"300ms\"",
+    );
+    let mut run = home.spawn_run(&[], true);
+    eventually("the worker", Duration::from_secs(5), || {
+        home.pid_file("worker.pid").is_some()
+    });
+    let worker = home.pid_file("worker.pid").unwrap();
+    assert_eq!(terminate(&mut run), Some(0));
+    assert!(!alive(worker));
+    assert!(
+        home.log().contains("ignored SIGTERM for 300ms: killing it"),
+        "{}",
+        home.log()
+    );
+}
+
+#[test]
+fn a_second_instance_is_refused_and_a_stale_pid_file_replaced() {
+    let home = Home::new();
+    fs::create_dir_all(home.sygen_home()).unwrap();
+    fs::write(home.sygen_home().join("bot.pid"), "2147483600\n").unwrap();
+    home.worker("exec sleep 30", "");
+    let mut first = home.spawn_run(&[], true);
+    eventually("the first runtime", Duration::from_secs(5), || {
+        home.pid_file("bot.pid") == Some(first.id())
+    });
+    let (code, _, stderr) = home.sygen(&["run"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains(&format!("sygen is already running (pid {}", first.id())),
+        "{stderr}"
+    );
+    assert!(stderr.contains("sygen stop"), "{stderr}");
+    assert_eq!(terminate(&mut first), Some(0));
+}
+
+#[test]
+fn sygen_stop_ends_the_whole_tree_grandchildren_included() {
+    let home = Home::new();
+    home.worker("sleep 300 &\necho $! > grandchild.pid\nwait", "");
+    let mut run = home.spawn_run(&[], true);
+    let grandchild_file = home.sygen_home().join("grandchild.pid");
+    eventually("the grandchild", Duration::from_secs(5), || {
+        grandchild_file.exists()
+    });
+    let grandchild: u32 = fs::read_to_string(&grandchild_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let worker = home.pid_file("worker.pid").unwrap();
+
+    let (code, stdout, stderr) = home.sygen(&["stop"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains(&format!("runtime {}", run.id())),
+        "{stdout}"
+    );
+    assert_eq!(run.wait().unwrap().code(), Some(0));
+    for pid in [worker, grandchild] {
+        assert!(!alive(pid), "{pid} survived");
+    }
+    assert!(!home.sygen_home().join("bot.pid").exists());
+}
+
+#[test]
+fn sygen_stop_ends_an_orphaned_worker_group() {
+    let home = Home::new();
+    home.worker("sleep 300 &\necho $! > grandchild.pid\nwait", "");
+    let mut run = home.spawn_run(&[], true);
+    let grandchild_file = home.sygen_home().join("grandchild.pid");
+    eventually("the grandchild", Duration::from_secs(5), || {
+        grandchild_file.exists()
+    });
+    let grandchild: u32 = fs::read_to_string(&grandchild_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let worker = home.pid_file("worker.pid").unwrap();
+    run.kill().unwrap();
+    run.wait().unwrap();
+    assert!(alive(worker), "the worker outlives a killed runtime");
+
+    let (code, stdout, _) = home.sygen(&["stop"]);
+    assert_eq!(code, Some(0));
+    assert!(
+        stdout.contains(&format!("worker process group {worker}")),
+        "{stdout}"
+    );
+    eventually("the tree to be gone", Duration::from_secs(5), || {
+        !alive(worker) && !alive(grandchild)
+    });
+    assert!(!home.sygen_home().join("worker.pid").exists());
+}
+
+#[test]
+fn with_nothing_running_stop_says_so_and_restart_fails_with_a_hint() {
+    let home = Home::new();
+    let (code, stdout, _) = home.sygen(&["stop"]);
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        stdout,
+        "nothing running: no sygen service or process to stop\n"
+    );
+    let (code, _, stderr) = home.sygen(&["restart"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("sygen is not running: nothing to restart"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sygen service start") && stderr.contains("sygen run"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sygen_restart_replaces_the_worker_and_keeps_the_runtime() {
+    let home = Home::new();
+    home.worker("exec sleep 30", "");
+    let mut run = home.spawn_run(&[], true);
+    eventually("the worker", Duration::from_secs(5), || {
+        home.pid_file("worker.pid").is_some()
+    });
+    let old = home.pid_file("worker.pid").unwrap();
+    let (code, stdout, stderr) = home.sygen(&["restart"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let new = home.pid_file("worker.pid").unwrap();
+    assert_eq!(stdout, format!("restarted the worker: pid {old} → {new}\n"));
+    assert!(!alive(old) && alive(new));
+    assert_eq!(home.pid_file("bot.pid"), Some(run.id()));
+    assert_eq!(terminate(&mut run), Some(0));
+}
+
+#[test]
+fn the_built_in_agent_is_the_default_worker_and_restarts_on_request() {
+    let home = Home::new();
+    fs::create_dir_all(home.sygen_home()).unwrap();
+    fs::write(
+        home.sygen_home().join("config.toml"),
+        "[agent]\nheartbeat_interval = \"100ms\"\n",
+    )
+    .unwrap();
+    let mut run = home.spawn_run(&[], true);
+    eventually("heartbeats", Duration::from_secs(5), || {
+        home.log().contains("heartbeat 2")
+    });
+    let agent = home.pid_file("worker.pid").unwrap();
+    let cmdline = fs::read_to_string(format!("/proc/{agent}/cmdline")).unwrap();
+    assert!(cmdline.ends_with("sygen\0agent\0"), "{cmdline:?}");
+
+    // SIGHUP asks the agent for a fresh start: it exits 42 and the runtime replaces it.
+    Command::new("kill")
+        .args(["-HUP", &agent.to_string()])
+        .status()
+        .unwrap();
+    eventually("a new agent", Duration::from_secs(5), || {
+        home.worker_pids().len() == 2
+    });
+    assert!(home
+        .log()
+        .contains("restart requested: exiting with code 42"));
+    assert_eq!(terminate(&mut run), Some(0));
+}
+
+#[test]
+fn the_agent_log_rotates_by_size() {
+    let home = Home::new();
+    home.worker(
+        "i=0; while [ $i -lt 200 ]; do echo \"line $i of the worker's output\"; i=$((i+1)); done",
+        "[logs]\nmax_bytes = 2000\nkeep = 2",
+    );
+    let (code, _) = home.run_to_end(&[], true);
+    assert_eq!(code, Some(0));
+    let logs = home.sygen_home().join("logs");
+    let mut names: Vec<String> = fs::read_dir(&logs)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["agent.log", "agent.log.1", "agent.log.2"]);
+    for name in &names {
+        assert!(
+            fs::metadata(logs.join(name)).unwrap().len() <= 2000,
+            "{name}"
+        );
+    }
+    assert!(home.log().contains("runtime exiting with code 0"));
+}
+
+#[test]
+fn a_malformed_config_is_one_line_naming_file_line_and_key() {
+    let home = Home::new();
+    fs::create_dir_all(home.sygen_home()).unwrap();
+    let config = home.sygen_home().join("config.toml");
+    fs::write(
+        &config,
+        "[agent]\nheartbeat_interval = \"1s\"\ncommand = \"not a list\"\n",
+    )
+    .unwrap();
+    for command in [&["run"][..], &["agent"], &["stop"], &["restart"]] {
+        let (code, _, stderr) = home.sygen(command);
+        assert_eq!(code, Some(1), "{command:?}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with(&format!(
+                "error: {} line 3: key `agent.command`: invalid type",
+                config.display()
+            )),
+            "{stderr}"
+        );
+    }
+}

@@ -45,6 +45,9 @@ pub const RESTART_CODE: i32 = 42;
 /// A worker that lived less than this counts as a quick restart.
 const QUICK: Duration = Duration::from_secs(1);
 
+/// How long, after a worker exits, its output may take to arrive in full.
+const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
+
 enum Event {
     Exited {
         status: ExitStatus,
@@ -164,16 +167,35 @@ impl Runtime {
             .with_context(|| format!("running {:?} in {}", command, working_dir.display()))?;
         let started = Instant::now();
         let pid = child.id();
+        // The exit is reported once the output is written (or after a second, when a
+        // grandchild keeps the pipes open), so no line is lost to the runtime exiting.
+        let (drained, outputs_done) = mpsc::channel();
+        let mut outputs = 0;
         if let Some(out) = child.stdout.take() {
-            pump(out, self.log.clone(), "stdout", std::io::stdout);
+            pump(
+                out,
+                self.log.clone(),
+                "stdout",
+                std::io::stdout,
+                drained.clone(),
+            );
+            outputs += 1;
         }
         if let Some(err) = child.stderr.take() {
-            pump(err, self.log.clone(), "stderr", std::io::stderr);
+            pump(err, self.log.clone(), "stderr", std::io::stderr, drained);
+            outputs += 1;
         }
         let sender = self.sender.clone();
         thread::spawn(move || {
             if let Ok(status) = child.wait() {
                 let ran_for = started.elapsed();
+                let deadline = Instant::now() + OUTPUT_DRAIN;
+                for _ in 0..outputs {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if outputs_done.recv_timeout(left).is_err() {
+                        break;
+                    }
+                }
                 let _ = sender.send(Event::Exited { status, ran_for });
             }
         });
@@ -331,8 +353,9 @@ impl Runtime {
     }
 }
 
-/// Copies a worker's output, line by line, to the agent log and to the runtime's own stream.
-fn pump<R, W, F>(pipe: R, log: AgentLog, source: &'static str, stream: F)
+/// Copies a worker's output, line by line, to the agent log and to the runtime's own stream;
+/// says on `done` when the pipe is closed and everything is written.
+fn pump<R, W, F>(pipe: R, log: AgentLog, source: &'static str, stream: F, done: Sender<()>)
 where
     R: Read + Send + 'static,
     W: Write,
@@ -346,5 +369,6 @@ where
             let _ = stream().write_all(&line);
             line.clear();
         }
+        let _ = done.send(());
     });
 }

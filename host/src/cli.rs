@@ -28,8 +28,9 @@ pub struct Cli {
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
 
+    /// Without a command: onboarding on a first run, else this help.
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -49,6 +50,15 @@ pub enum Command {
     Restart,
     /// The built-in agent (the default worker of `sygen run`).
     Agent,
+    /// Write a starting configuration and offer to install the background service.
+    Onboarding {
+        /// Install the service without asking.
+        #[arg(long, conflicts_with = "no")]
+        yes: bool,
+        /// Do not install the service, and do not ask.
+        #[arg(long)]
+        no: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]

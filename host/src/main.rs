@@ -9,12 +9,13 @@ mod description;
 mod exit;
 mod lifecycle;
 mod loader;
+mod onboarding;
 mod runtime;
 mod service;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
 
 use crate::cli::{Cli, Command};
@@ -22,14 +23,30 @@ use crate::cli::{Cli, Command};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    let backend = cli.backend.as_deref();
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     let outcome = match &cli.command {
-        Command::Service(command) => {
-            service::run(command, cli.backend.as_deref()).map(|()| ExitCode::SUCCESS)
+        Some(Command::Service(command)) => done(service::run(command, backend)),
+        Some(Command::Run { supervise }) => runtime::run(*supervise),
+        Some(Command::Stop) => done(lifecycle::stop(backend)),
+        Some(Command::Restart) => done(lifecycle::restart()),
+        Some(Command::Agent) => agent::run(),
+        Some(Command::Onboarding { yes, no }) => {
+            let answer = match (yes, no) {
+                (true, _) => onboarding::Answer::Yes,
+                (_, true) => onboarding::Answer::No,
+                _ => onboarding::Answer::Ask,
+            };
+            done(onboarding::run(answer, backend))
         }
-        Command::Run { supervise } => runtime::run(*supervise),
-        Command::Stop => lifecycle::stop(cli.backend.as_deref()).map(|()| ExitCode::SUCCESS),
-        Command::Restart => lifecycle::restart().map(|()| ExitCode::SUCCESS),
-        Command::Agent => agent::run(),
+        None => match onboarding::is_first_run() {
+            Ok(true) => done(onboarding::run(onboarding::Answer::Ask, backend)),
+            Ok(false) => {
+                let _ = Cli::command().print_help();
+                Ok(ExitCode::from(2))
+            }
+            Err(error) => Err(error),
+        },
     };
     match outcome {
         Ok(code) => code,

@@ -79,15 +79,20 @@ impl User {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.program);
+        command.args(args);
+        self.environment(&mut command);
         command
-            .args(args)
+    }
+
+    /// This user's environment, for `command`, whatever program it runs.
+    fn environment(&self, command: &mut Command) {
+        command
             .env("HOME", self.home.path())
             .env_remove("SYGEN_HOME")
             .env_remove("SYGEN_BACKEND")
             .env_remove("RUST_LOG")
             .env_remove("NVM_DIR")
             .env_remove("MISBEHAVE");
-        command
     }
 
     fn run_command(mut command: Command) -> Outcome {
@@ -614,4 +619,128 @@ fn concurrent_and_repeated_commands_agree() {
             outputs[0].stdout
         );
     }
+}
+
+#[test]
+fn onboarding_without_a_terminal_neither_hangs_nor_installs() {
+    let user = User::new();
+    let out = user.misbehaving("fresh", &["onboarding"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let config = user.sygen_home().join("config.toml");
+    assert!(out.stdout.contains(&format!(
+        "wrote a starting configuration to {}",
+        config.display()
+    )));
+    assert!(
+        out.stdout.contains("no terminal to ask on: not installing"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("install_service"), "{}", out.stdout);
+    assert!(config.is_file());
+}
+
+#[test]
+fn onboarding_yes_installs_and_no_does_not() {
+    let user = User::new();
+    let out = user.misbehaving("fresh", &["onboarding", "--no"]);
+    assert!(
+        out.stdout.contains("not installing the background service"),
+        "{}",
+        out.stdout
+    );
+    assert!(!out.stdout.contains("install_service"), "{}", out.stdout);
+    let out = user.misbehaving("fresh", &["onboarding", "--yes"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("install_service: ok for sygen"),
+        "{}",
+        out.stdout
+    );
+    assert!(out
+        .stdout
+        .contains("sygen service installed (misbehaving backend)"));
+    assert!(
+        !out.stdout.contains("wrote a starting configuration"),
+        "written once"
+    );
+    let out = user.misbehaving("ok", &["onboarding"]);
+    assert!(out.stdout.contains("already installed"), "{}", out.stdout);
+    assert_eq!(
+        user.misbehaving("ok", &["onboarding", "--yes", "--no"])
+            .code,
+        Some(2)
+    );
+}
+
+#[test]
+fn onboarding_skips_the_offer_when_the_service_manager_is_unavailable() {
+    let out = User::new().misbehaving("error", &["onboarding", "--yes"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        out.stdout.contains(
+            "not offering a background service: misbehaving backend 0.1.0: \
+             is_service_available failed on purpose"
+        ),
+        "{}",
+        out.stdout
+    );
+    let launchd = library("sygen_launchd");
+    let out = User::new().run(&[
+        "--backend",
+        launchd.to_str().unwrap(),
+        "onboarding",
+        "--yes",
+    ]);
+    assert!(
+        out.stdout.contains("not offering a background service"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn bare_sygen_onboards_on_a_first_run_and_shows_help_after() {
+    let user = User::new();
+    let first = user.misbehaving("fresh", &[]);
+    assert_eq!(first.code, Some(0), "{}", first.stderr);
+    assert!(
+        first.stdout.contains("wrote a starting configuration"),
+        "{}",
+        first.stdout
+    );
+    let later = user.misbehaving("fresh", &[]);
+    assert_eq!(later.code, Some(2));
+    assert!(later.stdout.contains("Usage: sygen"), "{}", later.stdout);
+}
+
+#[test]
+fn onboarding_asks_on_a_terminal() {
+    let user = User::new();
+    let backend = library("misbehaving_backend");
+    // `script` gives the command a terminal; the answer arrives on it.
+    let line = format!(
+        "'{}' --backend '{}' onboarding",
+        user.program.display(),
+        backend.display()
+    );
+    let mut script = Command::new("script");
+    user.environment(&mut script);
+    script
+        .args(["-qec", &line, "/dev/null"])
+        .env("MISBEHAVE", "fresh")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = script.spawn().expect("script (util-linux) runs");
+    use std::io::Write as _;
+    child.stdin.take().unwrap().write_all(b"y\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(
+            "Install sygen as a background service (misbehaving: Misbehaves on demand)? [Y/n]"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("install_service: ok for sygen"), "{stdout}");
 }

@@ -117,7 +117,8 @@ impl Config {
         }
     }
 
-    fn parse(text: &str, path: &Path) -> Result<Self, Failure> {
+    /// Parses `text`, read from `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, Failure> {
         let failure = |line: Option<usize>, key: String, message: &str| {
             let line = line.map_or(String::new(), |l| format!(" line {l}"));
             let key = if key.is_empty() || key == "." {

@@ -4,6 +4,7 @@
 //! - `panic`: panics (the SDK must turn it into an error, not an abort);
 //! - `error`: fails with a message and a hint;
 //! - `not-installed`: answers that the service is not installed;
+//! - `fresh`: like the default, but the service is not installed yet (nor running);
 //! - anything else: prints through the console, emits tracing events, and succeeds.
 
 use sygen_backend_api::sdk::{Backend, Context, Error, Info, Result};
@@ -31,6 +32,10 @@ fn act(cx: &Context, operation: &str) -> Result<()> {
     }
 }
 
+fn fresh() -> bool {
+    std::env::var("MISBEHAVE").as_deref() == Ok("fresh")
+}
+
 impl Backend for Misbehaving {
     const INFO: Info = Info {
         name: "misbehaving",
@@ -43,10 +48,10 @@ impl Backend for Misbehaving {
         act(cx, "is_service_available").map(|()| true)
     }
     fn is_service_installed(&self, cx: &Context) -> Result<bool> {
-        act(cx, "is_service_installed").map(|()| true)
+        act(cx, "is_service_installed").map(|()| !fresh())
     }
     fn is_service_running(&self, cx: &Context) -> Result<bool> {
-        act(cx, "is_service_running").map(|()| true)
+        act(cx, "is_service_running").map(|()| !fresh())
     }
     fn install_service(&self, cx: &Context) -> Result<()> {
         act(cx, "install_service")

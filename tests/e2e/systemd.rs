@@ -751,12 +751,20 @@ fn sygen_stop_and_restart_act_on_the_running_service() {
 fn onboarding_offers_and_installs_the_real_service() {
     let Some(h) = Harness::up() else { return };
     let out = h.sygen_ok(&[]);
-    assert!(out.contains("no terminal to ask on: not installing"), "{out}");
+    assert!(
+        out.contains("no terminal to ask on: not installing"),
+        "{out}"
+    );
     assert_eq!(h.property("LoadState"), "not-found");
 
     let out = h.sygen_ok(&["onboarding", "--yes"]);
-    assert!(out.contains("sygen service installed (systemd backend)"), "{out}");
-    eventually("the service", Duration::from_secs(5), || h.property("ActiveState") == "active");
+    assert!(
+        out.contains("sygen service installed (systemd backend)"),
+        "{out}"
+    );
+    eventually("the service", Duration::from_secs(5), || {
+        h.property("ActiveState") == "active"
+    });
     let out = h.sygen_ok(&["onboarding"]);
     assert!(out.contains("already installed"), "{out}");
 }

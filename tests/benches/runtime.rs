@@ -4,10 +4,13 @@
 //! Run with `scripts/bench` (it builds the release binary first). This executable doubles as
 //! the worker: with `SYGEN_BENCH_WORKER` set it records its start and exit times and exits 42.
 
+#[path = "../e2e/support/mod.rs"]
+mod support;
+
 use std::{
     fs,
     io::Write,
-    path::{Path, PathBuf},
+    path::Path,
     process::{Command, Stdio},
     thread,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
@@ -41,21 +44,6 @@ fn worker(record: &Path) -> ! {
     loop {
         thread::park();
     }
-}
-
-fn sygen_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("bench executable path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("sygen");
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --release --workspace` (scripts/bench does)",
-        path.display()
-    );
-    path
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -107,7 +95,7 @@ fn wakeups(pid: u32) -> u64 {
 }
 
 fn spawn_runtime(home: &Path) -> std::process::Child {
-    Command::new(sygen_binary())
+    Command::new(support::artifacts().join("sygen"))
         .arg("run")
         .env("HOME", home)
         .env("SYGEN_HOME", home.join(".sygen"))

@@ -4,60 +4,15 @@
 //! Needs `cargo build --workspace` first (the binary and the backend cdylibs are build
 //! artifacts of other packages; the README's test command does both).
 
+mod support;
+
 use std::{
     fs,
     path::{Path, PathBuf},
     process::Command,
 };
 
-/// `target/<profile>`, where cargo put `sygen` and the backend libraries.
-fn artifacts() -> PathBuf {
-    let test_exe = std::env::current_exe().expect("test executable path");
-    let dir = test_exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps")
-        .to_path_buf();
-    assert!(
-        dir.join("sygen").is_file(),
-        "{} has no sygen binary: run `cargo build --workspace` before the tests",
-        dir.display()
-    );
-    dir
-}
-
-fn library(name: &str) -> PathBuf {
-    let path = artifacts().join(format!("lib{name}.{}", std::env::consts::DLL_EXTENSION));
-    assert!(
-        path.is_file(),
-        "{} is missing: run `cargo build --workspace`",
-        path.display()
-    );
-    path
-}
-
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Outcome {
-    /// Asserts the run failed with `code` and exactly one line on stderr containing `needle`.
-    fn fails_with(&self, code: i32, needle: &str) -> &str {
-        assert_eq!(self.code, Some(code), "stderr: {}", self.stderr);
-        let lines: Vec<&str> = self.stderr.lines().collect();
-        assert_eq!(lines.len(), 1, "one error line, got: {:?}", self.stderr);
-        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
-        assert!(
-            lines[0].contains(needle),
-            "{:?} not in {}",
-            needle,
-            lines[0]
-        );
-        lines[0]
-    }
-}
+use support::{artifacts, library, Outcome};
 
 /// A user with an empty home directory.
 struct User {
@@ -96,12 +51,7 @@ impl User {
     }
 
     fn run_command(mut command: Command) -> Outcome {
-        let output = command.output().expect("sygen runs");
-        Outcome {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Outcome::from(command.output().expect("sygen runs"))
     }
 
     fn run(&self, args: &[&str]) -> Outcome {

@@ -1,51 +1,18 @@
 //! `sygen run`, `sygen stop` and `sygen restart` with real processes: shell-script workers,
 //! real signals, real pid files. Each test has its own HOME and SYGEN_HOME.
 
+mod support;
+
 use std::{
     fs,
     os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-fn sygen_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .join("sygen");
-    assert!(
-        path.is_file(),
-        "run `cargo build --workspace` before the tests"
-    );
-    path
-}
-
-fn alive(pid: u32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let state = stat
-                .rsplit_once(')')?
-                .1
-                .split_whitespace()
-                .next()?
-                .to_owned();
-            Some(state != "Z")
-        })
-        .unwrap_or(false)
-}
-
-fn eventually(what: &str, timeout: Duration, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(20));
-    }
-}
+use support::{alive, artifacts, eventually, Outcome};
 
 struct Home {
     dir: tempfile::TempDir,
@@ -63,7 +30,7 @@ impl Home {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(sygen_binary());
+        let mut command = Command::new(artifacts().join("sygen"));
         command
             .args(args)
             .env("HOME", self.dir.path())
@@ -136,13 +103,8 @@ impl Home {
             .ok()
     }
 
-    fn sygen(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let output = self.command(args).output().expect("sygen runs");
-        (
-            output.status.code(),
-            String::from_utf8_lossy(&output.stdout).into_owned(),
-            String::from_utf8_lossy(&output.stderr).into_owned(),
-        )
+    fn sygen(&self, args: &[&str]) -> Outcome {
+        Outcome::from(self.command(args).output().expect("sygen runs"))
     }
 }
 
@@ -290,22 +252,16 @@ fn a_second_instance_is_refused_and_a_stale_pid_file_replaced() {
     eventually("the first runtime", Duration::from_secs(5), || {
         home.pid_file("bot.pid") == Some(first.id())
     });
-    let (code, _, stderr) = home.sygen(&["run"]);
-    assert_eq!(code, Some(1));
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains(&format!("sygen is already running (pid {}", first.id())),
-        "{stderr}"
-    );
-    assert!(stderr.contains("sygen stop"), "{stderr}");
+    let second = home.sygen(&["run"]);
+    let line = second.fails_with(1, &format!("sygen is already running (pid {}", first.id()));
+    assert!(line.contains("sygen stop"), "{line}");
     assert_eq!(terminate(&mut first), Some(0));
 }
 
-#[test]
-fn sygen_stop_ends_the_whole_tree_grandchildren_included() {
-    let home = Home::new();
+/// A runtime whose worker has a child of its own; answers the runtime, worker and grandchild.
+fn run_a_tree(home: &Home) -> (Child, u32, u32) {
     home.worker("sleep 300 &\necho $! > grandchild.pid\nwait", "");
-    let mut run = home.spawn_run(&[], true);
+    let run = home.spawn_run(&[], true);
     let grandchild_file = home.sygen_home().join("grandchild.pid");
     eventually("the grandchild", Duration::from_secs(5), || {
         grandchild_file.exists()
@@ -315,10 +271,14 @@ fn sygen_stop_ends_the_whole_tree_grandchildren_included() {
         .trim()
         .parse()
         .unwrap();
-    let worker = home.pid_file("worker.pid").unwrap();
+    (run, home.pid_file("worker.pid").unwrap(), grandchild)
+}
 
-    let (code, stdout, stderr) = home.sygen(&["stop"]);
-    assert_eq!(code, Some(0), "{stderr}");
+#[test]
+fn sygen_stop_ends_the_whole_tree_grandchildren_included() {
+    let home = Home::new();
+    let (mut run, worker, grandchild) = run_a_tree(&home);
+    let stdout = home.sygen(&["stop"]).succeeds().to_owned();
     assert!(
         stdout.contains(&format!("runtime {}", run.id())),
         "{stdout}"
@@ -333,24 +293,12 @@ fn sygen_stop_ends_the_whole_tree_grandchildren_included() {
 #[test]
 fn sygen_stop_ends_an_orphaned_worker_group() {
     let home = Home::new();
-    home.worker("sleep 300 &\necho $! > grandchild.pid\nwait", "");
-    let mut run = home.spawn_run(&[], true);
-    let grandchild_file = home.sygen_home().join("grandchild.pid");
-    eventually("the grandchild", Duration::from_secs(5), || {
-        grandchild_file.exists()
-    });
-    let grandchild: u32 = fs::read_to_string(&grandchild_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
-    let worker = home.pid_file("worker.pid").unwrap();
+    let (mut run, worker, grandchild) = run_a_tree(&home);
     run.kill().unwrap();
     run.wait().unwrap();
     assert!(alive(worker), "the worker outlives a killed runtime");
 
-    let (code, stdout, _) = home.sygen(&["stop"]);
-    assert_eq!(code, Some(0));
+    let stdout = home.sygen(&["stop"]).succeeds().to_owned();
     assert!(
         stdout.contains(&format!("worker process group {worker}")),
         "{stdout}"
@@ -364,22 +312,15 @@ fn sygen_stop_ends_an_orphaned_worker_group() {
 #[test]
 fn with_nothing_running_stop_says_so_and_restart_fails_with_a_hint() {
     let home = Home::new();
-    let (code, stdout, _) = home.sygen(&["stop"]);
-    assert_eq!(code, Some(0));
     assert_eq!(
-        stdout,
+        home.sygen(&["stop"]).succeeds(),
         "nothing running: no sygen service or process to stop\n"
     );
-    let (code, _, stderr) = home.sygen(&["restart"]);
-    assert_eq!(code, Some(1));
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    let restart = home.sygen(&["restart"]);
+    let line = restart.fails_with(1, "sygen is not running: nothing to restart");
     assert!(
-        stderr.contains("sygen is not running: nothing to restart"),
-        "{stderr}"
-    );
-    assert!(
-        stderr.contains("sygen service start") && stderr.contains("sygen run"),
-        "{stderr}"
+        line.contains("sygen service start") && line.contains("sygen run"),
+        "{line}"
     );
 }
 
@@ -392,8 +333,7 @@ fn sygen_restart_replaces_the_worker_and_keeps_the_runtime() {
         home.pid_file("worker.pid").is_some()
     });
     let old = home.pid_file("worker.pid").unwrap();
-    let (code, stdout, stderr) = home.sygen(&["restart"]);
-    assert_eq!(code, Some(0), "{stderr}");
+    let stdout = home.sygen(&["restart"]).succeeds().to_owned();
     let new = home.pid_file("worker.pid").unwrap();
     assert_eq!(stdout, format!("restarted the worker: pid {old} → {new}\n"));
     assert!(!alive(old) && alive(new));
@@ -468,15 +408,11 @@ fn a_malformed_config_is_one_line_naming_file_line_and_key() {
     )
     .unwrap();
     for command in [&["run"][..], &["agent"], &["stop"], &["restart"]] {
-        let (code, _, stderr) = home.sygen(command);
-        assert_eq!(code, Some(1), "{command:?}");
-        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        let out = home.sygen(command);
+        let line = out.fails_with(1, "line 3: key `agent.command`: invalid type");
         assert!(
-            stderr.starts_with(&format!(
-                "error: {} line 3: key `agent.command`: invalid type",
-                config.display()
-            )),
-            "{stderr}"
+            line.starts_with(&format!("error: {} line 3", config.display())),
+            "{line}"
         );
     }
 }

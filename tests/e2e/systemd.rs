@@ -6,6 +6,8 @@
 //! Needs root; without it the tests print why and pass, except under CI (`CI=true`), where
 //! they fail: CI must run them.
 
+mod support;
+
 use std::{
     collections::BTreeSet,
     fs,
@@ -13,31 +15,12 @@ use std::{
     path::{Path, PathBuf},
     process::Command,
     thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-/// `target/<profile>`, where cargo put `sygen` and the backend libraries.
-fn artifacts() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    assert!(
-        dir.join("sygen").is_file() && dir.join("libsygen_systemd.so").is_file(),
-        "run `cargo build --workspace` before the tests"
-    );
-    dir
-}
+use support::{artifacts, eventually, Outcome};
 
 const APPS_DIR: &str = "sygen apps 100%i $x ü";
-
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
 
 /// One real user manager for one test; torn down when dropped, even when the test fails.
 struct Harness {
@@ -137,11 +120,7 @@ impl Harness {
             .args(command)
             .output()
             .expect("harness exec runs");
-        Outcome {
-            code: output.status.code(),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Outcome::from(output)
     }
 
     fn root(&self, command: &[&str]) {
@@ -163,15 +142,7 @@ impl Harness {
     }
 
     fn sygen_ok(&self, args: &[&str]) -> String {
-        let out = self.sygen(args);
-        assert_eq!(
-            out.code,
-            Some(0),
-            "sygen {args:?} failed\nstdout: {}\nstderr: {}",
-            out.stdout,
-            out.stderr
-        );
-        out.stdout
+        self.sygen(args).succeeds().to_owned()
     }
 
     /// One property of sygen.service, as `systemctl --user show` reports it.
@@ -259,15 +230,6 @@ impl Drop for Harness {
             Ok(o) => panic!("harness down: {}", String::from_utf8_lossy(&o.stderr)),
             Err(e) => panic!("harness down did not run: {e}"),
         }
-    }
-}
-
-/// Polls `check` for up to `timeout`; panics with `what` if it never holds.
-fn eventually(what: &str, timeout: Duration, check: impl Fn() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(100));
     }
 }
 
@@ -472,14 +434,8 @@ fn operations_on_a_missing_service_say_not_installed() {
     let Some(h) = Harness::up() else { return };
     for command in ["start", "stop", "uninstall", "status"] {
         let out = h.sygen(&["service", command]);
-        assert_eq!(out.code, Some(3), "{command}: {}", out.stderr);
-        assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
-        assert!(out.stderr.contains("not installed"), "{}", out.stderr);
-        assert!(
-            out.stderr.contains("sygen service install"),
-            "{}",
-            out.stderr
-        );
+        let line = out.fails_with(3, "not installed");
+        assert!(line.contains("sygen service install"), "{command}: {line}");
     }
 }
 
@@ -489,46 +445,20 @@ fn an_unreachable_user_manager_is_one_line_with_the_fix() {
     let program = h.program();
     let program = program.to_str().unwrap();
     let unset = h.exec(&["XDG_RUNTIME_DIR="], &[program, "service", "install"]);
-    assert_eq!(unset.code, Some(1));
-    assert_eq!(unset.stderr.lines().count(), 1, "{}", unset.stderr);
-    assert!(
-        unset.stderr.contains("XDG_RUNTIME_DIR is not set"),
-        "{}",
-        unset.stderr
-    );
-    assert!(
-        unset
-            .stderr
-            .contains(&format!("export XDG_RUNTIME_DIR=/run/user/{}", h.uid)),
-        "{}",
-        unset.stderr
-    );
-    assert!(
-        !unset.stderr.contains("Failed to connect to bus"),
-        "{}",
-        unset.stderr
-    );
+    let line = unset.fails_with(1, "XDG_RUNTIME_DIR is not set");
+    let fix = format!("export XDG_RUNTIME_DIR=/run/user/{}", h.uid);
+    assert!(line.contains(&fix), "{line}");
+    assert!(!line.contains("Failed to connect to bus"), "{line}");
 
     h.sygen_ok(&["service", "install"]);
     let wrong = h.exec(
         &["XDG_RUNTIME_DIR=/nonexistent"],
         &[program, "service", "status"],
     );
-    assert_eq!(wrong.code, Some(1));
-    assert_eq!(wrong.stderr.lines().count(), 1, "{}", wrong.stderr);
+    let line = wrong.fails_with(1, "cannot reach your systemd user manager at /nonexistent");
     assert!(
-        wrong
-            .stderr
-            .contains("cannot reach your systemd user manager at /nonexistent"),
-        "{}",
-        wrong.stderr
-    );
-    assert!(
-        wrong
-            .stderr
-            .contains(&format!("--machine={}@.host", h.user)),
-        "{}",
-        wrong.stderr
+        line.contains(&format!("--machine={}@.host", h.user)),
+        "{line}"
     );
     let backends = h.exec(
         &["XDG_RUNTIME_DIR=/nonexistent"],

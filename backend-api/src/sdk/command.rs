@@ -23,6 +23,17 @@ impl Output {
         self.code == Some(0)
     }
 
+    /// The error for this output when it should have succeeded: "`<command>` failed: <the
+    /// first message line>", or the exit code when the tool said nothing.
+    pub fn failure(&self, command: &str) -> Error {
+        let why = match (self.first_message_line(), self.code) {
+            ("", Some(code)) => format!("exit code {code}"),
+            ("", None) => "killed by a signal".to_owned(),
+            (line, _) => line.to_owned(),
+        };
+        Error::failed(format!("`{command}` failed: {why}"))
+    }
+
     /// The first non-empty line of stderr, else of stdout: what to show a user on failure.
     pub fn first_message_line(&self) -> &str {
         [&self.stderr, &self.stdout]
@@ -126,6 +137,9 @@ mod tests {
         assert_eq!(output.stderr, "err\n");
         assert!(!output.success());
         assert_eq!(output.first_message_line(), "err");
+        assert_eq!(output.failure("tool x").message, "`tool x` failed: err");
+        let silent = run("sh", ["-c", "exit 5"]).unwrap();
+        assert_eq!(silent.failure("sh").message, "`sh` failed: exit code 5");
     }
 
     #[test]

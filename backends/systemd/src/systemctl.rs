@@ -34,11 +34,7 @@ pub fn systemctl_ok(args: &[&str]) -> Result<Output> {
     if output.success() {
         Ok(output)
     } else {
-        Err(Error::failed(format!(
-            "`systemctl --user {}` failed: {}",
-            args.join(" "),
-            output.first_message_line()
-        )))
+        Err(output.failure(&format!("systemctl --user {}", args.join(" "))))
     }
 }
 
@@ -154,11 +150,7 @@ pub fn journal_tail(source: LogSource, unit: &str, lines: u32) -> Result<Option<
         return Ok(None);
     }
     if !output.success() {
-        return Err(Error::failed(format!(
-            "`journalctl {}` failed: {}",
-            args.join(" "),
-            output.first_message_line()
-        )));
+        return Err(output.failure(&format!("journalctl {}", args.join(" "))));
     }
     Ok(Some(output.stdout))
 }
@@ -171,11 +163,7 @@ pub fn journal_follow(source: LogSource, unit: &str, lines: u32, console: &Conso
     if output.success() {
         Ok(())
     } else {
-        Err(Error::failed(format!(
-            "`journalctl {}` failed: {}",
-            args.join(" "),
-            output.first_message_line()
-        )))
+        Err(output.failure(&format!("journalctl {}", args.join(" "))))
     }
 }
 

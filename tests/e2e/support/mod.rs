@@ -1,0 +1,107 @@
+//! What every end-to-end suite needs: where the built artifacts are, how a finished command
+//! looks, and waiting for something that happens in another process.
+
+// Each suite uses its own part of this module.
+#![allow(dead_code)]
+
+use std::{
+    path::{Path, PathBuf},
+    process::Output,
+    thread,
+    time::{Duration, Instant},
+};
+
+/// `target/<profile>`, where cargo put `sygen` and the backend libraries.
+pub fn artifacts() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("tests run from target/<profile>/deps")
+        .to_path_buf();
+    assert!(
+        dir.join("sygen").is_file(),
+        "{} has no sygen binary: run `cargo build --workspace` first (with --release for \
+         the benchmarks)",
+        dir.display()
+    );
+    dir
+}
+
+/// The built library `lib<name>.so`.
+pub fn library(name: &str) -> PathBuf {
+    let path = artifacts().join(format!("lib{name}.{}", std::env::consts::DLL_EXTENSION));
+    assert!(
+        path.is_file(),
+        "{} is missing: run `cargo build --workspace`",
+        path.display()
+    );
+    path
+}
+
+/// Whether `pid` is a live process (a zombie is not).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .next()?
+                .to_owned();
+            Some(state != "Z")
+        })
+        .unwrap_or(false)
+}
+
+/// Polls `check` until it holds; panics naming `what` after `timeout`.
+pub fn eventually(what: &str, timeout: Duration, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A finished command: exit code and output.
+pub struct Outcome {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Outcome {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Outcome {
+    /// Asserts the run failed with `code` and exactly one line on stderr containing `needle`;
+    /// answers that line.
+    pub fn fails_with(&self, code: i32, needle: &str) -> &str {
+        assert_eq!(self.code, Some(code), "stderr: {}", self.stderr);
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one error line, got: {:?}", self.stderr);
+        assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+        assert!(lines[0].contains(needle), "{needle:?} not in {}", lines[0]);
+        lines[0]
+    }
+
+    /// Asserts the run succeeded; answers stdout.
+    pub fn succeeds(&self) -> &str {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "stdout: {}\nstderr: {}",
+            self.stdout,
+            self.stderr
+        );
+        &self.stdout
+    }
+}

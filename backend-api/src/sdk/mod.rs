@@ -7,12 +7,14 @@
 //! library has its own copy of `tracing`, so the host's subscriber cannot see them otherwise).
 //!
 //! The helpers every backend needs live here once: [`command`] runs the platform tool,
-//! [`fs`] writes files atomically and tails logs, [`find_executable`] searches `PATH`.
+//! [`fs`] writes files atomically and tails logs, [`logs`] shows sygen's own log files,
+//! [`find_executable`] searches `PATH`.
 
 mod boundary;
 pub mod command;
 mod forward;
 pub mod fs;
+pub mod logs;
 
 use std::{
     fmt,

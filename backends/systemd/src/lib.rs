@@ -276,7 +276,8 @@ impl Backend for Systemd {
             cx.console.print(&tail);
             return Ok(());
         }
-        print_file_logs(cx, follow, lines)
+        // The last resort when no journal has sygen's logs: sygen's own log files.
+        sdk::logs::print_file_logs(cx, follow, lines)
     }
 
     fn call(&self, cx: &Context, method: &str, _input: &str) -> Result<String> {
@@ -294,54 +295,6 @@ impl Backend for Systemd {
             .collect();
         Ok(serde_json::Value::Object(object).to_string())
     }
-}
-
-/// The last resort when no journal has sygen's logs: sygen's own log files.
-fn print_file_logs(cx: &Context, follow: bool, lines: u32) -> Result<()> {
-    let dir = &cx.service.logs_dir;
-    let newest = fs::read_dir(dir)
-        .ok()
-        .into_iter()
-        .flatten()
-        .filter_map(|entry| entry.ok())
-        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "log"))
-        .max_by_key(|entry| entry.metadata().and_then(|m| m.modified()).ok())
-        .map(|entry| entry.path());
-    let Some(file) = newest else {
-        return Err(Error::failed(format!(
-            "no logs to show: no journal has entries for sygen and {} has no log files",
-            dir.display()
-        ))
-        .with_hint("`sygen service status` shows whether the service has run"));
-    };
-    cx.console
-        .eprintln(&format!("-- logs of sygen from {} --", file.display()));
-    if follow {
-        let output = sdk::command::stream(
-            "tail",
-            [
-                "-n".as_ref(),
-                lines.to_string().as_ref(),
-                "-F".as_ref(),
-                file.as_os_str(),
-            ],
-            &cx.console,
-        )?;
-        return if output.success() {
-            Ok(())
-        } else {
-            Err(Error::failed(format!(
-                "tail failed: {}",
-                output.first_message_line()
-            )))
-        };
-    }
-    let tail = sdk::fs::tail_lines(&file, lines as usize)
-        .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
-    for line in tail {
-        cx.console.println(&line);
-    }
-    Ok(())
 }
 
 sygen_backend_api::export_backend!(Systemd);

@@ -27,3 +27,5 @@ pub use service::ServiceDescription;
 
 /// Re-exported so backends and the host use the same abi_stable.
 pub use abi_stable;
+/// Re-exported so a backend's events reach the SDK's forwarder (it sees only this copy's).
+pub use tracing;

@@ -1,12 +1,90 @@
-//! The launchd backend: runs sygen as a launchd Launch Agent.
+//! The launchd backend: runs sygen as a Launch Agent (`libsygen_launchd.dylib` on macOS; on
+//! Linux it builds as an `.so` and is tested against a launchctl simulator).
 //!
-//! This version loads and answers `info()`; every service operation answers "not implemented
-//! in this backend version", never a fake success.
+//! - [`plist`]: what it writes, `~/Library/LaunchAgents/dev.sygen.plist`;
+//! - [`launchctl`]: what it runs, the domain subcommands (legacy ones where those are missing);
+//! - below: the nine operations gluing them.
+//!
+//! Stopping: `stop` sends SIGTERM through `launchctl kill`; `sygen run` then stops its worker
+//! and exits 0, and `KeepAlive = { SuccessfulExit = false }` does not restart a clean exit, so
+//! the agent stays stopped, still enabled and loaded, until `sygen service start` or the next
+//! login. Nothing is ever disabled, so an install or start always works afterwards.
 
-use sygen_backend_api::sdk::{Backend, Info};
+mod launchctl;
+mod plist;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use sygen_backend_api::sdk::{self, fs::write_atomic, Backend, Context, Error, Info, Result};
+
+use crate::launchctl::{JobState, Launchctl};
+
+/// How long a freshly loaded or started agent has to show a running process.
+const START_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopped agent has to end.
+const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[derive(Default)]
 pub struct Launchd;
+
+fn plist_path(cx: &Context) -> Result<PathBuf> {
+    let home = cx
+        .service
+        .env_var("HOME")
+        .ok_or_else(|| Error::failed("the service description has no HOME"))?;
+    Ok(Path::new(home)
+        .join("Library/LaunchAgents")
+        .join(format!("{}.plist", cx.service.label)))
+}
+
+fn require_installed(cx: &Context) -> Result<PathBuf> {
+    let path = plist_path(cx)?;
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(
+            Error::not_installed(format!("sygen is not installed: no {}", path.display()))
+                .with_hint("run `sygen service install`"),
+        )
+    }
+}
+
+/// Waits until `done` holds for launchd's view of the agent, or fails saying what it is.
+fn wait_for(
+    ctl: &Launchctl,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&Option<JobState>) -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let state = ctl.state()?;
+        if done(&state) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let last_exit = state
+                .and_then(|s| s.last_exit)
+                .unwrap_or_else(|| "unknown".into());
+            return Err(Error::failed(format!(
+                "{} did not {what} within {}s (last exit code {last_exit})",
+                ctl.describe(),
+                timeout.as_secs()
+            ))
+            .with_hint("`sygen service logs` and ~/.sygen/logs/service.err show why"));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn is_running(state: &Option<JobState>) -> bool {
+    state.as_ref().is_some_and(|s| s.pid.is_some())
+}
 
 impl Backend for Launchd {
     const INFO: Info = Info {
@@ -15,6 +93,104 @@ impl Backend for Launchd {
         platform: "macos",
         description: "Runs sygen as a launchd Launch Agent",
     };
+
+    fn is_service_available(&self, _cx: &Context) -> Result<bool> {
+        Ok(sdk::find_executable("launchctl").is_some())
+    }
+
+    fn is_service_installed(&self, cx: &Context) -> Result<bool> {
+        Ok(plist_path(cx)?.exists())
+    }
+
+    fn is_service_running(&self, cx: &Context) -> Result<bool> {
+        let path = plist_path(cx)?;
+        let ctl = Launchctl::detect(&cx.service.label, &path)?;
+        Ok(is_running(&ctl.state()?))
+    }
+
+    fn install_service(&self, cx: &Context) -> Result<()> {
+        let path = plist_path(cx)?;
+        let xml = plist::render(&cx.service)?;
+        let logs = &cx.service.logs_dir;
+        fs::create_dir_all(logs)
+            .map_err(|e| Error::io(format!("creating {}", logs.display()), e))?;
+        let ctl = Launchctl::detect(&cx.service.label, &path)?;
+        if path.exists() || ctl.state()?.is_some() {
+            ctl.unload()?;
+            cx.console
+                .println(&format!("unloaded the previous {}", ctl.describe()));
+        }
+        write_atomic(&path, &xml, Some(0o644))
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        cx.console.println(&format!("wrote {}", path.display()));
+        ctl.load()?;
+        wait_for(&ctl, START_TIMEOUT, "start", is_running)?;
+        cx.console
+            .println(&format!("loaded and started {}", ctl.describe()));
+        Ok(())
+    }
+
+    fn start_service(&self, cx: &Context) -> Result<()> {
+        let path = require_installed(cx)?;
+        let ctl = Launchctl::detect(&cx.service.label, &path)?;
+        if ctl.state()?.is_none() {
+            ctl.load()?;
+        } else {
+            ctl.start()?;
+        }
+        wait_for(&ctl, START_TIMEOUT, "start", is_running)
+    }
+
+    fn stop_service(&self, cx: &Context) -> Result<()> {
+        let path = require_installed(cx)?;
+        let ctl = Launchctl::detect(&cx.service.label, &path)?;
+        if is_running(&ctl.state()?) {
+            ctl.stop()?;
+            wait_for(&ctl, STOP_TIMEOUT, "stop", |s| !is_running(s))?;
+        }
+        cx.console.println(&format!(
+            "{} stays stopped until `sygen service start` or the next login",
+            ctl.describe()
+        ));
+        Ok(())
+    }
+
+    fn uninstall_service(&self, cx: &Context) -> Result<()> {
+        let path = require_installed(cx)?;
+        let ctl = Launchctl::detect(&cx.service.label, &path)?;
+        ctl.unload()?;
+        fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        cx.console.println(&format!(
+            "removed {}; the logs in {} are kept",
+            path.display(),
+            cx.service.logs_dir.display()
+        ));
+        Ok(())
+    }
+
+    fn print_service_status(&self, cx: &Context) -> Result<()> {
+        let path = require_installed(cx)?;
+        let ctl = Launchctl::detect(&cx.service.label, &path)?;
+        let line = match ctl.state()? {
+            None => format!("{}: not loaded", ctl.describe()),
+            Some(state) => format!(
+                "{}: {}, {}, last exit code {}",
+                ctl.describe(),
+                state.state.as_deref().unwrap_or("state unknown"),
+                state
+                    .pid
+                    .map_or("no process".to_owned(), |pid| format!("PID {pid}")),
+                state.last_exit.as_deref().unwrap_or("unknown"),
+            ),
+        };
+        cx.console.println(&line);
+        cx.console.println(&format!("plist: {}", path.display()));
+        Ok(())
+    }
+
+    fn print_service_logs(&self, cx: &Context, follow: bool, lines: u32) -> Result<()> {
+        sdk::logs::print_file_logs(cx, follow, lines)
+    }
 }
 
 sygen_backend_api::export_backend!(Launchd);

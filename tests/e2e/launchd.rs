@@ -504,3 +504,33 @@ fn the_simulator_answers_like_launchctl() {
     let out = legacy.launchctl(&["bootstrap", &gui, plist]);
     assert_eq!(out.stderr, "Unrecognized subcommand: bootstrap\n");
 }
+
+#[test]
+fn an_agent_launchd_no_longer_has_loaded_still_uninstalls_and_reinstalls() {
+    let mac = Mac::new(&[]);
+    mac.sygen(&["service", "install"]).succeeds();
+    mac.launchctl(&["bootout", &Mac::target("gui")]).succeeds();
+    eventually("the manual bootout", Duration::from_secs(5), || {
+        mac.pid("gui").is_none()
+    });
+    // `Boot-out failed: 3: No such process` is what uninstalling wants anyway.
+    mac.sygen(&["service", "uninstall"]).succeeds();
+    assert!(!mac.plist().exists());
+    let calls = mac.calls();
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("bootout ")).count(),
+        2,
+        "{calls:?}"
+    );
+
+    mac.sygen(&["service", "install"]).succeeds();
+    mac.launchctl(&["bootout", &Mac::target("gui")]).succeeds();
+    eventually("the manual bootout", Duration::from_secs(5), || {
+        mac.pid("gui").is_none()
+    });
+    mac.sygen(&["service", "start"]).succeeds();
+    assert!(
+        mac.pid("gui").is_some(),
+        "start loads an agent launchd had dropped"
+    );
+}

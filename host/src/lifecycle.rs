@@ -28,24 +28,37 @@ const GRACE: Duration = Duration::from_secs(5);
 
 pub fn stop(backend_file: Option<&Path>) -> Result<()> {
     let home = description::sygen_home()?;
-    let config = Config::load(&home.join("config.toml"))?;
     let mut stopped = Vec::new();
     if stop_service(backend_file, &home)? {
         stopped.push("the sygen service".to_owned());
     }
+    stopped.extend(end_processes(&home)?);
+    if stopped.is_empty() {
+        println!("nothing running: no sygen service or process to stop");
+    } else {
+        println!("stopped {}", stopped.join(", "));
+    }
+    Ok(())
+}
 
+/// Ends what the pid files in `home` name and is still alive: the runtime (which stops its
+/// worker gracefully on SIGTERM), then whatever is left of the worker's process group.
+/// Removes the pid files and answers what it ended. Also what `sygen service stop` and
+/// `uninstall` run after the backend, for a service manager that ends only the runtime.
+pub fn end_processes(home: &Path) -> Result<Vec<String>> {
+    let config = Config::load(&home.join("config.toml"))?;
+    let mut ended = Vec::new();
     let runtime = pidfile::read(&home.join(RUNTIME_FILE)).filter(|&pid| is_alive(pid));
     let worker = pidfile::read(&home.join(WORKER_FILE));
     let timeout = config.agent.stop_timeout + GRACE;
     if let Some(pid) = runtime {
-        // The runtime stops its worker gracefully on SIGTERM.
         terminate(
             pid,
             timeout,
             |signal| kill(Pid::from_raw(pid), signal),
             || is_alive(pid),
         );
-        stopped.push(format!("runtime {pid}"));
+        ended.push(format!("runtime {pid}"));
     }
     if let Some(group) = worker.filter(|&pgid| group_alive(pgid)) {
         terminate(
@@ -54,17 +67,12 @@ pub fn stop(backend_file: Option<&Path>) -> Result<()> {
             |signal| killpg(Pid::from_raw(group), signal),
             || group_alive(group),
         );
-        stopped.push(format!("worker process group {group}"));
+        ended.push(format!("worker process group {group}"));
     }
     for file in [RUNTIME_FILE, WORKER_FILE] {
         let _ = std::fs::remove_file(home.join(file));
     }
-    if stopped.is_empty() {
-        println!("nothing running: no sygen service or process to stop");
-    } else {
-        println!("stopped {}", stopped.join(", "));
-    }
-    Ok(())
+    Ok(ended)
 }
 
 /// Stops the service through the backend when it is installed and running, so the service

@@ -10,6 +10,7 @@ use crate::{
     cli::ServiceCommand,
     description,
     exit::{Exit, Failure},
+    lifecycle,
     loader::{self, Backend, Choice, Identity},
 };
 
@@ -39,11 +40,13 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
         ServiceCommand::Stop => {
             let (backend, spec) = prepare()?;
             backend.stop_service(&spec)?;
+            end_leftovers(&home)?;
             println!("sygen service stopped");
         }
         ServiceCommand::Uninstall => {
             let (backend, spec) = prepare()?;
             backend.uninstall_service(&spec)?;
+            end_leftovers(&home)?;
             println!("sygen service uninstalled");
         }
         ServiceCommand::Status(flag) => {
@@ -55,6 +58,16 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
             backend.print_service_logs(&spec, args.follow, args.lines)?;
         }
         ServiceCommand::Backends(flag) => list_backends(choice, &home, flag.json)?,
+    }
+    Ok(())
+}
+
+/// Some service managers end only the process they started (Task Scheduler's `/End`); the
+/// worker it ran is ended here, so a stopped service leaves nothing running.
+fn end_leftovers(home: &Path) -> Result<()> {
+    let ended = lifecycle::end_processes(home)?;
+    if !ended.is_empty() {
+        println!("also ended {}", ended.join(", "));
     }
     Ok(())
 }

@@ -163,13 +163,25 @@ fn backends_json_has_the_documented_shape() {
 
 #[test]
 fn a_backend_answers_what_it_does_not_implement_with_a_clear_error() {
-    let backend = library("sygen_tasksched");
-    let out = User::new().run(&["--backend", backend.to_str().unwrap(), "service", "install"]);
-    let line = out.fails_with(
-        1,
-        "install_service is not implemented in this backend version",
-    );
-    assert!(line.contains("tasksched backend 0.1.0"), "{line}");
+    let backend = library("minimal_backend");
+    let user = User::new();
+    for (command, operation) in [
+        ("install", "install_service"),
+        ("start", "start_service"),
+        ("stop", "stop_service"),
+        ("uninstall", "uninstall_service"),
+        ("status", "is_service_installed"),
+        ("logs", "print_service_logs"),
+    ] {
+        let out = user.run(&["--backend", backend.to_str().unwrap(), "service", command]);
+        let line = out.fails_with(
+            1,
+            &format!(
+                "minimal backend 0.1.0: {operation} is not implemented in this backend version"
+            ),
+        );
+        assert!(line.contains("(hint: update the backend"), "{line}");
+    }
 }
 
 #[test]

@@ -1,12 +1,138 @@
-//! The tasksched backend: runs sygen as a Windows Task Scheduler task.
+//! The Task Scheduler backend: runs sygen as a scheduled task at logon (`sygen_tasksched.dll`
+//! on Windows; on Linux it builds as an `.so` and is tested against a schtasks simulator).
 //!
-//! This version loads and answers `info()`; every service operation answers "not implemented
-//! in this backend version", never a fake success.
+//! - [`task_xml`]: what it writes, the task definition (UTF-16LE with a BOM, registered with
+//!   `schtasks /Create /XML` from `~/.sygen/sygen_task.xml`, which is removed afterwards);
+//! - [`schtasks`]: what it runs;
+//! - below: the nine operations gluing them.
+//!
+//! The task runs `sygenw.exe run --supervise` (the windowless build next to `sygen.exe`, else
+//! `sygen.exe`): Task Scheduler restarts only a start that failed, so restarting a worker that
+//! exited is the runtime's own job. A task carries no environment variables: a `SYGEN_HOME`
+//! other than `~/.sygen` has to be set for the user.
 
-use sygen_backend_api::sdk::{Backend, Info};
+mod schtasks;
+mod task_xml;
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+use sygen_backend_api::sdk::{self, Backend, Context, Error, Info, Result};
+
+use crate::{schtasks::TaskState, task_xml::TaskSpec};
+
+/// `/Run` answers before the task has started; this long it may take to.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 pub struct TaskScheduler;
+
+/// The account the task belongs to, as Task Scheduler names it: `DOMAIN\user`.
+fn user_id() -> Result<String> {
+    let user = std::env::var("USERNAME")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            Error::failed("cannot tell which Windows account the task is for: USERNAME is not set")
+                .with_hint("run sygen from a normal session of the account that should run it")
+        })?;
+    Ok(
+        match std::env::var("USERDOMAIN").ok().filter(|d| !d.is_empty()) {
+            Some(domain) => format!("{domain}\\{user}"),
+            None => user,
+        },
+    )
+}
+
+/// The program the task starts: `sygenw` next to the host, else the host itself.
+fn action_program(cx: &Context) -> Result<String> {
+    let program = &cx.service.program;
+    let mut windowless = program.with_file_name("sygenw");
+    if let Some(extension) = program.extension() {
+        windowless.set_extension(extension);
+    }
+    let chosen = if windowless.is_file() {
+        windowless
+    } else {
+        cx.console.eprintln(&format!(
+            "note: {} is missing, so the task runs {}, which opens a console window at logon",
+            windowless.display(),
+            program.display()
+        ));
+        program.clone()
+    };
+    chosen
+        .to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| Error::failed("the sygen executable's path is not valid Unicode"))
+}
+
+fn xml_path(cx: &Context) -> PathBuf {
+    cx.service.home.join("sygen_task.xml")
+}
+
+fn require_installed(cx: &Context) -> Result<TaskState> {
+    schtasks::query(&cx.service.name)?.ok_or_else(|| {
+        Error::not_installed(format!(
+            "sygen is not installed: Task Scheduler has no task {}",
+            cx.service.name
+        ))
+        .with_hint("run `sygen service install`")
+    })
+}
+
+fn wait_until_running(cx: &Context) -> Result<()> {
+    let deadline = Instant::now() + START_TIMEOUT;
+    loop {
+        let state = require_installed(cx)?;
+        if state.is_running() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::failed(format!(
+                "the task {} did not start within {}s (last result {})",
+                cx.service.name,
+                START_TIMEOUT.as_secs(),
+                state.describe_last_result()
+            ))
+            .with_hint("`sygen service logs` shows what sygen wrote"));
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Registers the task from the XML file, which is removed whatever happens.
+fn create_task(cx: &Context, xml: &str) -> Result<()> {
+    let path = xml_path(cx);
+    let path_text = path
+        .to_str()
+        .ok_or_else(|| Error::failed("the sygen home path is not valid Unicode"))?;
+    fs::write(&path, task_xml::to_utf16le(xml))
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    let created = schtasks::create(&cx.service.name, path_text);
+    let removed = fs::remove_file(&path);
+    created?;
+    removed.map_err(|e| Error::io(format!("removing {}", path.display()), e))
+}
+
+/// Task Scheduler passes no environment: say so when the sygen home is not the default one.
+fn warn_about_sygen_home(cx: &Context) {
+    let default = cx
+        .service
+        .env_var("HOME")
+        .map(|home| Path::new(home).join(".sygen"));
+    if default.as_deref() != Some(cx.service.home.as_path()) {
+        cx.console.eprintln(&format!(
+            "note: scheduled tasks carry no environment variables; for the task to use {0}, \
+             set it for your account: setx SYGEN_HOME \"{0}\"",
+            cx.service.home.display()
+        ));
+    }
+}
 
 impl Backend for TaskScheduler {
     const INFO: Info = Info {
@@ -15,6 +141,102 @@ impl Backend for TaskScheduler {
         platform: "windows",
         description: "Runs sygen as a Windows Task Scheduler task",
     };
+
+    fn is_service_available(&self, _cx: &Context) -> Result<bool> {
+        Ok(sdk::find_executable("schtasks.exe").is_some())
+    }
+
+    fn is_service_installed(&self, cx: &Context) -> Result<bool> {
+        Ok(schtasks::query(&cx.service.name)?.is_some())
+    }
+
+    fn is_service_running(&self, cx: &Context) -> Result<bool> {
+        Ok(schtasks::query(&cx.service.name)?.is_some_and(|s| s.is_running()))
+    }
+
+    fn install_service(&self, cx: &Context) -> Result<()> {
+        let name = &cx.service.name;
+        let home = &cx.service.home;
+        let user = user_id()?;
+        let command = action_program(cx)?;
+        let working_directory = home
+            .to_str()
+            .ok_or_else(|| Error::failed("the sygen home path is not valid Unicode"))?;
+        let xml = task_xml::render(&TaskSpec {
+            description: &cx.service.description,
+            user_id: &user,
+            command: &command,
+            arguments: "run --supervise",
+            working_directory,
+        })?;
+        for dir in [home, &cx.service.logs_dir] {
+            fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        }
+        if let Some(previous) = schtasks::query(name)? {
+            if previous.is_running() {
+                schtasks::end(name)?;
+            }
+            schtasks::delete(name)?;
+            cx.console
+                .println(&format!("deleted the previous task {name}"));
+        }
+        create_task(cx, &xml)?;
+        cx.console.println(&format!(
+            "created the task {name} (runs {command} at logon)"
+        ));
+        schtasks::run(name)?;
+        wait_until_running(cx)?;
+        cx.console.println(&format!("started the task {name}"));
+        warn_about_sygen_home(cx);
+        Ok(())
+    }
+
+    fn start_service(&self, cx: &Context) -> Result<()> {
+        if !require_installed(cx)?.is_running() {
+            schtasks::run(&cx.service.name)?;
+        }
+        wait_until_running(cx)
+    }
+
+    fn stop_service(&self, cx: &Context) -> Result<()> {
+        if require_installed(cx)?.is_running() {
+            schtasks::end(&cx.service.name)?;
+        }
+        Ok(())
+    }
+
+    fn uninstall_service(&self, cx: &Context) -> Result<()> {
+        let name = &cx.service.name;
+        if require_installed(cx)?.is_running() {
+            schtasks::end(name)?;
+        }
+        schtasks::delete(name)?;
+        cx.console.println(&format!(
+            "deleted the task {name}; the logs in {} are kept",
+            cx.service.logs_dir.display()
+        ));
+        Ok(())
+    }
+
+    fn print_service_status(&self, cx: &Context) -> Result<()> {
+        let state = require_installed(cx)?;
+        cx.console.println(&format!(
+            "task {}: {}, last result {}",
+            cx.service.name,
+            if state.status.is_empty() {
+                "status unknown"
+            } else {
+                &state.status
+            },
+            state.describe_last_result()
+        ));
+        Ok(())
+    }
+
+    fn print_service_logs(&self, cx: &Context, follow: bool, lines: u32) -> Result<()> {
+        sdk::logs::print_file_logs(cx, follow, lines)
+    }
 }
 
 sygen_backend_api::export_backend!(TaskScheduler);

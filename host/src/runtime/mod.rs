@@ -162,6 +162,8 @@ impl Runtime {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        #[cfg(target_os = "linux")]
+        end_with_the_runtime(&mut command);
         let mut child = command
             .spawn()
             .with_context(|| format!("running {:?} in {}", command, working_dir.display()))?;
@@ -350,6 +352,27 @@ impl Runtime {
         }
         let _ = killpg(group, Signal::SIGKILL);
         stop_requested
+    }
+}
+
+/// Makes the worker receive SIGTERM when the runtime dies, however it dies (SIGKILL, the OOM
+/// killer, a service manager that ends only the process it started): a worker must never run
+/// on unsupervised and unknown.
+#[cfg(target_os = "linux")]
+fn end_with_the_runtime(command: &mut Command) {
+    use nix::{errno::Errno, sys::prctl, unistd::getppid};
+    let runtime = nix::unistd::Pid::this();
+    // SAFETY: between fork and exec this runs only prctl and getppid, both async-signal-safe
+    // system calls, and builds its error without allocating.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(command, move || {
+            prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
+            // The runtime may have died before the line above took effect.
+            if getppid() != runtime {
+                return Err(std::io::Error::from(Errno::ESRCH));
+            }
+            Ok(())
+        });
     }
 }
 

@@ -1,0 +1,223 @@
+//! What the backend writes: the task definition, as a pure function, with quick-xml's writer,
+//! in Task Scheduler schema 1.3 (`Task/@version` is fixed at 1.3 there).
+//!
+//! Why each setting: a `LogonTrigger` with `UserId` (without one it means any user and needs
+//! elevation), 10 s after logon; `ExecutionTimeLimit` PT0S (the default PT72H would kill sygen
+//! after three days); batteries neither prevent nor stop it; `IgnoreNew` keeps one instance;
+//! `RestartOnFailure` only retries a start that failed: a process that exited is restarted by
+//! `sygen run --supervise` itself. schtasks reads the file as UTF-16 when it says so, with a BOM.
+
+use std::io::Cursor;
+
+use quick_xml::{
+    events::{BytesDecl, BytesText, Event},
+    Writer,
+};
+use sygen_backend_api::sdk::{Error, Result};
+
+const NAMESPACE: &str = "http://schemas.microsoft.com/windows/2004/02/mit/task";
+const PRINCIPAL: &str = "Author";
+
+/// Task Scheduler's limit on `Command` and `WorkingDirectory` (the schema's `pathType`).
+pub const MAX_PATH: usize = 260;
+
+/// What the task runs, and as whom.
+pub struct TaskSpec<'a> {
+    pub description: &'a str,
+    /// `DOMAIN\user` of the user the task belongs to.
+    pub user_id: &'a str,
+    pub command: &'a str,
+    pub arguments: &'a str,
+    pub working_directory: &'a str,
+}
+
+/// The task definition as XML text (its declaration says UTF-16; see [`to_utf16le`]).
+pub fn render(task: &TaskSpec) -> Result<String> {
+    for (what, path) in [
+        ("program", task.command),
+        ("working directory", task.working_directory),
+    ] {
+        if path.encode_utf16().count() > MAX_PATH {
+            return Err(Error::failed(format!(
+                "Task Scheduler accepts paths of up to {MAX_PATH} characters; the {what} path \
+                 has {}: {path}",
+                path.encode_utf16().count()
+            ))
+            .with_hint("move sygen (or its home) to a shorter path and install again"));
+        }
+    }
+    write(task).map_err(|e| Error::failed(format!("cannot write the task XML: {e}")))
+}
+
+fn write(task: &TaskSpec) -> std::io::Result<String> {
+    let mut writer = Writer::new_with_indent(Cursor::new(Vec::new()), b' ', 2);
+    writer.write_event(Event::Decl(BytesDecl::new("1.0", Some("UTF-16"), None)))?;
+    let text = |w: &mut Writer<Cursor<Vec<u8>>>, name: &str, value: &str| {
+        w.create_element(name)
+            .write_text_content(BytesText::new(value))
+            .map(|_| ())
+    };
+    writer
+        .create_element("Task")
+        .with_attributes([("version", "1.3"), ("xmlns", NAMESPACE)])
+        .write_inner_content(|w| {
+            w.create_element("RegistrationInfo")
+                .write_inner_content(|w| text(w, "Description", task.description))?;
+            w.create_element("Triggers").write_inner_content(|w| {
+                w.create_element("LogonTrigger").write_inner_content(|w| {
+                    text(w, "Enabled", "true")?;
+                    text(w, "UserId", task.user_id)?;
+                    text(w, "Delay", "PT10S")
+                })?;
+                Ok(())
+            })?;
+            w.create_element("Principals").write_inner_content(|w| {
+                w.create_element("Principal")
+                    .with_attribute(("id", PRINCIPAL))
+                    .write_inner_content(|w| {
+                        text(w, "UserId", task.user_id)?;
+                        text(w, "LogonType", "InteractiveToken")?;
+                        text(w, "RunLevel", "LeastPrivilege")
+                    })?;
+                Ok(())
+            })?;
+            w.create_element("Settings").write_inner_content(|w| {
+                text(w, "MultipleInstancesPolicy", "IgnoreNew")?;
+                text(w, "DisallowStartIfOnBatteries", "false")?;
+                text(w, "StopIfGoingOnBatteries", "false")?;
+                text(w, "AllowHardTerminate", "true")?;
+                text(w, "StartWhenAvailable", "true")?;
+                text(w, "AllowStartOnDemand", "true")?;
+                text(w, "Enabled", "true")?;
+                text(w, "Hidden", "false")?;
+                text(w, "ExecutionTimeLimit", "PT0S")?;
+                w.create_element("RestartOnFailure")
+                    .write_inner_content(|w| {
+                        text(w, "Interval", "PT1M")?;
+                        text(w, "Count", "3")
+                    })?;
+                Ok(())
+            })?;
+            w.create_element("Actions")
+                .with_attribute(("Context", PRINCIPAL))
+                .write_inner_content(|w| {
+                    w.create_element("Exec").write_inner_content(|w| {
+                        text(w, "Command", task.command)?;
+                        text(w, "Arguments", task.arguments)?;
+                        text(w, "WorkingDirectory", task.working_directory)
+                    })?;
+                    Ok(())
+                })?;
+            Ok(())
+        })?;
+    let mut xml = String::from_utf8(writer.into_inner().into_inner())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    xml.push('\n');
+    Ok(xml)
+}
+
+/// `text` as UTF-16LE with a byte-order mark, as its declaration promises.
+pub fn to_utf16le(text: &str) -> Vec<u8> {
+    [0xFF, 0xFE]
+        .into_iter()
+        .chain(text.encode_utf16().flat_map(u16::to_le_bytes))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{path::Path, process::Command};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn task(command: &str) -> TaskSpec<'_> {
+        TaskSpec {
+            description: "sygen agent",
+            user_id: "DESKTOP-7\\ada",
+            command,
+            arguments: "run --supervise",
+            working_directory: "C:\\Users\\ada\\.sygen",
+        }
+    }
+
+    /// Validates UTF-16LE task XML against the Task Scheduler 1.3 schema with xmllint.
+    fn validate(bytes: &[u8]) -> std::result::Result<(), String> {
+        let xsd = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/task-scheduler-1.3.xsd");
+        assert!(xsd.is_file(), "the schema is missing: {}", xsd.display());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("task.xml");
+        std::fs::write(&file, bytes).unwrap();
+        let output = Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&xsd)
+            .arg(&file)
+            .output()
+            .expect("xmllint runs (Debian: libxml2-utils)");
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    #[test]
+    fn renders_the_golden_task() {
+        let xml = render(&task("C:\\Program Files\\sygen\\sygenw.exe")).unwrap();
+        assert_eq!(xml, include_str!("../golden/sygen_task.xml"));
+    }
+
+    #[test]
+    fn the_golden_task_is_utf16le_with_a_bom_and_valid() {
+        let xml = render(&task("C:\\Program Files\\sygen\\sygenw.exe")).unwrap();
+        let bytes = to_utf16le(&xml);
+        assert_eq!(&bytes[..2], [0xFF, 0xFE]);
+        let units: Vec<u16> = bytes[2..]
+            .chunks(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        assert_eq!(String::from_utf16(&units).unwrap(), xml);
+        assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-16\"?>"));
+        validate(&bytes).unwrap();
+    }
+
+    #[test]
+    fn the_1_4_version_of_old_is_refused_by_the_schema() {
+        let xml = render(&task("C:\\sygen.exe"))
+            .unwrap()
+            .replace("version=\"1.3\"", "version=\"1.4\"");
+        assert!(validate(&to_utf16le(&xml)).is_err());
+    }
+
+    #[test]
+    fn refuses_paths_task_scheduler_cannot_hold() {
+        let long = format!("C:\\{}\\sygenw.exe", "d".repeat(MAX_PATH));
+        let error = render(&task(&long)).unwrap_err();
+        assert!(
+            error.message.contains("up to 260 characters"),
+            "{}",
+            error.message
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn awkward_program_paths_stay_valid_and_intact(
+            dir in "[a-zA-Z &<>\"'üé日%;]{1,24}",
+        ) {
+            let command = format!("C:\\Users\\ada\\{dir}\\sygenw.exe");
+            let xml = render(&task(&command)).unwrap();
+            prop_assert!(validate(&to_utf16le(&xml)).is_ok(), "{}", xml);
+            // The Command element's text, unescaped, is the path exactly.
+            let element = xml.split("<Command>").nth(1).unwrap();
+            let escaped = element.split("</Command>").next().unwrap();
+            let unescaped = quick_xml::escape::unescape(escaped).unwrap();
+            prop_assert_eq!(unescaped.as_ref(), command.as_str());
+        }
+    }
+}

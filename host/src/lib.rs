@@ -1,0 +1,78 @@
+//! The sygen host, shared by its two binaries: `sygen`, and `sygenw`, the same program built
+//! for the Windows GUI subsystem so a scheduled task runs it without a console window.
+//!
+//! The host holds no service-manager code: service operations go to a backend library loaded
+//! at run time (see `loader`), given a service description built here (see `description`).
+
+mod agent;
+mod cli;
+mod console;
+mod description;
+mod exit;
+mod lifecycle;
+mod loader;
+mod onboarding;
+mod runtime;
+mod service;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser};
+use tracing_subscriber::EnvFilter;
+
+use crate::cli::{Cli, Command};
+
+/// Parses the command line, runs the command, reports a failure in one line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let backend = cli.backend.as_deref();
+    let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
+    let outcome = match &cli.command {
+        Some(Command::Service(command)) => done(service::run(command, backend)),
+        Some(Command::Run { supervise }) => runtime::run(*supervise),
+        Some(Command::Stop) => done(lifecycle::stop(backend)),
+        Some(Command::Restart) => done(lifecycle::restart()),
+        Some(Command::Agent) => agent::run(),
+        Some(Command::Onboarding { yes, no }) => {
+            let answer = match (yes, no) {
+                (true, _) => onboarding::Answer::Yes,
+                (_, true) => onboarding::Answer::No,
+                _ => onboarding::Answer::Ask,
+            };
+            done(onboarding::run(answer, backend))
+        }
+        None => match onboarding::is_first_run() {
+            Ok(true) => done(onboarding::run(onboarding::Answer::Ask, backend)),
+            Ok(false) => {
+                let _ = Cli::command().print_help();
+                Ok(ExitCode::from(2))
+            }
+            Err(error) => Err(error),
+        },
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            let (line, code) = exit::report(&error);
+            eprintln!("{line}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Diagnostics go to stderr: warnings by default, more with `-v`, anything with `RUST_LOG`.
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .init();
+}

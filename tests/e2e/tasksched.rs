@@ -1,0 +1,481 @@
+//! The Task Scheduler backend through the real `sygen` binary and the real backend library,
+//! against `schtasks-sim` (tests/simulators/schtasks): a stateful schtasks.exe that runs the
+//! task's program, speaks English, German, French or Japanese, and keeps every task XML it
+//! was given so it can be checked after the backend has deleted its file.
+
+mod support;
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use support::{alive, artifacts, library, Outcome};
+
+/// The Task Scheduler schema the simulator and these tests validate against.
+fn schema() -> PathBuf {
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/task-scheduler-1.3.xsd");
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
+/// A Windows user: a home, a Task Scheduler (the simulator's state) and a PATH whose
+/// schtasks.exe is the simulator.
+struct Windows {
+    home: tempfile::TempDir,
+    flags: Vec<(&'static str, &'static str)>,
+}
+
+impl Windows {
+    fn new(flags: &[(&'static str, &'static str)]) -> Self {
+        let windows = Self {
+            home: tempfile::tempdir().expect("temporary home"),
+            flags: flags.to_vec(),
+        };
+        let bin = windows.home.path().join("bin");
+        fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(artifacts().join("schtasks-sim"), bin.join("schtasks.exe"))
+            .unwrap();
+        windows
+    }
+
+    fn state(&self) -> PathBuf {
+        self.home.path().join("taskscheduler")
+    }
+
+    fn sygen_home(&self) -> PathBuf {
+        self.home.path().join(".sygen")
+    }
+
+    fn environment(&self, command: &mut Command) {
+        command
+            .env("HOME", self.home.path())
+            .env(
+                "PATH",
+                format!("{}:/usr/bin:/bin", self.home.path().join("bin").display()),
+            )
+            .env("SCHTASKS_SIM_STATE", self.state())
+            .env("SCHTASKS_SIM_XSD", schema())
+            .env("USERNAME", "ada")
+            .env("USERDOMAIN", "SIMULATED-PC")
+            .env_remove("SYGEN_HOME")
+            .env_remove("SYGEN_BACKEND")
+            .env_remove("SYGEN_SUPERVISOR")
+            .envs(self.flags.iter().copied());
+    }
+
+    fn sygen_at(&self, program: &Path, args: &[&str]) -> Outcome {
+        let mut command = Command::new(program);
+        command
+            .arg("--backend")
+            .arg(library("sygen_tasksched"))
+            .args(args);
+        self.environment(&mut command);
+        Outcome::from(command.output().expect("sygen runs"))
+    }
+
+    fn sygen(&self, args: &[&str]) -> Outcome {
+        self.sygen_at(&artifacts().join("sygen"), args)
+    }
+
+    fn schtasks(&self, args: &[&str]) -> Outcome {
+        let mut command = Command::new(artifacts().join("schtasks-sim"));
+        command.args(args);
+        self.environment(&mut command);
+        Outcome::from(command.output().expect("schtasks-sim runs"))
+    }
+
+    /// The Last Result column of the task, read as the backend reads it.
+    fn last_result(&self) -> Option<String> {
+        let out = self.schtasks(&["/Query", "/TN", "sygen", "/FO", "CSV", "/V", "/NH"]);
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(out.stdout.as_bytes());
+        let record = reader.records().find_map(|r| r.ok())?;
+        record.get(6).map(str::to_owned)
+    }
+
+    fn calls(&self) -> Vec<String> {
+        fs::read_to_string(self.state().join("calls"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Every task XML file schtasks was handed, in order.
+    fn captured(&self) -> Vec<Vec<u8>> {
+        let mut files: Vec<PathBuf> = fs::read_dir(self.state().join("captured"))
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+            .unwrap_or_default();
+        files.sort();
+        files.into_iter().map(|f| fs::read(f).unwrap()).collect()
+    }
+
+    fn pid_file(&self, name: &str) -> Option<u32> {
+        fs::read_to_string(self.sygen_home().join(name))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for Windows {
+    fn drop(&mut self) {
+        let _ = self.schtasks(&["shutdown"]);
+        let mut stop = Command::new(artifacts().join("sygen"));
+        stop.arg("stop");
+        self.environment(&mut stop);
+        let _ = stop.output();
+    }
+}
+
+/// Decodes UTF-16LE after checking the BOM; validates against the schema with xmllint.
+fn check_task_file(bytes: &[u8]) -> String {
+    assert_eq!(&bytes[..2], [0xFF, 0xFE], "UTF-16LE byte-order mark");
+    let units: Vec<u16> = bytes[2..]
+        .chunks(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    let xml = String::from_utf16(&units).expect("UTF-16");
+    assert!(
+        xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-16\"?>"),
+        "{xml}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("task.xml");
+    fs::write(&file, bytes).unwrap();
+    let lint = Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(schema())
+        .arg(&file)
+        .output()
+        .expect("xmllint (libxml2-utils) runs");
+    assert!(
+        lint.status.success(),
+        "{}",
+        String::from_utf8_lossy(&lint.stderr)
+    );
+    xml
+}
+
+fn element(xml: &str, name: &str) -> String {
+    let escaped = xml
+        .split(&format!("<{name}>"))
+        .nth(1)
+        .and_then(|rest| rest.split(&format!("</{name}>")).next())
+        .unwrap_or_else(|| panic!("no <{name}> in {xml}"));
+    quick_xml::escape::unescape(escaped).unwrap().into_owned()
+}
+
+#[test]
+fn install_registers_a_valid_task_and_runs_it() {
+    let windows = Windows::new(&[]);
+    let out = windows.sygen(&["service", "install"]);
+    let stdout = out.succeeds();
+    let sygenw = fs::canonicalize(artifacts().join("sygenw")).unwrap();
+    assert!(
+        stdout.contains(&format!(
+            "created the task sygen (runs {} at logon)",
+            sygenw.display()
+        )),
+        "{stdout}"
+    );
+    // /Run answers before the task starts; install waited for it.
+    assert_eq!(windows.last_result().as_deref(), Some("267009"));
+    assert!(stdout.contains("started the task sygen"), "{stdout}");
+
+    let captured = windows.captured();
+    assert_eq!(captured.len(), 1);
+    let xml = check_task_file(&captured[0]);
+    assert_eq!(element(&xml, "Command"), sygenw.to_str().unwrap());
+    assert_eq!(element(&xml, "Arguments"), "run --supervise");
+    assert_eq!(element(&xml, "UserId"), "SIMULATED-PC\\ada");
+    assert_eq!(
+        element(&xml, "WorkingDirectory"),
+        windows.sygen_home().to_str().unwrap()
+    );
+    assert!(
+        !windows.sygen_home().join("sygen_task.xml").exists(),
+        "the XML file is removed"
+    );
+    let xml_file = windows.sygen_home().join("sygen_task.xml");
+    assert!(windows.calls().contains(&format!(
+        "/Create /TN sygen /XML {} /F /HRESULT",
+        xml_file.display()
+    )));
+
+    support::eventually(
+        "the runtime's worker",
+        std::time::Duration::from_secs(5),
+        || windows.pid_file("worker.pid").is_some(),
+    );
+    let runtime = windows.pid_file("bot.pid").unwrap();
+    let cmdline = fs::read_to_string(format!("/proc/{runtime}/cmdline")).unwrap();
+    assert_eq!(cmdline, format!("{}\0run\0--supervise\0", sygenw.display()));
+
+    let status = windows.sygen(&["service", "status"]);
+    assert_eq!(
+        status.succeeds(),
+        "task sygen: Running, last result running (0x41301)\n"
+    );
+}
+
+#[test]
+fn reinstall_deletes_the_old_task_first() {
+    let windows = Windows::new(&[]);
+    windows.sygen(&["service", "install"]).succeeds();
+    let first = windows.pid_file("bot.pid").unwrap();
+    let out = windows.sygen(&["service", "install"]);
+    assert!(
+        out.succeeds().contains("deleted the previous task sygen"),
+        "{}",
+        out.stdout
+    );
+    let calls = windows.calls();
+    let second_create = calls
+        .iter()
+        .rposition(|c| c.starts_with("/Create"))
+        .unwrap();
+    let end = calls.iter().position(|c| c.starts_with("/End")).unwrap();
+    let delete = calls
+        .iter()
+        .position(|c| c.starts_with("/Delete /TN sygen /F"))
+        .unwrap();
+    assert!(end < delete && delete < second_create, "{calls:?}");
+    assert_eq!(windows.last_result().as_deref(), Some("267009"));
+    support::eventually("the new runtime", std::time::Duration::from_secs(5), || {
+        windows
+            .pid_file("bot.pid")
+            .is_some_and(|pid| pid != first && alive(pid))
+    });
+    assert!(!alive(first));
+}
+
+#[test]
+fn stop_ends_the_task_and_what_it_started_and_start_runs_it_again() {
+    let windows = Windows::new(&[]);
+    // A worker with a child of its own, as real agents have.
+    fs::create_dir_all(windows.sygen_home()).unwrap();
+    let worker = windows.sygen_home().join("worker.sh");
+    fs::write(
+        &worker,
+        "#!/bin/sh\nsleep 300 &\necho $! > child.pid\nwait\n",
+    )
+    .unwrap();
+    fs::set_permissions(&worker, fs::Permissions::from_mode(0o755)).unwrap();
+    fs::write(
+        windows.sygen_home().join("config.toml"),
+        format!("[agent]\ncommand = [{:?}]\n", worker.to_str().unwrap()),
+    )
+    .unwrap();
+    windows.sygen(&["service", "install"]).succeeds();
+    let child_file = windows.sygen_home().join("child.pid");
+    support::eventually(
+        "the worker's child",
+        std::time::Duration::from_secs(5),
+        || child_file.exists(),
+    );
+    let runtime = windows.pid_file("bot.pid").unwrap();
+    let worker = windows.pid_file("worker.pid").unwrap();
+    let child: u32 = fs::read_to_string(&child_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
+    // /End terminates only the task's own process; the worker follows its runtime, and the
+    // host ends what is left of the worker's process group.
+    let out = windows.sygen(&["service", "stop"]);
+    assert!(
+        out.succeeds()
+            .contains(&format!("also ended worker process group {worker}")),
+        "{}",
+        out.stdout
+    );
+    for pid in [runtime, worker, child] {
+        assert!(!alive(pid), "{pid} survived the stop");
+    }
+    assert_eq!(windows.last_result().as_deref(), Some("267014"));
+    let status = windows.sygen(&["service", "status"]);
+    assert_eq!(
+        status.succeeds(),
+        "task sygen: Ready, last result ended by request (0x41306)\n"
+    );
+
+    windows.sygen(&["service", "start"]).succeeds();
+    assert_eq!(windows.last_result().as_deref(), Some("267009"));
+}
+
+#[test]
+fn uninstall_leaves_no_task_no_file_and_no_process() {
+    let windows = Windows::new(&[]);
+    windows.sygen(&["service", "install"]).succeeds();
+    support::eventually("the worker", std::time::Duration::from_secs(5), || {
+        windows.pid_file("worker.pid").is_some()
+    });
+    let worker = windows.pid_file("worker.pid").unwrap();
+    let out = windows.sygen(&["service", "uninstall"]);
+    assert!(
+        out.succeeds().contains("deleted the task sygen"),
+        "{}",
+        out.stdout
+    );
+    let query = windows.schtasks(&["/Query", "/TN", "sygen", "/FO", "CSV", "/V", "/NH"]);
+    assert_eq!(query.code, Some(1));
+    assert!(!windows.sygen_home().join("sygen_task.xml").exists());
+    assert!(!alive(worker));
+    for command in ["status", "start", "stop", "uninstall"] {
+        let out = windows.sygen(&["service", command]);
+        let line = out.fails_with(3, "not installed");
+        assert!(line.contains("sygen service install"), "{command}: {line}");
+    }
+}
+
+#[test]
+fn every_language_is_read_by_column_and_number() {
+    for (lang, running, ready) in [
+        ("en", "Running", "Ready"),
+        ("de", "Wird ausgeführt", "Bereit"),
+        ("fr", "En cours d'exécution", "Prêt"),
+    ] {
+        let windows = Windows::new(&[("SCHTASKS_SIM_LANG", lang)]);
+        windows.sygen(&["service", "install"]).succeeds();
+        let status = windows.sygen(&["service", "status"]);
+        assert_eq!(
+            status.succeeds(),
+            format!("task sygen: {running}, last result running (0x41301)\n"),
+            "{lang}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(windows.sygen(&["service", "status", "--json"]).succeeds())
+                .unwrap();
+        assert_eq!(json["running"], true, "{lang}");
+        windows.sygen(&["service", "stop"]).succeeds();
+        let status = windows.sygen(&["service", "status"]);
+        assert!(
+            status
+                .succeeds()
+                .starts_with(&format!("task sygen: {ready},")),
+            "{lang}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(windows.sygen(&["service", "status", "--json"]).succeeds())
+                .unwrap();
+        assert_eq!(json["running"], false, "{lang}");
+    }
+}
+
+#[test]
+fn access_denied_shows_the_admin_hint_in_every_language() {
+    // Japanese is recognised by the exit code alone (/HRESULT: E_ACCESSDENIED).
+    for lang in ["en", "de", "fr", "ja"] {
+        let windows = Windows::new(&[
+            ("SCHTASKS_SIM_LANG", lang),
+            ("SCHTASKS_SIM_ACCESS_DENIED", "1"),
+        ]);
+        let out = windows.sygen(&["service", "install"]);
+        let line = out.fails_with(1, "was refused: access is denied");
+        assert!(
+            line.contains("elevated terminal (Run as administrator)"),
+            "{lang}: {line}"
+        );
+        assert!(
+            !windows.sygen_home().join("sygen_task.xml").exists(),
+            "{lang}: the XML file is removed when creation fails"
+        );
+    }
+}
+
+#[test]
+fn a_reinstall_refused_at_deletion_stops_there_with_the_hint() {
+    let mut windows = Windows::new(&[]);
+    windows.sygen(&["service", "install"]).succeeds();
+    windows.flags.push(("SCHTASKS_SIM_ACCESS_DENIED", "1"));
+    let out = windows.sygen(&["service", "install"]);
+    let line = out.fails_with(1, "`schtasks /End /TN sygen` was refused: access is denied");
+    assert!(line.contains("elevated terminal"), "{line}");
+    assert_eq!(windows.captured().len(), 1, "no second /Create");
+    assert_eq!(
+        windows.last_result().as_deref(),
+        Some("267009"),
+        "the old task still runs"
+    );
+}
+
+#[test]
+fn without_sygenw_the_task_runs_sygen_with_a_notice() {
+    let windows = Windows::new(&[]);
+    let apps = windows.home.path().join("apps");
+    fs::create_dir_all(&apps).unwrap();
+    fs::copy(artifacts().join("sygen"), apps.join("sygen")).unwrap();
+    let out = windows.sygen_at(&apps.join("sygen"), &["service", "install"]);
+    out.succeeds();
+    assert!(
+        out.stderr.contains(&format!(
+            "note: {} is missing, so the task runs {}, which opens a console window at logon",
+            apps.join("sygenw").display(),
+            apps.join("sygen").display()
+        )),
+        "{}",
+        out.stderr
+    );
+    let xml = check_task_file(&windows.captured()[0]);
+    assert_eq!(
+        element(&xml, "Command"),
+        apps.join("sygen").to_str().unwrap()
+    );
+}
+
+#[test]
+fn a_task_from_an_awkward_path_is_valid_and_runs() {
+    let windows = Windows::new(&[]);
+    let apps = windows.home.path().join("my & <apps> 'q' \"dq\" ü");
+    fs::create_dir_all(&apps).unwrap();
+    for binary in ["sygen", "sygenw"] {
+        fs::copy(artifacts().join(binary), apps.join(binary)).unwrap();
+    }
+    windows
+        .sygen_at(&apps.join("sygen"), &["service", "install"])
+        .succeeds();
+    let xml = check_task_file(&windows.captured()[0]);
+    assert_eq!(
+        element(&xml, "Command"),
+        apps.join("sygenw").to_str().unwrap()
+    );
+    assert!(xml.contains("&amp; &lt;apps&gt;"), "{xml}");
+    let runtime = windows.pid_file("bot.pid").unwrap();
+    let cmdline = fs::read_to_string(format!("/proc/{runtime}/cmdline")).unwrap();
+    assert!(
+        cmdline.starts_with(&format!("{}\0", apps.join("sygenw").display())),
+        "{cmdline:?}"
+    );
+}
+
+#[test]
+fn logs_show_the_agent_log() {
+    let windows = Windows::new(&[]);
+    fs::create_dir_all(windows.sygen_home()).unwrap();
+    fs::write(
+        windows.sygen_home().join("config.toml"),
+        "[agent]\nheartbeat_interval = \"100ms\"\n",
+    )
+    .unwrap();
+    windows.sygen(&["service", "install"]).succeeds();
+    let log = windows.sygen_home().join("logs/agent.log");
+    support::eventually("heartbeats", std::time::Duration::from_secs(5), || {
+        fs::read_to_string(&log).is_ok_and(|l| l.contains("heartbeat 3"))
+    });
+    let out = windows.sygen(&["service", "logs", "-n", "2"]);
+    assert_eq!(out.succeeds().lines().count(), 2);
+    assert_eq!(
+        out.stderr,
+        format!("-- logs of sygen from {} --\n", log.display())
+    );
+}

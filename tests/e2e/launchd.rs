@@ -6,7 +6,6 @@ mod support;
 
 use std::{
     fs,
-    io::{BufRead, BufReader},
     os::unix::{fs::PermissionsExt, process::CommandExt},
     path::PathBuf,
     process::{Command, Stdio},
@@ -14,7 +13,10 @@ use std::{
     time::Duration,
 };
 
-use support::{alive, artifacts, eventually, library, Outcome};
+use support::{
+    alive, artifacts, eventually, library, path_with_simulated, three_heartbeats, write_script,
+    Outcome,
+};
 
 /// A Mac user: a home, a launchd (the simulator's state) and a PATH whose launchctl is the
 /// simulator.
@@ -25,15 +27,10 @@ struct Mac {
 
 impl Mac {
     fn new(flags: &[(&'static str, &'static str)]) -> Self {
-        let mac = Self {
+        Self {
             home: tempfile::tempdir().expect("temporary home"),
             flags: flags.to_vec(),
-        };
-        let bin = mac.home.path().join("bin");
-        fs::create_dir_all(&bin).unwrap();
-        std::os::unix::fs::symlink(artifacts().join("launchctl-sim"), bin.join("launchctl"))
-            .unwrap();
-        mac
+        }
     }
 
     fn state(&self) -> PathBuf {
@@ -72,7 +69,7 @@ impl Mac {
     }
 
     fn path(&self) -> String {
-        format!("{}:/usr/bin:/bin", self.home.path().join("bin").display())
+        path_with_simulated(self.home.path(), "launchctl-sim", "launchctl")
     }
 
     fn sygen_command(&self, args: &[&str], path: &str) -> Command {
@@ -270,12 +267,11 @@ fn a_crash_is_restarted_by_keepalive() {
     let mac = Mac::new(&[]);
     fs::create_dir_all(mac.sygen_home()).unwrap();
     let worker = mac.sygen_home().join("worker.sh");
-    fs::write(
+    write_script(
         &worker,
-        "#!/bin/sh\n[ -f crashed ] || { touch crashed; exit 3; }\nexec sleep 300\n",
-    )
-    .unwrap();
-    fs::set_permissions(&worker, fs::Permissions::from_mode(0o755)).unwrap();
+        "[ -f crashed ] || { touch crashed; exit 3; }
+exec sleep 300",
+    );
     mac.config(&format!(
         "[agent]\ncommand = [{:?}]\n",
         worker.to_str().unwrap()
@@ -436,16 +432,7 @@ fn logs_show_and_follow_the_agent_log() {
         .process_group(0)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
-    let beats: Vec<u64> = lines
-        .by_ref()
-        .map(|l| l.unwrap())
-        .filter_map(|l| {
-            l.rsplit_once("heartbeat ")
-                .and_then(|(_, n)| n.parse().ok())
-        })
-        .take(3)
-        .collect();
+    let beats = three_heartbeats(follower.stdout.take().unwrap());
     assert!(beats.windows(2).all(|w| w[1] == w[0] + 1), "{beats:?}");
     let _ = follower.kill();
     let _ = follower.wait();

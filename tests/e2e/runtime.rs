@@ -5,14 +5,13 @@ mod support;
 
 use std::{
     fs,
-    os::unix::fs::PermissionsExt,
     path::PathBuf,
     process::{Child, Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
-use support::{alive, artifacts, eventually, Outcome};
+use support::{alive, artifacts, eventually, write_script, Outcome};
 
 struct Home {
     dir: tempfile::TempDir,
@@ -46,8 +45,7 @@ impl Home {
     fn worker(&self, script: &str, extra: &str) {
         fs::create_dir_all(self.sygen_home()).unwrap();
         let path = self.sygen_home().join("worker.sh");
-        fs::write(&path, format!("#!/bin/sh\n{script}\n")).unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        write_script(&path, script);
         fs::write(
             self.sygen_home().join("config.toml"),
             format!(

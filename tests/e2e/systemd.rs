@@ -18,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use support::{artifacts, eventually, Outcome};
+use support::{artifacts, eventually, three_heartbeats, Outcome};
 
 const APPS_DIR: &str = "sygen apps 100%i $x ü";
 
@@ -557,7 +557,6 @@ fn logs_use_the_system_journal_when_there_are_no_user_journal_files() {
 
 #[test]
 fn logs_follow_prints_new_lines_as_they_come() {
-    use std::io::{BufRead, BufReader};
     use std::os::unix::process::CommandExt;
 
     let Some(h) = Harness::up() else { return };
@@ -580,20 +579,10 @@ fn logs_follow_prints_new_lines_as_they_come() {
         .process_group(0)
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(follower.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let beats: Vec<u64> = lines
-        .by_ref()
-        .map(|l| l.unwrap())
-        .filter_map(|l| {
-            l.rsplit_once("heartbeat ")
-                .and_then(|(_, n)| n.parse().ok())
-        })
-        .take(3)
-        .collect();
+    let beats = three_heartbeats(follower.stdout.take().unwrap());
     assert!(
-        beats.windows(2).all(|w| w[1] == w[0] + 1),
-        "new heartbeats arrive in order after {first:?}: {beats:?}"
+        beats.len() == 3 && beats.windows(2).all(|w| w[1] == w[0] + 1),
+        "new heartbeats arrive in order: {beats:?}"
     );
     let interrupted = interrupt_group(follower.id());
     let _ = follower.wait();

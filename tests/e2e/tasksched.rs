@@ -7,12 +7,11 @@ mod support;
 
 use std::{
     fs,
-    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
 };
 
-use support::{alive, artifacts, library, Outcome};
+use support::{alive, artifacts, library, path_with_simulated, write_script, Outcome};
 
 /// The Task Scheduler schema the simulator and these tests validate against.
 fn schema() -> PathBuf {
@@ -31,15 +30,10 @@ struct Windows {
 
 impl Windows {
     fn new(flags: &[(&'static str, &'static str)]) -> Self {
-        let windows = Self {
+        Self {
             home: tempfile::tempdir().expect("temporary home"),
             flags: flags.to_vec(),
-        };
-        let bin = windows.home.path().join("bin");
-        fs::create_dir_all(&bin).unwrap();
-        std::os::unix::fs::symlink(artifacts().join("schtasks-sim"), bin.join("schtasks.exe"))
-            .unwrap();
-        windows
+        }
     }
 
     fn state(&self) -> PathBuf {
@@ -55,7 +49,7 @@ impl Windows {
             .env("HOME", self.home.path())
             .env(
                 "PATH",
-                format!("{}:/usr/bin:/bin", self.home.path().join("bin").display()),
+                path_with_simulated(self.home.path(), "schtasks-sim", "schtasks.exe"),
             )
             .env("SCHTASKS_SIM_STATE", self.state())
             .env("SCHTASKS_SIM_XSD", schema())
@@ -264,12 +258,12 @@ fn stop_ends_the_task_and_what_it_started_and_start_runs_it_again() {
     // A worker with a child of its own, as real agents have.
     fs::create_dir_all(windows.sygen_home()).unwrap();
     let worker = windows.sygen_home().join("worker.sh");
-    fs::write(
+    write_script(
         &worker,
-        "#!/bin/sh\nsleep 300 &\necho $! > child.pid\nwait\n",
-    )
-    .unwrap();
-    fs::set_permissions(&worker, fs::Permissions::from_mode(0o755)).unwrap();
+        "sleep 300 &
+echo $! > child.pid
+wait",
+    );
     fs::write(
         windows.sygen_home().join("config.toml"),
         format!("[agent]\ncommand = [{:?}]\n", worker.to_str().unwrap()),

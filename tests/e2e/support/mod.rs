@@ -105,3 +105,36 @@ impl Outcome {
         &self.stdout
     }
 }
+
+/// Writes a `/bin/sh` script with `body` at `path`, executable.
+pub fn write_script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write the script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
+/// Puts the built `simulator` on a PATH under `home` as the platform tool `tool`; answers
+/// that PATH (the simulator first, then the system's).
+pub fn path_with_simulated(home: &Path, simulator: &str, tool: &str) -> String {
+    let bin = home.join("bin");
+    std::fs::create_dir_all(&bin).expect("bin dir");
+    let link = bin.join(tool);
+    if !link.exists() {
+        std::os::unix::fs::symlink(artifacts().join(simulator), &link).expect("symlink");
+    }
+    format!("{}:/usr/bin:/bin", bin.display())
+}
+
+/// Reads the built-in agent's `heartbeat N` lines from a followed log until three arrived.
+pub fn three_heartbeats(output: impl std::io::Read) -> Vec<u64> {
+    use std::io::BufRead;
+    std::io::BufReader::new(output)
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| {
+            l.rsplit_once("heartbeat ")
+                .and_then(|(_, n)| n.parse().ok())
+        })
+        .take(3)
+        .collect()
+}

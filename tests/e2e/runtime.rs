@@ -68,6 +68,16 @@ impl Home {
             .expect("sygen run starts")
     }
 
+    /// Starts `sygen run` under a service manager; answers it and its first worker's pid.
+    fn start(&self) -> (Child, u32) {
+        let run = self.spawn_run(&[], true);
+        eventually("the worker", Duration::from_secs(5), || {
+            self.pid_file("worker.pid").is_some()
+        });
+        let worker = self.pid_file("worker.pid").expect("worker.pid");
+        (run, worker)
+    }
+
     fn run_to_end(&self, args: &[&str], supervisor: bool) -> (Option<i32>, String) {
         let mut child = self.spawn_run(args, supervisor);
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -208,11 +218,7 @@ fn a_restart_loop_is_slowed_down_not_a_fork_storm() {
 fn sigterm_stops_the_worker_and_exits_0() {
     let home = Home::new();
     home.worker("exec sleep 30", "");
-    let mut run = home.spawn_run(&[], true);
-    eventually("the worker", Duration::from_secs(5), || {
-        home.pid_file("worker.pid").is_some()
-    });
-    let worker = home.pid_file("worker.pid").unwrap();
+    let (mut run, worker) = home.start();
     assert_eq!(terminate(&mut run), Some(0));
     assert!(!alive(worker));
     assert!(!home.sygen_home().join("bot.pid").exists());
@@ -226,11 +232,7 @@ fn a_worker_ignoring_sigterm_is_killed_after_the_stop_timeout() {
         "trap '' TERM\nwhile true; do sleep 0.1; done",
         "stop_timeout = \"300ms\"",
     );
-    let mut run = home.spawn_run(&[], true);
-    eventually("the worker", Duration::from_secs(5), || {
-        home.pid_file("worker.pid").is_some()
-    });
-    let worker = home.pid_file("worker.pid").unwrap();
+    let (mut run, worker) = home.start();
     assert_eq!(terminate(&mut run), Some(0));
     assert!(!alive(worker));
     assert!(
@@ -332,11 +334,7 @@ fn with_nothing_running_stop_says_so_and_restart_fails_with_a_hint() {
 fn sygen_restart_replaces_the_worker_and_keeps_the_runtime() {
     let home = Home::new();
     home.worker("exec sleep 30", "");
-    let mut run = home.spawn_run(&[], true);
-    eventually("the worker", Duration::from_secs(5), || {
-        home.pid_file("worker.pid").is_some()
-    });
-    let old = home.pid_file("worker.pid").unwrap();
+    let (mut run, old) = home.start();
     let stdout = home.sygen(&["restart"]).succeeds().to_owned();
     let new = home.pid_file("worker.pid").unwrap();
     assert_eq!(stdout, format!("restarted the worker: pid {old} → {new}\n"));

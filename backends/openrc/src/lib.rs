@@ -1,0 +1,241 @@
+//! The OpenRC backend (`libsygen_openrc.so`), written as a third party would: it uses only the
+//! public `sygen-backend-api` crate.
+//!
+//! - [`script`]: what it writes, the service script supervised by `supervise-daemon`;
+//! - [`openrc`]: what it runs, `rc-service` and `rc-update`;
+//! - below: the nine operations gluing them.
+//!
+//! On OpenRC before 0.60 (Debian bookworm has 0.45) there are no user services: sygen becomes
+//! the system service `/etc/init.d/sygen`, installed by root and run as the invoking user
+//! (`command_user`: `$SUDO_USER` under sudo). From 0.60 on it is a user service under
+//! `~/.config/rc/init.d`. supervise-daemon restarts sygen after any exit, so the restart policy
+//! is "always", not "on failure" as with systemd.
+
+mod openrc;
+mod script;
+
+use std::{fs, path::PathBuf, thread, time::Duration};
+
+use sygen_backend_api::sdk::{
+    self, command, fs::write_atomic, Backend, Context, Error, Info, Result,
+};
+
+use crate::openrc::{Mode, State};
+
+#[derive(Default)]
+pub struct OpenRc;
+
+fn current_uid() -> Result<u32> {
+    let output = command::run("id", ["-u"])?;
+    output
+        .stdout
+        .trim()
+        .parse()
+        .map_err(|_| Error::failed("cannot tell the current user id (`id -u`)"))
+}
+
+/// Who sygen runs as: under sudo the user who ran it, else the current user.
+fn invoking_user() -> Result<String> {
+    if let Ok(user) = std::env::var("SUDO_USER") {
+        if !user.is_empty() && current_uid()? == 0 {
+            return Ok(user);
+        }
+    }
+    let output = command::run("id", ["-un"])?;
+    Ok(output.stdout.trim().to_owned())
+}
+
+fn mode(cx: &Context) -> Result<Mode> {
+    let config_home = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            let home = cx
+                .service
+                .env_var("HOME")
+                .ok_or_else(|| Error::failed("the service description has no HOME"))?;
+            PathBuf::from(home).join(".config")
+        }
+    };
+    Ok(Mode::for_version(openrc::version()?, config_home))
+}
+
+fn script_path(cx: &Context, mode: &Mode) -> PathBuf {
+    mode.script_dir().join(&cx.service.name)
+}
+
+/// A system service can only be changed by root: say so, with the command that works.
+fn require_root(mode: &Mode, operation: &str) -> Result<()> {
+    if *mode == Mode::System && current_uid()? != 0 {
+        return Err(Error::failed(format!(
+            "this OpenRC has no user services, so sygen is the system service \
+             /etc/init.d/sygen, and only root can {operation} it"
+        ))
+        .with_hint(format!("run `sudo sygen service {operation}`")));
+    }
+    Ok(())
+}
+
+fn require_installed(cx: &Context, mode: &Mode) -> Result<PathBuf> {
+    let path = script_path(cx, mode);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(Error::not_installed(format!(
+            "sygen is not installed: there is no {}",
+            path.display()
+        ))
+        .with_hint("run `sygen service install`"))
+    }
+}
+
+/// Waits briefly for supervise-daemon to report the service started.
+fn check_started(cx: &Context, mode: &Mode) -> Result<()> {
+    let mut state = State::Other(-1);
+    for _ in 0..20 {
+        state = openrc::status(mode, &cx.service.name)?;
+        if state == State::Started {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    Err(Error::failed(format!(
+        "sygen did not start: OpenRC reports it {}",
+        state.describe()
+    ))
+    .with_hint("`sygen service logs` shows why"))
+}
+
+/// Root creates the logs directory in the user's home; the user's sygen must own it.
+fn give_to_user(user: &str, dirs: &[&std::path::Path]) -> Result<()> {
+    if user == "root" || current_uid()? != 0 {
+        return Ok(());
+    }
+    for dir in dirs {
+        let output = command::run("chown", [format!("{user}:"), dir.display().to_string()])?;
+        if !output.success() {
+            return Err(output.failure(&format!("chown {user}: {}", dir.display())));
+        }
+    }
+    Ok(())
+}
+
+impl Backend for OpenRc {
+    const INFO: Info = Info {
+        name: "openrc",
+        version: env!("CARGO_PKG_VERSION"),
+        platform: "linux",
+        description: "Runs sygen as an OpenRC service supervised by supervise-daemon",
+    };
+
+    /// OpenRC is there and booted this system (it keeps `/run/openrc/softlevel` then).
+    fn is_service_available(&self, _cx: &Context) -> Result<bool> {
+        Ok(sdk::find_executable("rc-service").is_some()
+            && std::path::Path::new("/run/openrc/softlevel").exists())
+    }
+
+    fn is_service_installed(&self, cx: &Context) -> Result<bool> {
+        Ok(script_path(cx, &mode(cx)?).exists())
+    }
+
+    fn is_service_running(&self, cx: &Context) -> Result<bool> {
+        Ok(openrc::status(&mode(cx)?, &cx.service.name)? == State::Started)
+    }
+
+    fn install_service(&self, cx: &Context) -> Result<()> {
+        let mode = mode(cx)?;
+        require_root(&mode, "install")?;
+        let name = &cx.service.name;
+        let user = invoking_user()?;
+        let script = script::render(&cx.service, (mode == Mode::System).then_some(user.as_str()))?;
+        let logs = &cx.service.logs_dir;
+        fs::create_dir_all(logs)
+            .map_err(|e| Error::io(format!("creating {}", logs.display()), e))?;
+        give_to_user(&user, &[&cx.service.home, logs])?;
+        let path = script_path(cx, &mode);
+        let changed = fs::read_to_string(&path).ok().as_deref() != Some(script.as_str());
+        if changed {
+            write_atomic(&path, script.as_bytes(), Some(0o755))
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            cx.console.println(&format!("wrote {}", path.display()));
+        }
+        openrc::enable(&mode, name)?;
+        match openrc::status(&mode, name)? {
+            State::Started if changed => {
+                openrc::service(&mode, name, "restart")?;
+                cx.console
+                    .println(&format!("restarted {name}: its script changed"));
+            }
+            State::Started => cx
+                .console
+                .println(&format!("{name} is unchanged and running; left as it is")),
+            _ => {
+                openrc::service(&mode, name, "start")?;
+                cx.console.println(&format!("started {name} (as {user})"));
+            }
+        }
+        check_started(cx, &mode)
+    }
+
+    fn start_service(&self, cx: &Context) -> Result<()> {
+        let mode = mode(cx)?;
+        require_installed(cx, &mode)?;
+        require_root(&mode, "start")?;
+        if openrc::status(&mode, &cx.service.name)? != State::Started {
+            openrc::service(&mode, &cx.service.name, "start")?;
+        }
+        check_started(cx, &mode)
+    }
+
+    fn stop_service(&self, cx: &Context) -> Result<()> {
+        let mode = mode(cx)?;
+        require_installed(cx, &mode)?;
+        require_root(&mode, "stop")?;
+        if openrc::status(&mode, &cx.service.name)? != State::Stopped {
+            openrc::service(&mode, &cx.service.name, "stop")?;
+        }
+        Ok(())
+    }
+
+    fn uninstall_service(&self, cx: &Context) -> Result<()> {
+        let mode = mode(cx)?;
+        let path = require_installed(cx, &mode)?;
+        require_root(&mode, "uninstall")?;
+        let name = &cx.service.name;
+        if openrc::status(&mode, name)? != State::Stopped {
+            openrc::service(&mode, name, "stop")?;
+        }
+        openrc::disable(&mode, name, &path)?;
+        fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        cx.console.println(&format!(
+            "removed {}; the logs in {} are kept",
+            path.display(),
+            cx.service.logs_dir.display()
+        ));
+        Ok(())
+    }
+
+    fn print_service_status(&self, cx: &Context) -> Result<()> {
+        let mode = mode(cx)?;
+        let path = require_installed(cx, &mode)?;
+        let kind = match mode {
+            Mode::System => "system service",
+            Mode::User { .. } => "user service",
+        };
+        let state = openrc::status(&mode, &cx.service.name)?;
+        cx.console.println(&format!(
+            "{} (OpenRC {kind}): {}",
+            cx.service.name,
+            state.describe()
+        ));
+        cx.console.println(&format!("script: {}", path.display()));
+        cx.console
+            .println("supervise-daemon restarts it after any exit (policy: always)");
+        Ok(())
+    }
+
+    fn print_service_logs(&self, cx: &Context, follow: bool, lines: u32) -> Result<()> {
+        sdk::logs::print_file_logs(cx, follow, lines)
+    }
+}
+
+sygen_backend_api::export_backend!(OpenRc);

@@ -70,7 +70,7 @@ impl User {
 }
 
 #[test]
-fn backends_lists_the_three_shipped_backends_and_selects_systemd() {
+fn backends_lists_the_shipped_backends_and_selects_systemd() {
     let out = User::new().run(&["service", "backends"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let rows: Vec<Vec<&str>> = out
@@ -80,6 +80,7 @@ fn backends_lists_the_three_shipped_backends_and_selects_systemd() {
         .collect();
     for (name, platform) in [
         ("systemd", "linux"),
+        ("openrc", "linux"),
         ("launchd", "macos"),
         ("tasksched", "windows"),
     ] {
@@ -130,7 +131,7 @@ fn backends_json_has_the_documented_shape() {
         .map(|b| b["name"].as_str().unwrap())
         .collect();
     names.sort();
-    assert_eq!(names, ["launchd", "systemd", "tasksched"]);
+    assert_eq!(names, ["launchd", "openrc", "systemd", "tasksched"]);
     for backend in backends {
         let mut keys: Vec<&str> = backend
             .as_object()

@@ -1,0 +1,402 @@
+//! The OpenRC backend against real OpenRC (openrc-run, supervise-daemon, rc-update) inside a
+//! private mount namespace (tests/openrc/harness), through the real `sygen` binary and the real
+//! backend library, installed by root to run as `nobody`. User services (OpenRC 0.60+, which
+//! Debian does not ship) are checked against a recording stand-in.
+//!
+//! Needs root and Debian's `openrc`; without them the tests print why and pass, except under
+//! CI (`CI=true`), where they fail.
+
+mod support;
+
+use std::{
+    fs,
+    os::unix::fs::{chown, PermissionsExt},
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+    time::Duration,
+};
+
+use support::{alive, artifacts, eventually, write_script, Outcome};
+
+/// `nobody`: the user sygen runs as in these tests.
+const USER: &str = "nobody";
+const USER_ID: u32 = 65534;
+
+struct Harness {
+    script: PathBuf,
+    state: PathBuf,
+    home: tempfile::TempDir,
+}
+
+impl Harness {
+    /// Real OpenRC in a namespace, and a home for `nobody` with sygen and the backend in it.
+    fn up() -> Option<Self> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("openrc/harness");
+        let state = tempfile::Builder::new()
+            .prefix("sygen-openrc-")
+            .tempdir()
+            .expect("state dir")
+            .keep();
+        let output = Command::new(&script)
+            .arg("up")
+            .arg(&state)
+            .output()
+            .expect("harness runs");
+        if output.status.code() == Some(77) && std::env::var("CI").as_deref() != Ok("true") {
+            eprintln!(
+                "skipped: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            let _ = fs::remove_dir_all(&state);
+            return None;
+        }
+        assert!(
+            output.status.success(),
+            "harness up failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let harness = Harness {
+            script,
+            state,
+            home: tempfile::tempdir().expect("home"),
+        };
+        let home = harness.home.path();
+        fs::set_permissions(home, fs::Permissions::from_mode(0o755)).unwrap();
+        let apps = harness.apps();
+        fs::create_dir_all(&apps).unwrap();
+        for file in ["sygen", "libsygen_openrc.so"] {
+            fs::copy(artifacts().join(file), apps.join(file)).unwrap();
+        }
+        fs::create_dir_all(harness.sygen_home()).unwrap();
+        fs::write(
+            harness.sygen_home().join("config.toml"),
+            "[agent]\nheartbeat_interval = \"200ms\"\n",
+        )
+        .unwrap();
+        chown(harness.sygen_home(), Some(USER_ID), Some(USER_ID)).unwrap();
+        Some(harness)
+    }
+
+    fn apps(&self) -> PathBuf {
+        self.home.path().join("sygen apps 100% $x 'q' ü")
+    }
+
+    fn sygen_home(&self) -> PathBuf {
+        self.home.path().join(".sygen")
+    }
+
+    /// The namespace's /etc/init.d and /etc/runlevels, as the harness keeps them.
+    fn init_d(&self) -> PathBuf {
+        self.state.join("etc-init.d")
+    }
+
+    fn runlevel_link(&self) -> PathBuf {
+        self.state.join("etc-runlevels/default/sygen")
+    }
+
+    /// Runs a command as root inside the namespace.
+    fn exec(&self, vars: &[&str], command: &[&str]) -> Outcome {
+        let output = Command::new(&self.script)
+            .arg("exec")
+            .arg(&self.state)
+            .args(vars)
+            .arg("--")
+            .args(command)
+            .output()
+            .expect("harness exec runs");
+        Outcome::from(output)
+    }
+
+    /// `sudo sygen ARGS` as `nobody` would run it.
+    fn sygen(&self, args: &[&str]) -> Outcome {
+        let program = self.apps().join("sygen");
+        let home = format!("HOME={}", self.home.path().display());
+        let mut command = vec![program.to_str().unwrap()];
+        command.extend_from_slice(args);
+        self.exec(&[&home, "SUDO_USER=nobody"], &command)
+    }
+
+    fn rc_status(&self) -> Option<i32> {
+        self.exec(&[], &["rc-service", "sygen", "status"]).code
+    }
+
+    /// The pid of `sygen run`, as its pid file says, if it is alive.
+    fn runtime(&self) -> Option<u32> {
+        fs::read_to_string(self.sygen_home().join("bot.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&pid| alive(pid))
+    }
+
+    fn processes_of_user(&self) -> String {
+        let out = Command::new("ps")
+            .args(["-o", "pid=,args=", "-u", USER])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter(|l| l.contains(self.home.path().to_str().unwrap()) || l.contains(" agent"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        let output = Command::new(&self.script)
+            .arg("down")
+            .arg(&self.state)
+            .output();
+        match output {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!("harness down: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => panic!("harness down did not run: {e}"),
+        }
+    }
+}
+
+fn uid_of(pid: u32) -> u32 {
+    fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn install_runs_sygen_as_the_user_under_supervise_daemon() {
+    let Some(h) = Harness::up() else { return };
+    let before = Harness::listing(&h.init_d());
+    let stdout = h.sygen(&["service", "install"]).succeeds().to_owned();
+    assert!(stdout.contains("wrote /etc/init.d/sygen"), "{stdout}");
+    assert!(stdout.contains("started sygen (as nobody)"), "{stdout}");
+    assert_eq!(h.rc_status(), Some(0));
+    eventually("sygen run", Duration::from_secs(5), || {
+        h.runtime().is_some()
+    });
+    let runtime = h.runtime().unwrap();
+    assert_eq!(uid_of(runtime), USER_ID);
+    let cmdline = fs::read_to_string(format!("/proc/{runtime}/cmdline")).unwrap();
+    assert_eq!(
+        cmdline,
+        format!("{}\0run\0", h.apps().join("sygen").display())
+    );
+
+    let script = fs::read_to_string(h.init_d().join("sygen")).unwrap();
+    assert!(script.starts_with("#!/sbin/openrc-run\n"), "{script}");
+    for line in [
+        "supervisor=supervise-daemon",
+        "command_user=nobody",
+        "respawn_delay=5",
+    ] {
+        assert!(script.lines().any(|l| l == line), "{line} in {script}");
+    }
+    assert!(
+        h.runlevel_link().symlink_metadata().is_ok(),
+        "added to the default runlevel"
+    );
+    assert!(
+        !Path::new("/etc/init.d/sygen").exists(),
+        "nothing on the machine's /etc"
+    );
+
+    let status = h.sygen(&["service", "status"]);
+    assert_eq!(
+        status.succeeds(),
+        "sygen (OpenRC system service): started\nscript: /etc/init.d/sygen\n\
+         supervise-daemon restarts it after any exit (policy: always)\n"
+    );
+    eventually("heartbeats", Duration::from_secs(5), || {
+        h.sygen(&["service", "logs", "-n", "20"])
+            .stdout
+            .contains("heartbeat 2")
+    });
+
+    let stdout = h.sygen(&["service", "uninstall"]).succeeds().to_owned();
+    assert!(stdout.contains("removed /etc/init.d/sygen"), "{stdout}");
+    assert!(!alive(runtime));
+    assert_eq!(Harness::listing(&h.init_d()), before);
+    assert!(
+        h.runlevel_link().symlink_metadata().is_err(),
+        "out of the runlevel"
+    );
+    assert!(
+        h.sygen_home().join("logs/agent.log").exists(),
+        "logs are kept"
+    );
+    assert_eq!(h.processes_of_user(), "");
+    for command in ["status", "start", "stop", "uninstall"] {
+        let line = h
+            .sygen(&["service", command])
+            .fails_with(3, "not installed")
+            .to_owned();
+        assert!(line.contains("sygen service install"), "{command}: {line}");
+    }
+}
+
+#[test]
+fn a_killed_sygen_is_respawned_and_a_stopped_one_is_not() {
+    let Some(h) = Harness::up() else { return };
+    h.sygen(&["service", "install"]).succeeds();
+    eventually("sygen run", Duration::from_secs(5), || {
+        h.runtime().is_some()
+    });
+    let first = h.runtime().unwrap();
+    Command::new("kill")
+        .args(["-KILL", &first.to_string()])
+        .status()
+        .unwrap();
+    eventually(
+        "supervise-daemon to respawn sygen",
+        Duration::from_secs(15),
+        || h.runtime().is_some_and(|pid| pid != first),
+    );
+    assert_eq!(h.rc_status(), Some(0));
+
+    h.sygen(&["service", "stop"]).succeeds();
+    assert_eq!(h.rc_status(), Some(3));
+    thread::sleep(Duration::from_secs(6));
+    assert_eq!(h.runtime(), None, "not respawned after a stop");
+    assert_eq!(h.processes_of_user(), "");
+
+    h.sygen(&["service", "start"]).succeeds();
+    assert_eq!(h.rc_status(), Some(0));
+    eventually("sygen run again", Duration::from_secs(5), || {
+        h.runtime().is_some()
+    });
+}
+
+#[test]
+fn reinstall_restarts_only_when_the_script_changed() {
+    let Some(h) = Harness::up() else { return };
+    h.sygen(&["service", "install"]).succeeds();
+    eventually("sygen run", Duration::from_secs(5), || {
+        h.runtime().is_some()
+    });
+    let first = h.runtime().unwrap();
+    let out = h.sygen(&["service", "install"]);
+    assert!(out
+        .succeeds()
+        .contains("unchanged and running; left as it is"));
+    assert_eq!(h.runtime(), Some(first));
+
+    let program = h.apps().join("sygen");
+    let home = format!("HOME={}", h.home.path().display());
+    let elsewhere = h.home.path().join("elsewhere");
+    fs::create_dir_all(&elsewhere).unwrap();
+    chown(&elsewhere, Some(USER_ID), Some(USER_ID)).unwrap();
+    let sygen_home = format!("SYGEN_HOME={}", elsewhere.display());
+    let out = h.exec(
+        &[&home, &sygen_home, "SUDO_USER=nobody"],
+        &[program.to_str().unwrap(), "service", "install"],
+    );
+    assert!(
+        out.succeeds()
+            .contains("restarted sygen: its script changed"),
+        "{}",
+        out.stdout
+    );
+    assert!(!alive(first));
+    eventually(
+        "sygen run from the new home",
+        Duration::from_secs(5),
+        || fs::read_to_string(elsewhere.join("bot.pid")).is_ok(),
+    );
+}
+
+#[test]
+fn without_root_it_says_root_is_needed() {
+    let Some(h) = Harness::up() else { return };
+    let program = h.apps().join("sygen");
+    let home = format!("HOME={}", h.home.path().display());
+    let uid = USER_ID.to_string();
+    let out = h.exec(
+        &[&home],
+        &[
+            "setpriv",
+            &format!("--reuid={uid}"),
+            &format!("--regid={uid}"),
+            "--clear-groups",
+            program.to_str().unwrap(),
+            "service",
+            "install",
+        ],
+    );
+    let line = out.fails_with(1, "only root can install it");
+    assert!(
+        line.contains("(hint: run `sudo sygen service install`)"),
+        "{line}"
+    );
+    assert!(!h.init_d().join("sygen").exists());
+}
+
+/// OpenRC 0.60+ user services, against stand-ins for openrc, rc-service and rc-update that
+/// record their calls: what the backend writes and runs there.
+#[test]
+fn from_openrc_0_60_on_sygen_is_a_user_service() {
+    let home = tempfile::tempdir().unwrap();
+    let bin = home.path().join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    let calls = home.path().join("calls");
+    let state = home.path().join("started");
+    write_script(&bin.join("openrc"), "echo 'openrc (OpenRC) 0.62.1'");
+    write_script(
+        &bin.join("rc-update"),
+        &format!("echo \"rc-update $*\" >> '{}'", calls.display()),
+    );
+    write_script(
+        &bin.join("rc-service"),
+        &format!(
+            "echo \"rc-service $*\" >> '{calls}'\n\
+             case \"$3\" in start) touch '{state}';; stop) rm -f '{state}';; \
+             status) [ -f '{state}' ] && exit 0; exit 3;; esac",
+            calls = calls.display(),
+            state = state.display()
+        ),
+    );
+    let run = |args: &[&str]| {
+        let mut command = Command::new(artifacts().join("sygen"));
+        command
+            .arg("--backend")
+            .arg(support::library("sygen_openrc"))
+            .args(args)
+            .env("HOME", home.path())
+            .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+            .env_remove("SYGEN_HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("SUDO_USER");
+        Outcome::from(command.output().unwrap())
+    };
+    let stdout = run(&["service", "install"]).succeeds().to_owned();
+    let script_path = home.path().join(".config/rc/init.d/sygen");
+    assert!(
+        stdout.contains(&format!("wrote {}", script_path.display())),
+        "{stdout}"
+    );
+    let script = fs::read_to_string(&script_path).unwrap();
+    assert!(!script.contains("command_user"), "{script}");
+    assert_eq!(
+        fs::read_to_string(&calls).unwrap(),
+        "rc-update --user add sygen default\nrc-service --user sygen status\n\
+         rc-service --user sygen start\nrc-service --user sygen status\n"
+    );
+    let status = run(&["service", "status"]);
+    assert!(status
+        .succeeds()
+        .starts_with("sygen (OpenRC user service): started"));
+    run(&["service", "uninstall"]).succeeds();
+    assert!(!script_path.exists());
+}

@@ -24,6 +24,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub backend: Option<PathBuf>,
 
+    /// Use this sygen home instead of $SYGEN_HOME (default ~/.sygen).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
     /// Show more of what happens (-v: debug, -vv: trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = ArgAction::Count)]
     pub verbose: u8,
@@ -77,6 +81,8 @@ pub enum ServiceCommand {
     Logs(LogsArgs),
     /// List the backend libraries found and which one is used.
     Backends(JsonFlag),
+    /// Check that a backend behaves as sygen expects, in a sandboxed service.
+    Conformance,
 }
 
 #[derive(Args, Debug)]

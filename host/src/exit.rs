@@ -20,6 +20,8 @@ pub struct Failure {
     pub exit: Exit,
     pub message: String,
     pub hint: Option<String>,
+    /// The backend's own error kind, when a backend reported the failure.
+    pub backend_kind: Option<sygen_backend_api::ErrorKind>,
 }
 
 impl Failure {
@@ -28,6 +30,7 @@ impl Failure {
             exit,
             message: message.into(),
             hint: None,
+            backend_kind: None,
         }
     }
 

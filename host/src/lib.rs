@@ -6,6 +6,7 @@
 
 mod agent;
 mod cli;
+mod conformance;
 mod console;
 mod description;
 mod exit;
@@ -26,6 +27,10 @@ use crate::cli::{Cli, Command};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    if let Some(home) = &cli.home {
+        // Before any thread starts: everything below, and the service, then see this home.
+        std::env::set_var("SYGEN_HOME", home);
+    }
     let backend = cli.backend.as_deref();
     let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
     let outcome = match &cli.command {

@@ -155,13 +155,14 @@ pub fn backend_failure(backend: &Backend, error: BackendError) -> Failure {
     } else {
         Exit::Failed
     };
-    let failure = Failure::new(
+    let mut failure = Failure::new(
         exit,
         format!(
             "{} backend {}: {}",
             backend.name, backend.version, error.message
         ),
     );
+    failure.backend_kind = Some(error.kind);
     match error.hint.into_option() {
         Some(hint) => failure.hint(hint),
         None if exit == Exit::NotInstalled => failure.hint("run `sygen service install`"),

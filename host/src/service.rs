@@ -8,7 +8,7 @@ use sygen_backend_api::ServiceSpec;
 
 use crate::{
     cli::ServiceCommand,
-    description,
+    conformance, description,
     exit::{Exit, Failure},
     lifecycle,
     loader::{self, Backend, Choice, Identity},
@@ -58,6 +58,7 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
             backend.print_service_logs(&spec, args.follow, args.lines)?;
         }
         ServiceCommand::Backends(flag) => list_backends(choice, &home, flag.json)?,
+        ServiceCommand::Conformance => conformance::run(backend_file)?,
     }
     Ok(())
 }

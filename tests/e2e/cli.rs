@@ -704,3 +704,61 @@ fn onboarding_asks_on_a_terminal() {
     );
     assert!(stdout.contains("install_service: ok for sygen"), "{stdout}");
 }
+
+#[test]
+fn conformance_fails_a_backend_that_implements_nothing() {
+    let backend = library("minimal_backend");
+    let out = User::new().run(&[
+        "--backend",
+        backend.to_str().unwrap(),
+        "service",
+        "conformance",
+    ]);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
+    assert!(out.stdout.contains("  info() is sane"), "{}", out.stdout);
+    assert!(
+        out.stdout
+            .contains("FAIL  minimal backend 0.1.0: is_service_available is not implemented"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("skip  not run: an earlier check failed"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.ends_with("2 of 12 checks passed\n"),
+        "{}",
+        out.stdout
+    );
+    out.fails_with(1, "the minimal backend failed 10 of 12 conformance checks");
+}
+
+#[test]
+fn home_flag_overrides_sygen_home() {
+    let user = User::new();
+    let elsewhere = user.home.path().join("elsewhere home");
+    let backend = library("misbehaving_backend");
+    let mut command = user.command(&[
+        "--backend",
+        backend.to_str().unwrap(),
+        "--home",
+        elsewhere.to_str().unwrap(),
+        "service",
+        "status",
+    ]);
+    command
+        .env("SYGEN_HOME", user.home.path().join("ignored"))
+        .env("MISBEHAVE", "ok");
+    let lines = described(&User::run_command(command));
+    assert!(
+        lines.contains(&format!("home={}", elsewhere.display())),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&format!("env SYGEN_HOME={}", elsewhere.display())),
+        "{lines:?}"
+    );
+}

@@ -22,6 +22,8 @@ use support::{
 /// simulator.
 struct Mac {
     home: tempfile::TempDir,
+    /// launchd's own state, outside the home like the real one.
+    launchd: tempfile::TempDir,
     flags: Vec<(&'static str, &'static str)>,
 }
 
@@ -29,12 +31,13 @@ impl Mac {
     fn new(flags: &[(&'static str, &'static str)]) -> Self {
         Self {
             home: tempfile::tempdir().expect("temporary home"),
+            launchd: tempfile::tempdir().expect("launchd state"),
             flags: flags.to_vec(),
         }
     }
 
     fn state(&self) -> PathBuf {
-        self.home.path().join("launchd")
+        self.launchd.path().to_path_buf()
     }
 
     fn sygen_home(&self) -> PathBuf {
@@ -520,4 +523,10 @@ fn an_agent_launchd_no_longer_has_loaded_still_uninstalls_and_reinstalls() {
         mac.pid("gui").is_some(),
         "start loads an agent launchd had dropped"
     );
+}
+
+#[test]
+fn the_launchd_backend_passes_conformance() {
+    let mac = Mac::new(&[]);
+    support::passed_conformance("launchd", &mac.sygen(&["service", "conformance"]));
 }

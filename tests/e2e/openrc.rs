@@ -400,3 +400,16 @@ fn from_openrc_0_60_on_sygen_is_a_user_service() {
     run(&["service", "uninstall"]).succeeds();
     assert!(!script_path.exists());
 }
+
+#[test]
+fn the_openrc_backend_passes_conformance() {
+    let Some(h) = Harness::up() else { return };
+    let library = h.apps().join("libsygen_openrc.so");
+    let out = h.sygen(&[
+        "--backend",
+        library.to_str().unwrap(),
+        "service",
+        "conformance",
+    ]);
+    support::passed_conformance("openrc", &out);
+}

@@ -687,3 +687,16 @@ fn onboarding_offers_and_installs_the_real_service() {
     let out = h.sygen_ok(&["onboarding"]);
     assert!(out.contains("already installed"), "{out}");
 }
+
+#[test]
+fn the_systemd_backend_passes_conformance() {
+    let Some(h) = Harness::up() else { return };
+    let library = h.home.join(APPS_DIR).join("libsygen_systemd.so");
+    let out = h.sygen(&[
+        "--backend",
+        library.to_str().unwrap(),
+        "service",
+        "conformance",
+    ]);
+    support::passed_conformance("systemd", &out);
+}

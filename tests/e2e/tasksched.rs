@@ -25,6 +25,8 @@ fn schema() -> PathBuf {
 /// schtasks.exe is the simulator.
 struct Windows {
     home: tempfile::TempDir,
+    /// Task Scheduler's own state, outside the home like the real one.
+    scheduler: tempfile::TempDir,
     flags: Vec<(&'static str, &'static str)>,
 }
 
@@ -32,12 +34,13 @@ impl Windows {
     fn new(flags: &[(&'static str, &'static str)]) -> Self {
         Self {
             home: tempfile::tempdir().expect("temporary home"),
+            scheduler: tempfile::tempdir().expect("scheduler state"),
             flags: flags.to_vec(),
         }
     }
 
     fn state(&self) -> PathBuf {
-        self.home.path().join("taskscheduler")
+        self.scheduler.path().to_path_buf()
     }
 
     fn sygen_home(&self) -> PathBuf {
@@ -189,7 +192,10 @@ fn install_registers_a_valid_task_and_runs_it() {
     assert_eq!(captured.len(), 1);
     let xml = check_task_file(&captured[0]);
     assert_eq!(element(&xml, "Command"), sygenw.to_str().unwrap());
-    assert_eq!(element(&xml, "Arguments"), "run --supervise");
+    assert_eq!(
+        element(&xml, "Arguments"),
+        format!("run --supervise --home {}", windows.sygen_home().display())
+    );
     assert_eq!(element(&xml, "UserId"), "SIMULATED-PC\\ada");
     assert_eq!(
         element(&xml, "WorkingDirectory"),
@@ -212,7 +218,14 @@ fn install_registers_a_valid_task_and_runs_it() {
     );
     let runtime = windows.pid_file("bot.pid").unwrap();
     let cmdline = fs::read_to_string(format!("/proc/{runtime}/cmdline")).unwrap();
-    assert_eq!(cmdline, format!("{}\0run\0--supervise\0", sygenw.display()));
+    assert_eq!(
+        cmdline,
+        format!(
+            "{}\0run\0--supervise\0--home\0{}\0",
+            sygenw.display(),
+            windows.sygen_home().display()
+        )
+    );
 
     let status = windows.sygen(&["service", "status"]);
     assert_eq!(
@@ -472,4 +485,39 @@ fn logs_show_the_agent_log() {
         out.stderr,
         format!("-- logs of sygen from {} --\n", log.display())
     );
+}
+
+#[test]
+fn the_task_scheduler_backend_passes_conformance() {
+    let windows = Windows::new(&[]);
+    support::passed_conformance("tasksched", &windows.sygen(&["service", "conformance"]));
+}
+
+#[test]
+fn a_sygen_home_of_its_own_reaches_the_task_as_an_argument() {
+    let windows = Windows::new(&[]);
+    let home = windows.home.path().join("my \"sygen\" home\\ ü");
+    let mut command = Command::new(artifacts().join("sygen"));
+    command
+        .arg("--backend")
+        .arg(library("sygen_tasksched"))
+        .args(["service", "install"]);
+    windows.environment(&mut command);
+    command.env("SYGEN_HOME", &home);
+    Outcome::from(command.output().unwrap()).succeeds();
+    let xml = check_task_file(&windows.captured()[0]);
+    assert_eq!(
+        element(&xml, "Arguments"),
+        format!(
+            "run --supervise --home \"{}/my \\\"sygen\\\" home\\ ü\"",
+            windows.home.path().display()
+        )
+    );
+    // The task's sygen, started with no environment of ours, uses that home.
+    support::eventually(
+        "the runtime in the given home",
+        std::time::Duration::from_secs(5),
+        || home.join("bot.pid").exists(),
+    );
+    assert!(!windows.sygen_home().join("bot.pid").exists());
 }

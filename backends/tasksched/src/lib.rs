@@ -6,17 +6,17 @@
 //! - [`schtasks`]: what it runs;
 //! - below: the nine operations gluing them.
 //!
-//! The task runs `sygenw.exe run --supervise` (the windowless build next to `sygen.exe`, else
-//! `sygen.exe`): Task Scheduler restarts only a start that failed, so restarting a worker that
-//! exited is the runtime's own job. A task carries no environment variables: a `SYGEN_HOME`
-//! other than `~/.sygen` has to be set for the user.
+//! The task runs `sygenw.exe run --supervise --home <sygen home>` (the windowless build next to
+//! `sygen.exe`, else `sygen.exe`): Task Scheduler restarts only a start that failed, so
+//! restarting a worker that exited is the runtime's own job; and a task carries no
+//! environment variables, so the sygen home travels as an argument.
 
 mod schtasks;
 mod task_xml;
 
 use std::{
     fs,
-    path::{Path, PathBuf},
+    path::PathBuf,
     thread,
     time::{Duration, Instant},
 };
@@ -119,19 +119,33 @@ fn create_task(cx: &Context, xml: &str) -> Result<()> {
     removed.map_err(|e| Error::io(format!("removing {}", path.display()), e))
 }
 
-/// Task Scheduler passes no environment: say so when the sygen home is not the default one.
-fn warn_about_sygen_home(cx: &Context) {
-    let default = cx
-        .service
-        .env_var("HOME")
-        .map(|home| Path::new(home).join(".sygen"));
-    if default.as_deref() != Some(cx.service.home.as_path()) {
-        cx.console.eprintln(&format!(
-            "note: scheduled tasks carry no environment variables; for the task to use {0}, \
-             set it for your account: setx SYGEN_HOME \"{0}\"",
-            cx.service.home.display()
-        ));
+/// One argument as Windows programs split their command line (CommandLineToArgvW): quoted
+/// when it has spaces, tabs or quotes, with backslashes doubled only where they precede a
+/// quote.
+fn windows_arg(arg: &str) -> String {
+    if !arg.is_empty() && !arg.contains([' ', '\t', '\n', '"']) {
+        return arg.to_owned();
     }
+    let mut quoted = String::from("\"");
+    let mut backslashes = 0;
+    for c in arg.chars() {
+        match c {
+            '\\' => backslashes += 1,
+            '"' => {
+                quoted.extend(std::iter::repeat_n('\\', backslashes * 2 + 1));
+                quoted.push('"');
+                backslashes = 0;
+            }
+            c => {
+                quoted.extend(std::iter::repeat_n('\\', backslashes));
+                quoted.push(c);
+                backslashes = 0;
+            }
+        }
+    }
+    quoted.extend(std::iter::repeat_n('\\', backslashes * 2));
+    quoted.push('"');
+    quoted
 }
 
 impl Backend for TaskScheduler {
@@ -162,11 +176,20 @@ impl Backend for TaskScheduler {
         let working_directory = home
             .to_str()
             .ok_or_else(|| Error::failed("the sygen home path is not valid Unicode"))?;
+        let arguments = cx
+            .service
+            .args
+            .iter()
+            .map(String::as_str)
+            .chain(["--supervise", "--home", working_directory])
+            .map(windows_arg)
+            .collect::<Vec<_>>()
+            .join(" ");
         let xml = task_xml::render(&TaskSpec {
             description: &cx.service.description,
             user_id: &user,
             command: &command,
-            arguments: "run --supervise",
+            arguments: &arguments,
             working_directory,
         })?;
         for dir in [home, &cx.service.logs_dir] {
@@ -188,7 +211,6 @@ impl Backend for TaskScheduler {
         schtasks::run(name)?;
         wait_until_running(cx)?;
         cx.console.println(&format!("started the task {name}"));
-        warn_about_sygen_home(cx);
         Ok(())
     }
 
@@ -240,3 +262,21 @@ impl Backend for TaskScheduler {
 }
 
 sygen_backend_api::export_backend!(TaskScheduler);
+
+#[cfg(test)]
+mod tests {
+    use super::windows_arg;
+
+    #[test]
+    fn quotes_arguments_as_windows_splits_them() {
+        assert_eq!(windows_arg("run"), "run");
+        assert_eq!(
+            windows_arg("C:\\Users\\ada\\.sygen"),
+            "C:\\Users\\ada\\.sygen"
+        );
+        assert_eq!(windows_arg("C:\\my home\\"), "\"C:\\my home\\\\\"");
+        assert_eq!(windows_arg("say \"hi\""), "\"say \\\"hi\\\"\"");
+        assert_eq!(windows_arg("a\\\"b"), "\"a\\\\\\\"b\"");
+        assert_eq!(windows_arg(""), "\"\"");
+    }
+}

@@ -138,3 +138,23 @@ pub fn three_heartbeats(output: impl std::io::Read) -> Vec<u64> {
         .take(3)
         .collect()
 }
+
+/// Checks a `sygen service conformance` run passed every check, and keeps its table in
+/// `target/<profile>/conformance/<backend>.txt`, which `scripts/test` prints at the end.
+pub fn passed_conformance(backend: &str, outcome: &Outcome) {
+    let dir = artifacts().join("conformance");
+    std::fs::create_dir_all(&dir).expect("conformance dir");
+    std::fs::write(dir.join(format!("{backend}.txt")), &outcome.stdout).expect("table");
+    assert_eq!(
+        outcome.code,
+        Some(0),
+        "{backend} conformance:\n{}\n{}",
+        outcome.stdout,
+        outcome.stderr
+    );
+    assert!(
+        outcome.stdout.contains("12 of 12 checks passed"),
+        "{}",
+        outcome.stdout
+    );
+}

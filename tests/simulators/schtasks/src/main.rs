@@ -286,7 +286,10 @@ impl Sim {
     fn delete(&self, name: &str) -> Answer {
         self.may_change()?;
         let task = self.existing(name)?;
-        fs::remove_dir_all(&task.dir).map_err(io)?;
+        // Out of the way at once (a runner may still write its last result into it), then gone.
+        let trash = self.state.join(format!("deleted-{}", std::process::id()));
+        fs::rename(&task.dir, &trash).map_err(io)?;
+        let _ = fs::remove_dir_all(&trash);
         Ok(text("deleted", name))
     }
 
@@ -391,7 +394,7 @@ impl Sim {
         let _ = fs::remove_file(dir.join("ended"));
         let mut command = Command::new(task.read("command"));
         command
-            .args(task.read("arguments").split_whitespace())
+            .args(windows_args(&task.read("arguments")))
             .current_dir(task.read("workdir"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -488,8 +491,59 @@ fn check_task_xml(bytes: &[u8], path: &str) -> Result<Definition, String> {
     })
 }
 
+/// Splits a command line as Windows programs do (CommandLineToArgvW): whitespace separates
+/// arguments outside quotes; 2n backslashes before a quote are n backslashes and the quote
+/// toggles quoting, 2n+1 are n backslashes and a literal quote; other backslashes are literal.
+fn windows_args(line: &str) -> Vec<String> {
+    let chars: Vec<char> = line.chars().collect();
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let (mut in_quotes, mut started) = (false, false);
+    let mut i = 0;
+    while i < chars.len() {
+        match chars[i] {
+            '\\' => {
+                let run = chars[i..].iter().take_while(|&&c| c == '\\').count();
+                i += run;
+                if chars.get(i) == Some(&'"') {
+                    current.extend(std::iter::repeat_n('\\', run / 2));
+                    if run % 2 == 1 {
+                        current.push('"');
+                        i += 1;
+                    }
+                } else {
+                    current.extend(std::iter::repeat_n('\\', run));
+                }
+                started = true;
+                continue;
+            }
+            '"' => {
+                in_quotes = !in_quotes;
+                started = true;
+            }
+            ' ' | '\t' if !in_quotes => {
+                if started {
+                    args.push(std::mem::take(&mut current));
+                    started = false;
+                }
+            }
+            c => {
+                current.push(c);
+                started = true;
+            }
+        }
+        i += 1;
+    }
+    if started {
+        args.push(current);
+    }
+    args
+}
+
+/// A failure of the simulator's own files, as ERROR_GEN_FAILURE (whose low byte, unlike
+/// E_FAIL's, is not the one access denied has).
 fn io(error: std::io::Error) -> Failure {
-    Failure(0x8000_4005, format!("ERROR: {error}"))
+    Failure(0x8007_001F, format!("ERROR: {error}"))
 }
 
 fn main() -> ExitCode {

@@ -39,17 +39,17 @@ pub struct Backend {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LoadError {
     pub reason: String,
-    pub hint: &'static str,
+    pub hint: String,
 }
 
 const NOT_A_BACKEND_HINT: &str =
     "pass a sygen backend library (libsygen_<name>.so, .dylib or sygen_<name>.dll)";
 
 impl LoadError {
-    fn new(reason: impl Into<String>, hint: &'static str) -> Self {
+    fn new(reason: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
-            hint,
+            hint: hint.into(),
         }
     }
 
@@ -111,6 +111,48 @@ impl LoadError {
     }
 }
 
+/// Refuses a library that someone other than this user (or root) could have put there: a
+/// file or directory writable by group or others, or owned by another user. Loading it runs
+/// its code with this user's rights.
+#[cfg(unix)]
+fn check_trust(path: &Path) -> Result<(), LoadError> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let dir = path.parent().unwrap_or(Path::new("/"));
+    for (what, place) in [("it", path), ("its directory", dir)] {
+        let metadata = std::fs::metadata(place).map_err(|e| {
+            LoadError::new(
+                format!("cannot check {}: {e}", place.display()),
+                NOT_A_BACKEND_HINT,
+            )
+        })?;
+        let mode = metadata.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(LoadError::new(
+                format!(
+                    "refusing to load it: {what} ({}) is writable by group or others (mode {mode:04o})",
+                    place.display()
+                ),
+                format!("run `chmod go-w {}` if you trust its contents", place.display()),
+            ));
+        }
+        let owner = metadata.uid();
+        if owner != me && owner != 0 {
+            return Err(LoadError::new(
+                format!(
+                    "refusing to load it: {what} ({}) belongs to user {owner}, not to you or root",
+                    place.display()
+                ),
+                format!(
+                    "copy it somewhere of yours, or `chown` {} to yourself if you trust it",
+                    place.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Loads the backend library at `path`.
 pub fn load(path: &Path) -> Result<Backend, LoadError> {
     let metadata = std::fs::metadata(path).map_err(|e| {
@@ -133,6 +175,8 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
     let path = path
         .canonicalize()
         .map_err(|e| LoadError::new(format!("cannot resolve it ({e})"), NOT_A_BACKEND_HINT))?;
+    #[cfg(unix)]
+    check_trust(&path)?;
     let module = lib_header_from_path(&path)
         .and_then(|header| header.init_root_module::<BackendModuleRef>())
         .map_err(|e| LoadError::from_library(&path, e))?;

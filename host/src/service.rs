@@ -204,7 +204,7 @@ fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
                 api_version: None,
                 available: None,
                 error: Some(error.reason.clone()),
-                hint: Some(error.hint.to_owned()),
+                hint: Some(error.hint.clone()),
                 selected: false,
             },
         })

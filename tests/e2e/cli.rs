@@ -762,3 +762,61 @@ fn home_flag_overrides_sygen_home() {
         "{lines:?}"
     );
 }
+
+/// A copy of a real backend at `path`, with `mode`.
+fn backend_copy(path: &Path, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::copy(library("misbehaving_backend"), path).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    path.to_path_buf()
+}
+
+#[test]
+fn a_backend_others_could_have_changed_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let user = User::new();
+    let writable = backend_copy(&user.home.path().join("libs/libsygen_w.so"), 0o666);
+    let line = bad_backend(&user, &writable, "writable by group or others (mode 0666)");
+    assert!(
+        line.contains(&format!("chmod go-w {}", writable.display())),
+        "{line}"
+    );
+
+    let open_dir = user.home.path().join("open");
+    let inside = backend_copy(&open_dir.join("libsygen_x.so"), 0o644);
+    fs::set_permissions(&open_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let line = bad_backend(&user, &inside, "its directory");
+    assert!(
+        line.contains("writable by group or others (mode 0777)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_backend_owned_by_another_user_is_refused() {
+    let user = User::new();
+    let theirs = backend_copy(&user.home.path().join("libs/libsygen_theirs.so"), 0o644);
+    if std::os::unix::fs::chown(&theirs, Some(65534), None).is_err() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI runs as root"
+        );
+        eprintln!("skipped: only root can give a file to another user");
+        return;
+    }
+    let line = bad_backend(&user, &theirs, "belongs to user 65534, not to you or root");
+    assert!(line.contains("copy it somewhere of yours"), "{line}");
+
+    // In the search path, it is listed as not loaded, with the reason.
+    let dir = user.sygen_home().join("backends");
+    fs::create_dir_all(&dir).unwrap();
+    fs::rename(&theirs, dir.join("libsygen_theirs.so")).unwrap();
+    let out = user.run(&["service", "backends"]);
+    assert!(
+        out.stdout.contains("belongs to user 65534"),
+        "{}",
+        out.stdout
+    );
+}

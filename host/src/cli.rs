@@ -83,6 +83,29 @@ pub enum ServiceCommand {
     Backends(JsonFlag),
     /// Check that a backend behaves as sygen expects, in a sandboxed service.
     Conformance,
+    /// Install, list, remove or roll back backend libraries in $SYGEN_HOME/backends.
+    #[command(subcommand)]
+    Backend(BackendCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BackendCommand {
+    /// Check a backend library and install it (keeping the version it replaces).
+    Add {
+        file: PathBuf,
+        /// Install it even when it is older than the installed one.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show each backend sygen finds: the file it uses, its version and why.
+    List,
+    /// Remove an installed backend (and the version kept for rollback).
+    Remove { name: String },
+    /// Go back to the version the last `add` replaced.
+    Rollback { name: String },
+    /// Load a backend library and print what it is (used by `add`, in a child process).
+    #[command(hide = true)]
+    Probe { file: PathBuf },
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@ mod conformance;
 mod console;
 mod description;
 mod exit;
+mod install_backend;
 mod lifecycle;
 mod loader;
 mod onboarding;
@@ -27,6 +28,9 @@ use crate::cli::{Cli, Command};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    if !matches!(cli.command, Some(Command::Run { .. } | Command::Agent)) {
+        quiet_on_closed_pipes();
+    }
     if let Some(home) = &cli.home {
         // Before any thread starts: everything below, and the service, then see this home.
         std::env::set_var("SYGEN_HOME", home);
@@ -63,6 +67,18 @@ pub fn main() -> ExitCode {
             eprintln!("{line}");
             ExitCode::from(code)
         }
+    }
+}
+
+/// A command whose output is cut short (`sygen service backends | head`) ends quietly, as
+/// Unix tools do, instead of failing on the closed pipe. Not for `run` and `agent`: a service
+/// must outlive whatever read its output.
+fn quiet_on_closed_pipes() {
+    #[cfg(unix)]
+    {
+        use nix::sys::signal::{signal, SigHandler, Signal};
+        // SAFETY: restores the default disposition at startup, before any thread exists.
+        let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     }
 }
 

@@ -7,10 +7,10 @@ use serde::Serialize;
 use sygen_backend_api::ServiceSpec;
 
 use crate::{
-    cli::ServiceCommand,
+    cli::{BackendCommand, ServiceCommand},
     conformance, description,
     exit::{Exit, Failure},
-    lifecycle,
+    install_backend, lifecycle,
     loader::{self, Backend, Choice, Identity},
 };
 
@@ -59,6 +59,13 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
         }
         ServiceCommand::Backends(flag) => list_backends(choice, &home, flag.json)?,
         ServiceCommand::Conformance => conformance::run(backend_file)?,
+        ServiceCommand::Backend(command) => match command {
+            BackendCommand::Add { file, force } => install_backend::add(file, *force)?,
+            BackendCommand::List => install_backend::list()?,
+            BackendCommand::Remove { name } => install_backend::remove(name)?,
+            BackendCommand::Rollback { name } => install_backend::rollback(name)?,
+            BackendCommand::Probe { file } => install_backend::probe(file)?,
+        },
     }
     Ok(())
 }

@@ -1,0 +1,312 @@
+//! `sygen service backend add|list|remove|rollback` through the real binary: updates never
+//! break a working install, and no file that fails its checks gets installed.
+
+mod support;
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::Duration,
+};
+
+use support::{artifacts, library, Outcome};
+
+struct User {
+    home: tempfile::TempDir,
+}
+
+impl User {
+    fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(artifacts().join("sygen"));
+        command
+            .args(args)
+            .env("HOME", self.home.path())
+            .env_remove("SYGEN_HOME")
+            .env_remove("SYGEN_BACKEND");
+        command
+    }
+
+    fn sygen(&self, args: &[&str]) -> Outcome {
+        Outcome::from(self.command(args).output().unwrap())
+    }
+
+    fn add(&self, file: &Path) -> Outcome {
+        self.sygen(&["service", "backend", "add", file.to_str().unwrap()])
+    }
+
+    fn active(&self) -> PathBuf {
+        self.home
+            .path()
+            .join(".sygen/backends/libsygen_versioned.so")
+    }
+
+    /// The version of the installed `versioned` backend, as sygen loads it.
+    fn active_version(&self) -> Option<String> {
+        let out = self.sygen(&[
+            "--backend",
+            self.active().to_str().unwrap(),
+            "service",
+            "backends",
+            "--json",
+        ]);
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).ok()?;
+        report["backends"][0]["version"].as_str().map(str::to_owned)
+    }
+
+    /// Files in the store (besides the lock and the kept versions).
+    fn store_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.home.path().join(".sygen/backends"))
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != ".lock" && n != "previous")
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+}
+
+#[test]
+fn add_upgrades_keeps_the_old_version_and_rolls_back() {
+    let user = User::new();
+    let out = user.add(&library("versioned_1"));
+    assert!(
+        out.succeeds()
+            .starts_with("installed the versioned backend 1.0.0 as"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
+    let mode = fs::metadata(user.active()).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o644);
+
+    let out = user.add(&library("versioned_2"));
+    assert!(out
+        .succeeds()
+        .contains("(kept 1.0.0 for `sygen service backend rollback versioned`)"));
+    assert_eq!(user.active_version().as_deref(), Some("2.0.0"));
+    let list = user.sygen(&["service", "backend", "list"]);
+    let listing = list.succeeds();
+    assert!(
+        listing.contains(&format!(
+            "versioned 2.0.0: {} — the only copy found",
+            user.active().display()
+        )),
+        "{listing}"
+    );
+    assert!(listing.contains("  kept for rollback: 1.0.0"), "{listing}");
+
+    // The same version again changes nothing.
+    let before = fs::metadata(user.active()).unwrap().modified().unwrap();
+    assert!(user
+        .add(&library("versioned_2"))
+        .succeeds()
+        .contains("already installed"));
+    assert_eq!(
+        fs::metadata(user.active()).unwrap().modified().unwrap(),
+        before
+    );
+
+    // An older one needs --force.
+    let line = user
+        .add(&library("versioned_1"))
+        .fails_with(
+            1,
+            "would downgrade the versioned backend from 2.0.0 to 1.0.0",
+        )
+        .to_owned();
+    assert!(line.contains("pass --force"), "{line}");
+    assert_eq!(user.active_version().as_deref(), Some("2.0.0"));
+
+    let out = user.sygen(&["service", "backend", "rollback", "versioned"]);
+    assert!(out
+        .succeeds()
+        .starts_with("rolled the versioned backend back to 1.0.0"));
+    assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
+    let out = user.sygen(&["service", "backend", "rollback", "versioned"]);
+    assert!(
+        out.succeeds()
+            .starts_with("rolled the versioned backend back to 2.0.0"),
+        "rollback swaps"
+    );
+
+    user.sygen(&["service", "backend", "remove", "versioned"])
+        .succeeds();
+    assert!(!user.active().exists());
+    user.sygen(&["service", "backend", "remove", "versioned"])
+        .fails_with(4, "no versioned backend is installed");
+    user.sygen(&["service", "backend", "rollback", "versioned"])
+        .fails_with(1, "no earlier version of the versioned backend is kept");
+    assert!(user.store_files().is_empty(), "{:?}", user.store_files());
+}
+
+#[test]
+fn add_downgrades_with_force() {
+    let user = User::new();
+    user.add(&library("versioned_2")).succeeds();
+    let file = library("versioned_1");
+    let out = user.sygen(&[
+        "service",
+        "backend",
+        "add",
+        "--force",
+        file.to_str().unwrap(),
+    ]);
+    out.succeeds();
+    assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
+}
+
+fn refused(user: &User, file: &Path, needle: &str) {
+    user.add(&library("versioned_1")).succeeds();
+    user.add(file).fails_with(4, needle);
+    assert_eq!(
+        user.active_version().as_deref(),
+        Some("1.0.0"),
+        "the working backend stays"
+    );
+    assert_eq!(user.store_files(), ["libsygen_versioned.so"]);
+}
+
+#[test]
+fn add_refuses_what_is_not_a_good_backend() {
+    let scratch = tempfile::tempdir().unwrap();
+    let junk = scratch.path().join("libsygen_junk.so");
+    fs::write(&junk, vec![0x7f_u8; 4096]).unwrap();
+    refused(&User::new(), &junk, "not a loadable library");
+
+    refused(
+        &User::new(),
+        &library("interface_2"),
+        "built against backend interface 2.0.0",
+    );
+
+    // A download cut short inside the library's mapped segments: the dynamic loader dies of
+    // SIGBUS mapping it, which only the child process of the check sees.
+    let truncated = scratch.path().join("libsygen_truncated.so");
+    let whole = fs::read(library("versioned_2")).unwrap();
+    fs::write(&truncated, &whole[..64 * 1024]).unwrap();
+    refused(
+        &User::new(),
+        &truncated,
+        "loading it crashed the check (killed by signal 7)",
+    );
+
+    let writable = scratch.path().join("libsygen_writable.so");
+    fs::copy(library("versioned_2"), &writable).unwrap();
+    fs::set_permissions(&writable, fs::Permissions::from_mode(0o666)).unwrap();
+    refused(&User::new(), &writable, "writable by group or others");
+
+    let theirs = scratch.path().join("libsygen_theirs.so");
+    fs::copy(library("versioned_2"), &theirs).unwrap();
+    if std::os::unix::fs::chown(&theirs, Some(65534), None).is_ok() {
+        refused(&User::new(), &theirs, "belongs to user 65534");
+    } else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI runs as root"
+        );
+    }
+}
+
+#[test]
+fn a_library_that_crashes_on_load_takes_down_only_the_check() {
+    let user = User::new();
+    user.add(&library("versioned_1")).succeeds();
+    let out = user.add(&library("crash_on_load"));
+    let line = out.fails_with(
+        4,
+        "loading it crashed the check (killed by signal 6); nothing was installed",
+    );
+    assert!(line.contains("ask its publisher"), "{line}");
+    assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
+}
+
+#[test]
+fn concurrent_adds_leave_one_consistent_backend() {
+    for _ in 0..3 {
+        let user = User::new();
+        let children: Vec<_> = [library("versioned_1"), library("versioned_2")]
+            .iter()
+            .map(|file| {
+                user.command(&["service", "backend", "add", file.to_str().unwrap()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for mut child in children {
+            child.wait().unwrap();
+        }
+        // Whichever came first, the newer version is active (the older, second, is refused as
+        // a downgrade), and it loads.
+        assert_eq!(user.active_version().as_deref(), Some("2.0.0"));
+        assert_eq!(user.store_files(), ["libsygen_versioned.so"]);
+    }
+}
+
+#[test]
+fn a_crash_midway_through_add_leaves_a_backend_that_loads() {
+    let user = User::new();
+    user.add(&library("versioned_1")).succeeds();
+    // A large (padded) update takes long enough to be killed while it is being written.
+    let scratch = tempfile::tempdir().unwrap();
+    let big = scratch.path().join("libsygen_big.so");
+    let mut bytes = fs::read(library("versioned_2")).unwrap();
+    bytes.resize(bytes.len() + 200 * 1024 * 1024, 0);
+    fs::write(&big, bytes).unwrap();
+    for delay_ms in [50, 150, 400] {
+        let mut child = user
+            .command(&["service", "backend", "add", big.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let version = user.active_version();
+        assert!(
+            matches!(version.as_deref(), Some("1.0.0" | "2.0.0")),
+            "after a kill at {delay_ms} ms the active backend is {version:?}"
+        );
+        assert!(
+            user.store_files()
+                .iter()
+                .all(|f| f == "libsygen_versioned.so" || f.starts_with('.')),
+            "{:?}",
+            user.store_files()
+        );
+    }
+}
+
+#[test]
+fn output_cut_short_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    let user = User::new();
+    let mut child = user
+        .command(&["service", "backends", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

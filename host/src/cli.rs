@@ -24,6 +24,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub backend: Option<PathBuf>,
 
+    /// Load backends without a valid signature although trusted keys exist (warned about).
+    #[arg(long, global = true)]
+    pub allow_unsigned: bool,
+
     /// Use this sygen home instead of $SYGEN_HOME (default ~/.sygen).
     #[arg(long, global = true, value_name = "DIR")]
     pub home: Option<PathBuf>,

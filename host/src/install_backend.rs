@@ -128,10 +128,23 @@ fn version(text: &str) -> semver::Version {
     semver::Version::parse(text).unwrap_or(semver::Version::new(0, 0, 0))
 }
 
-/// Copies `from` to `to` atomically, readable by all and writable by its owner only.
+/// Copies `from` to `to` atomically, readable by all and writable by its owner only, with its
+/// detached signature when it has one (and without a stale one when it has none).
 fn install_copy(from: &Path, to: &Path) -> Result<()> {
-    let bytes = fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
-    write_atomic(to, &bytes, Some(0o644)).with_context(|| format!("cannot write {}", to.display()))
+    let copy = |from: &Path, to: &Path| -> Result<()> {
+        let bytes = fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+        write_atomic(to, &bytes, Some(0o644))
+            .with_context(|| format!("cannot write {}", to.display()))
+    };
+    let (signature, installed_signature) =
+        (loader::signature_path(from), loader::signature_path(to));
+    if signature.exists() {
+        copy(&signature, &installed_signature)?;
+    } else if installed_signature.exists() {
+        fs::remove_file(&installed_signature)
+            .with_context(|| format!("cannot remove {}", installed_signature.display()))?;
+    }
+    copy(from, to)
 }
 
 pub fn add(file: &Path, force: bool) -> Result<()> {
@@ -197,7 +210,13 @@ pub fn remove(name: &str) -> Result<()> {
         return Err(not_installed(name, &store));
     }
     fs::remove_file(&active).with_context(|| format!("cannot remove {}", active.display()))?;
-    let _ = fs::remove_file(store.kept(name));
+    for leftover in [
+        loader::signature_path(&active),
+        store.kept(name),
+        loader::signature_path(&store.kept(name)),
+    ] {
+        let _ = fs::remove_file(leftover);
+    }
     println!("removed the {name} backend ({})", active.display());
     Ok(())
 }
@@ -218,20 +237,37 @@ pub fn rollback(name: &str) -> Result<()> {
         .into());
     }
     let back_to = probe_in_child(&kept)?;
-    // Swap, each rename atomic: the active file is always a whole backend.
-    let swap = store.dir.join(format!(".swap-{}", std::process::id()));
-    if active.exists() {
-        fs::rename(&active, &swap).context("cannot set the active backend aside")?;
-    }
-    fs::rename(&kept, &active).context("cannot restore the kept backend")?;
-    if swap.exists() {
-        fs::rename(&swap, &kept).context("cannot keep the replaced backend")?;
+    // The library, then its signature: each rename is atomic, so the active file is always a
+    // whole backend.
+    for (active, kept) in [
+        (active.clone(), kept.clone()),
+        (
+            loader::signature_path(&active),
+            loader::signature_path(&kept),
+        ),
+    ] {
+        swap(&store.dir, &active, &kept)?;
     }
     println!(
         "rolled the {name} backend back to {} ({})",
         back_to.version,
         active.display()
     );
+    Ok(())
+}
+
+/// Exchanges two files (either may be missing) by renames through a third name in `dir`.
+fn swap(dir: &Path, a: &Path, b: &Path) -> Result<()> {
+    let aside = dir.join(format!(".swap-{}", std::process::id()));
+    if a.exists() {
+        fs::rename(a, &aside).with_context(|| format!("cannot move {}", a.display()))?;
+    }
+    if b.exists() {
+        fs::rename(b, a).with_context(|| format!("cannot move {}", b.display()))?;
+    }
+    if aside.exists() {
+        fs::rename(&aside, b).with_context(|| format!("cannot move {}", aside.display()))?;
+    }
     Ok(())
 }
 

@@ -31,9 +31,12 @@ pub fn main() -> ExitCode {
     if !matches!(cli.command, Some(Command::Run { .. } | Command::Agent)) {
         quiet_on_closed_pipes();
     }
+    // Before any thread starts, so everything below (and child processes) sees them.
     if let Some(home) = &cli.home {
-        // Before any thread starts: everything below, and the service, then see this home.
         std::env::set_var("SYGEN_HOME", home);
+    }
+    if cli.allow_unsigned {
+        std::env::set_var("SYGEN_ALLOW_UNSIGNED", "1");
     }
     let backend = cli.backend.as_deref();
     let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);

@@ -153,6 +153,101 @@ fn check_trust(path: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
+/// Where the keys of trusted backend publishers are (minisign `.pub` files). While it holds
+/// any, every backend needs a valid detached signature, `<file>.minisig`.
+fn trusted_keys() -> Vec<(PathBuf, minisign_verify::PublicKey)> {
+    let Ok(home) = crate::description::sygen_home() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(home.join("trusted-keys")) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "pub"))
+        .filter_map(|path| match minisign_verify::PublicKey::from_file(&path) {
+            Ok(key) => Some((path, key)),
+            Err(e) => {
+                tracing::warn!(
+                    "ignoring {}: not a minisign public key ({e})",
+                    path.display()
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+/// `--allow-unsigned` (which sets `SYGEN_ALLOW_UNSIGNED=1`, so child processes agree).
+fn unsigned_allowed() -> bool {
+    std::env::var("SYGEN_ALLOW_UNSIGNED").as_deref() == Ok("1")
+}
+
+/// The signature file of a backend library.
+pub fn signature_path(library: &Path) -> PathBuf {
+    let mut name = library.as_os_str().to_owned();
+    name.push(".minisig");
+    PathBuf::from(name)
+}
+
+fn check_signature(path: &Path) -> Result<(), LoadError> {
+    let keys = trusted_keys();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let keys_dir = keys[0]
+        .0
+        .parent()
+        .unwrap_or(Path::new(""))
+        .display()
+        .to_string();
+    let refuse = |reason: String| {
+        if unsigned_allowed() {
+            eprintln!(
+                "warning: loading {} although {reason} (--allow-unsigned): its code runs \
+                 with your rights, unchecked",
+                path.display()
+            );
+            return Ok(());
+        }
+        Err(LoadError::new(
+            format!("refusing to load it: {reason}"),
+            format!(
+                "get the signature from the backend's publisher, or pass --allow-unsigned \
+                 to load it anyway (keys: {keys_dir})"
+            ),
+        ))
+    };
+    let signature_file = signature_path(path);
+    let Ok(text) = std::fs::read_to_string(&signature_file) else {
+        return refuse(format!(
+            "it has no signature ({}) and {keys_dir} holds trusted keys",
+            signature_file.display()
+        ));
+    };
+    let signature = match minisign_verify::Signature::decode(&text) {
+        Ok(signature) => signature,
+        Err(e) => {
+            return refuse(format!(
+                "{} is not a minisign signature ({e})",
+                signature_file.display()
+            ))
+        }
+    };
+    let data = std::fs::read(path)
+        .map_err(|e| LoadError::new(format!("cannot read it ({e})"), NOT_A_BACKEND_HINT))?;
+    if keys
+        .iter()
+        .any(|(_, key)| key.verify(&data, &signature, false).is_ok())
+    {
+        return Ok(());
+    }
+    refuse(format!(
+        "its signature ({}) does not match any trusted key in {keys_dir}",
+        signature_file.display()
+    ))
+}
+
 /// Loads the backend library at `path`.
 pub fn load(path: &Path) -> Result<Backend, LoadError> {
     let metadata = std::fs::metadata(path).map_err(|e| {
@@ -177,6 +272,7 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
         .map_err(|e| LoadError::new(format!("cannot resolve it ({e})"), NOT_A_BACKEND_HINT))?;
     #[cfg(unix)]
     check_trust(&path)?;
+    check_signature(&path)?;
     let module = lib_header_from_path(&path)
         .and_then(|header| header.init_root_module::<BackendModuleRef>())
         .map_err(|e| LoadError::from_library(&path, e))?;

@@ -310,3 +310,93 @@ fn output_cut_short_ends_quietly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// A backend publisher's minisign key pair, its public key trusted by `user`.
+fn trusted_publisher(user: &User) -> minisign::KeyPair {
+    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let keys = user.home.path().join(".sygen/trusted-keys");
+    fs::create_dir_all(&keys).unwrap();
+    fs::write(
+        keys.join("publisher.pub"),
+        pair.pk.to_box().unwrap().to_string(),
+    )
+    .unwrap();
+    pair
+}
+
+/// Writes `<library>.minisig`, as `minisign -Sm <library>` does.
+fn sign(pair: &minisign::KeyPair, library: &Path) {
+    let data = fs::read(library).unwrap();
+    let signature = minisign::sign(Some(&pair.pk), &pair.sk, &data[..], None, None).unwrap();
+    let mut name = library.as_os_str().to_owned();
+    name.push(".minisig");
+    fs::write(PathBuf::from(name), signature.to_string()).unwrap();
+}
+
+fn publish(dir: &Path, built: &Path) -> PathBuf {
+    let file = dir.join(built.file_name().unwrap());
+    fs::copy(built, &file).unwrap();
+    file
+}
+
+#[test]
+fn with_trusted_keys_only_signed_backends_load() {
+    let user = User::new();
+    let publisher = trusted_publisher(&user);
+    let scratch = tempfile::tempdir().unwrap();
+
+    let signed = publish(scratch.path(), &library("versioned_1"));
+    sign(&publisher, &signed);
+    user.add(&signed).succeeds();
+    assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
+    assert!(user
+        .home
+        .path()
+        .join(".sygen/backends/libsygen_versioned.so.minisig")
+        .exists());
+
+    let unsigned = publish(scratch.path(), &library("versioned_2"));
+    let line = user
+        .add(&unsigned)
+        .fails_with(4, "it has no signature")
+        .to_owned();
+    assert!(line.contains("pass --allow-unsigned"), "{line}");
+
+    let stranger = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    sign(&stranger, &unsigned);
+    user.add(&unsigned)
+        .fails_with(4, "does not match any trusted key");
+
+    // A signed file changed afterwards: the signature no longer holds.
+    sign(&publisher, &unsigned);
+    let mut bytes = fs::read(&unsigned).unwrap();
+    bytes.push(0);
+    fs::write(&unsigned, bytes).unwrap();
+    user.add(&unsigned)
+        .fails_with(4, "does not match any trusted key");
+    assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
+}
+
+#[test]
+fn allow_unsigned_loads_with_a_loud_warning() {
+    let user = User::new();
+    trusted_publisher(&user);
+    let scratch = tempfile::tempdir().unwrap();
+    let unsigned = publish(scratch.path(), &library("versioned_2"));
+    let out = user.sygen(&[
+        "--allow-unsigned",
+        "--backend",
+        unsigned.to_str().unwrap(),
+        "service",
+        "backends",
+        "--json",
+    ]);
+    out.succeeds();
+    assert!(
+        out.stderr.contains("warning: loading") && out.stderr.contains("(--allow-unsigned)"),
+        "{}",
+        out.stderr
+    );
+    let out = user.sygen(&["--backend", unsigned.to_str().unwrap(), "service", "status"]);
+    out.fails_with(4, "it has no signature");
+}

@@ -39,7 +39,7 @@ fn the_template_builds_outside_the_workspace_and_is_listed() {
     fs::copy(repository.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
 
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = artifacts().join("template-build");
+    let target = artifacts().join("out-of-tree");
     let build = Command::new(cargo)
         .arg("build")
         .current_dir(&crate_dir)

@@ -1,0 +1,298 @@
+//! The backend-author kit: implement [`Backend`] in safe Rust, call [`export_backend!`], and
+//! the kit generates the frozen root module around it.
+//!
+//! Every exported function runs the backend inside `catch_unwind`, so a panicking backend
+//! returns a [`PANICKED`](crate::ErrorKind::PANICKED) error to the host instead of aborting it,
+//! and inside a tracing dispatcher that forwards the backend's events to the host (a backend
+//! library has its own copy of `tracing`, so the host's subscriber cannot see them otherwise).
+//!
+//! The helpers every backend needs live here once: [`command`] runs the platform tool,
+//! [`fs`] writes files atomically and tails logs, [`logs`] shows sygen's own log files,
+//! [`find_executable`] searches `PATH`.
+
+mod boundary;
+pub mod command;
+mod forward;
+pub mod fs;
+pub mod logs;
+
+use std::{
+    fmt,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+};
+
+use abi_stable::{
+    prefix_type::PrefixTypeTrait,
+    sabi_trait::TD_Opaque,
+    std_types::{RNone, RSome, RStr},
+};
+
+use crate::{
+    abi::{self, BackendError, BackendModule, BackendModuleRef, ErrorKind},
+    ServiceDescription,
+};
+
+/// What a backend says about itself in `sygen service backends`.
+#[derive(Clone, Copy, Debug)]
+pub struct Info {
+    /// Short name: `systemd`, `openrc`, …; also the name users know it by.
+    pub name: &'static str,
+    /// The backend's version, usually `env!("CARGO_PKG_VERSION")`.
+    pub version: &'static str,
+    /// The platform it manages services on: `linux`, `macos`, `windows`, …
+    pub platform: &'static str,
+    /// One line describing it.
+    pub description: &'static str,
+}
+
+/// An error a backend returns: a kind, a one-line message and an optional hint.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Error {
+    pub kind: ErrorKind,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl Error {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// The operation failed.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::FAILED, message)
+    }
+
+    /// The service is not installed.
+    pub fn not_installed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::NOT_INSTALLED, message)
+    }
+
+    /// The service manager is not reachable.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::UNAVAILABLE, message)
+    }
+
+    /// The answer of every operation a backend does not implement.
+    pub fn not_implemented(operation: &str) -> Self {
+        Self::new(
+            ErrorKind::NOT_IMPLEMENTED,
+            format!("{operation} is not implemented in this backend version"),
+        )
+        .with_hint("update the backend, or use one that implements it (`sygen service backends`)")
+    }
+
+    /// An I/O error, with what was being done.
+    pub fn io(context: impl fmt::Display, error: std::io::Error) -> Self {
+        Self::failed(format!("{context}: {error}"))
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn into_boundary(self) -> BackendError {
+        BackendError {
+            kind: self.kind,
+            message: self.message.into(),
+            hint: match self.hint {
+                Some(hint) => RSome(hint.into()),
+                None => RNone,
+            },
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The host's console. Backends print through it, never to stdout or stderr directly.
+#[derive(Clone)]
+pub struct Console(Arc<abi::Console>);
+
+impl Console {
+    /// Writes text to the host's standard output.
+    pub fn print(&self, text: &str) {
+        self.0.out(text.into());
+    }
+
+    /// Writes a line to the host's standard output.
+    pub fn println(&self, line: &str) {
+        self.print(&format!("{line}\n"));
+    }
+
+    /// Writes a line to the host's standard error.
+    pub fn eprintln(&self, line: &str) {
+        self.0.err(format!("{line}\n").as_str().into());
+    }
+
+    /// A console that keeps what is written to it, for testing a backend without a host.
+    pub fn capture() -> (Self, Captured) {
+        let captured = Captured::default();
+        let sink = abi::ConsoleSink_TO::from_value(captured.clone(), TD_Opaque);
+        (Self(Arc::new(sink)), captured)
+    }
+}
+
+/// What was written to a [`Console::capture`] console.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<(String, String)>>);
+
+impl Captured {
+    /// Everything written to standard output so far.
+    pub fn out(&self) -> String {
+        self.lock().0.clone()
+    }
+
+    /// Everything written to standard error so far.
+    pub fn err(&self) -> String {
+        self.lock().1.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (String, String)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl abi::ConsoleSink for Captured {
+    fn out(&self, text: RStr<'_>) {
+        self.lock().0.push_str(text.as_str());
+    }
+    fn err(&self, text: RStr<'_>) {
+        self.lock().1.push_str(text.as_str());
+    }
+    fn max_level(&self) -> u8 {
+        abi::level::OFF
+    }
+    fn event(&self, _level: u8, _target: RStr<'_>, _message: RStr<'_>) {}
+}
+
+/// What every backend operation gets: the service description and the console.
+pub struct Context {
+    pub service: ServiceDescription,
+    pub console: Console,
+}
+
+/// A service-manager backend. Operations a backend does not implement answer a clear
+/// "not implemented in this backend version" error.
+pub trait Backend: Default + 'static {
+    const INFO: Info;
+
+    /// Names of the [`Backend::call`] methods and optional behaviours this backend supports.
+    fn capabilities(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Whether this backend's service manager is present and answering.
+    fn is_service_available(&self, _cx: &Context) -> Result<bool> {
+        Err(Error::not_implemented("is_service_available"))
+    }
+    fn is_service_installed(&self, _cx: &Context) -> Result<bool> {
+        Err(Error::not_implemented("is_service_installed"))
+    }
+    fn is_service_running(&self, _cx: &Context) -> Result<bool> {
+        Err(Error::not_implemented("is_service_running"))
+    }
+    fn install_service(&self, _cx: &Context) -> Result<()> {
+        Err(Error::not_implemented("install_service"))
+    }
+    fn start_service(&self, _cx: &Context) -> Result<()> {
+        Err(Error::not_implemented("start_service"))
+    }
+    fn stop_service(&self, _cx: &Context) -> Result<()> {
+        Err(Error::not_implemented("stop_service"))
+    }
+    fn uninstall_service(&self, _cx: &Context) -> Result<()> {
+        Err(Error::not_implemented("uninstall_service"))
+    }
+    fn print_service_status(&self, _cx: &Context) -> Result<()> {
+        Err(Error::not_implemented("print_service_status"))
+    }
+    /// Prints the last `lines` lines of the service's logs, then, with `follow`, new ones
+    /// until interrupted.
+    fn print_service_logs(&self, _cx: &Context, _follow: bool, _lines: u32) -> Result<()> {
+        Err(Error::not_implemented("print_service_logs"))
+    }
+    /// The extension point: a named method with a JSON payload, answering JSON.
+    fn call(&self, _cx: &Context, method: &str, _input: &str) -> Result<String> {
+        Err(Error::new(
+            ErrorKind::UNKNOWN_METHOD,
+            format!("this backend has no method `{method}`"),
+        ))
+    }
+}
+
+/// Builds the root module for `B`. Use [`export_backend!`] rather than calling this.
+pub fn root_module<B: Backend>() -> BackendModuleRef {
+    BackendModule {
+        info: boundary::info::<B>,
+        capabilities: boundary::capabilities::<B>,
+        is_service_available: boundary::is_service_available::<B>,
+        is_service_installed: boundary::is_service_installed::<B>,
+        is_service_running: boundary::is_service_running::<B>,
+        install_service: boundary::install_service::<B>,
+        start_service: boundary::start_service::<B>,
+        stop_service: boundary::stop_service::<B>,
+        uninstall_service: boundary::uninstall_service::<B>,
+        print_service_status: boundary::print_service_status::<B>,
+        print_service_logs: boundary::print_service_logs::<B>,
+        call: boundary::call::<B>,
+    }
+    .leak_into_prefix()
+}
+
+/// Finds an executable on `PATH`.
+pub fn find_executable(name: &str) -> Option<PathBuf> {
+    which::which(name).ok()
+}
+
+/// Exports a [`Backend`] as the library's root module. Invoke once, at the crate root of a
+/// `cdylib` crate that depends on `sygen-backend-api` and `abi_stable`.
+#[macro_export]
+macro_rules! export_backend {
+    ($backend:ty) => {
+        /// The root module of this sygen backend library.
+        #[::abi_stable::export_root_module]
+        pub fn sygen_backend_root_module() -> $crate::abi::BackendModuleRef {
+            $crate::sdk::root_module::<$backend>()
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_executables_on_path() {
+        let sh = find_executable("sh").expect("sh is on PATH");
+        assert!(sh.is_absolute() && sh.ends_with("sh"));
+        assert_eq!(find_executable("sygen-no-such-tool"), None);
+    }
+
+    #[test]
+    fn not_implemented_names_the_operation_and_hints() {
+        let error = Error::not_implemented("install_service");
+        assert_eq!(error.kind, ErrorKind::NOT_IMPLEMENTED);
+        assert_eq!(
+            error.message,
+            "install_service is not implemented in this backend version"
+        );
+        assert!(error.hint.is_some());
+    }
+}

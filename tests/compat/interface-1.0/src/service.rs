@@ -1,0 +1,113 @@
+//! The service description in plain Rust types, and its conversion to and from the
+//! frozen [`ServiceSpec`] that crosses the boundary.
+//!
+//! The host builds it once (program path from `current_exe`, environment, sygen home) so that
+//! every backend describes the same service and none rediscovers the binary.
+
+use std::path::PathBuf;
+
+use abi_stable::std_types::{RString, RVec, Tuple2};
+
+use crate::abi::ServiceSpec;
+
+/// Everything a backend needs to define the sygen service.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceDescription {
+    /// Service name (`sygen`).
+    pub name: String,
+    /// launchd label (`dev.sygen`).
+    pub label: String,
+    /// One line for the service manager.
+    pub description: String,
+    /// Absolute, canonical path of the program to start.
+    pub program: PathBuf,
+    /// Arguments after the program.
+    pub args: Vec<String>,
+    /// Environment of the service, in order.
+    pub env: Vec<(String, String)>,
+    /// The sygen home directory.
+    pub home: PathBuf,
+    /// Where file logs go.
+    pub logs_dir: PathBuf,
+}
+
+impl ServiceDescription {
+    /// The value of one environment variable of the service.
+    pub fn env_var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Converts to the boundary type. Paths must be UTF-8 (the host checks this when it
+    /// builds the description, because unit files, plists and task XML are text).
+    pub fn to_spec(&self) -> ServiceSpec {
+        ServiceSpec {
+            name: self.name.as_str().into(),
+            label: self.label.as_str().into(),
+            description: self.description.as_str().into(),
+            program: self.program.to_string_lossy().as_ref().into(),
+            args: self
+                .args
+                .iter()
+                .map(|a| RString::from(a.as_str()))
+                .collect(),
+            env: self
+                .env
+                .iter()
+                .map(|(k, v)| Tuple2(RString::from(k.as_str()), RString::from(v.as_str())))
+                .collect(),
+            home: self.home.to_string_lossy().as_ref().into(),
+            logs_dir: self.logs_dir.to_string_lossy().as_ref().into(),
+            extra: RString::from("{}"),
+        }
+    }
+
+    /// Converts from the boundary type.
+    pub fn from_spec(spec: &ServiceSpec) -> Self {
+        let strings = |v: &RVec<RString>| v.iter().map(|s| s.to_string()).collect();
+        Self {
+            name: spec.name.to_string(),
+            label: spec.label.to_string(),
+            description: spec.description.to_string(),
+            program: PathBuf::from(spec.program.as_str()),
+            args: strings(&spec.args),
+            env: spec
+                .env
+                .iter()
+                .map(|Tuple2(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            home: PathBuf::from(spec.home.as_str()),
+            logs_dir: PathBuf::from(spec.logs_dir.as_str()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_through_the_boundary_type() {
+        let description = ServiceDescription {
+            name: "sygen".into(),
+            label: "dev.sygen".into(),
+            description: "sygen agent".into(),
+            program: "/opt/my apps/sygen %$ü".into(),
+            args: vec!["run".into(), "--flag=\"x\"".into()],
+            env: vec![
+                ("PATH".into(), "/usr/bin".into()),
+                ("HOME".into(), "/h".into()),
+            ],
+            home: "/h/.sygen".into(),
+            logs_dir: "/h/.sygen/logs".into(),
+        };
+        assert_eq!(
+            ServiceDescription::from_spec(&description.to_spec()),
+            description
+        );
+        assert_eq!(description.env_var("HOME"), Some("/h"));
+        assert_eq!(description.env_var("NOPE"), None);
+    }
+}

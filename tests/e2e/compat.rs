@@ -1,0 +1,129 @@
+//! The compatibility promise, proven: `tests/compat` keeps the 1.0 interface frozen, with a
+//! backend and a host built against it. Today's host must load that backend and reach all nine
+//! operations; that host must load a backend built against today's interface.
+
+mod support;
+
+use std::{fs, path::Path, process::Command};
+
+use support::{artifacts, library, Outcome};
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_dir(&entry.path(), &target);
+            }
+        } else {
+            fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Builds `tests/compat` (from a copy, so the source tree stays clean); answers where.
+fn build_frozen() -> std::path::PathBuf {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&repository.join("tests/compat"), copy.path());
+    fs::copy(
+        repository.join("Cargo.lock"),
+        copy.path().join("Cargo.lock"),
+    )
+    .unwrap();
+    let target = artifacts().join("out-of-tree");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = Command::new(cargo)
+        .arg("build")
+        .current_dir(copy.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    target.join("debug")
+}
+
+#[test]
+fn the_frozen_interface_is_still_the_interface() {
+    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let frozen =
+        fs::read_to_string(repository.join("tests/compat/interface-1.0/src/abi.rs")).unwrap();
+    let current = fs::read_to_string(repository.join("backend-api/src/abi.rs")).unwrap();
+    assert!(
+        frozen == current,
+        "backend-api/src/abi.rs changed: the 1.x boundary is frozen"
+    );
+}
+
+#[test]
+fn hosts_and_backends_of_interface_1_work_together_both_ways() {
+    let built = build_frozen();
+
+    // Today's host, a 1.0 backend: all nine operations reached.
+    let home = tempfile::tempdir().unwrap();
+    let backend = built.join("libsygen_compat10.so");
+    let sygen = |args: &[&str]| {
+        let mut command = Command::new(artifacts().join("sygen"));
+        command
+            .arg("--backend")
+            .arg(&backend)
+            .args(args)
+            .env("HOME", home.path())
+            .env_remove("SYGEN_HOME");
+        Outcome::from(command.output().unwrap())
+    };
+    let mut said = String::new();
+    for args in [
+        &["service", "backends", "--json"][..],
+        &["service", "install"],
+        &["service", "start"],
+        &["service", "stop"],
+        &["service", "status"],
+        &["service", "logs", "-n", "3"],
+        &["service", "uninstall"],
+    ] {
+        said.push_str(sygen(args).succeeds());
+    }
+    for operation in [
+        "is_service_available",
+        "is_service_installed",
+        "is_service_running",
+        "install_service",
+        "start_service",
+        "stop_service",
+        "uninstall_service",
+        "print_service_status",
+        "print_service_logs(follow=false, lines=3)",
+    ] {
+        assert!(
+            said.contains(&format!("compat10: {operation} called for sygen")),
+            "{operation}: {said}"
+        );
+    }
+
+    // A 1.0 host, today's backend.
+    let out = Outcome::from(
+        Command::new(built.join("compat-host-1-0"))
+            .arg(library("misbehaving_backend"))
+            .env("MISBEHAVE", "ok")
+            .output()
+            .unwrap(),
+    );
+    let stdout = out.succeeds();
+    assert!(
+        stdout.starts_with("info: misbehaving 0.1.0 for test, interface 1.0.0"),
+        "{stdout}"
+    );
+    // The host's own report lines (the backend also prints "<operation>: ok for sygen").
+    let answered = stdout
+        .lines()
+        .filter(|l| l.contains(": ok ") && !l.ends_with("for sygen"))
+        .count();
+    assert_eq!(answered, 9, "{stdout}");
+}

@@ -173,7 +173,9 @@ impl Sim {
             ));
         }
         let job = self.loaded(target)?;
-        let plist = read_plist(&job.plist_path()).unwrap_or_default();
+        // A job being removed (after a bootout) may lose its files while we look: it is gone.
+        let (_, label) = self.service(target)?;
+        let plist = read_plist(&job.plist_path()).map_err(|_| not_found(&label))?;
         let pid = job.pid();
         let mut out = format!(
             "{target} = {{\n\tactive count = {}\n\tpath = {}\n\ttype = LaunchAgent\n\tstate = {}\n\n",
@@ -345,7 +347,7 @@ impl Sim {
 
     fn list(&self, label: &str) -> Answer {
         let job = self.find_by_label(label).ok_or_else(|| not_found(label))?;
-        let plist = read_plist(&job.plist_path()).unwrap_or_default();
+        let plist = read_plist(&job.plist_path()).map_err(|_| not_found(label))?;
         let mut out = format!(
             "{{\n\t\"LimitLoadToSessionType\" = \"Aqua\";\n\t\"Label\" = \"{label}\";\n\t\"OnDemand\" = false;\n\t\"LastExitStatus\" = {};\n",
             job.last_status().unwrap_or(0)
@@ -568,16 +570,13 @@ fn run_program(plist: &Plist, dir: &Path) -> std::process::ExitStatus {
     }
 }
 
-#[derive(Default)]
 enum KeepAliveRule {
     Always,
-    #[default]
     Never,
     SuccessfulExit(bool),
 }
 
 /// The parts of a launchd property list the simulator acts on, read strictly.
-#[derive(Default)]
 struct Plist {
     label: String,
     program_arguments: Vec<String>,

@@ -96,8 +96,8 @@ const STATUS_DETAILS: &str = "status.details";
 
 fn status(backend: &Backend, spec: &ServiceSpec, json: bool) -> Result<()> {
     let installed = backend.is_service_installed(spec)?;
-    let running = installed && backend.is_service_running(spec)?;
     if json {
+        let running = installed && backend.is_service_running(spec)?;
         let details = if installed && backend.capabilities().iter().any(|c| c == STATUS_DETAILS) {
             let answer = backend.call(STATUS_DETAILS, "{}", spec)?;
             Some(serde_json::from_str(&answer).map_err(|e| {
@@ -179,11 +179,36 @@ fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
         }
     };
     let spec = description::build()?.to_spec();
+    // Each backend asks its own service manager; they answer at the same time.
+    // (Files that did not load get a placeholder answer, never shown.)
+    let availability: Vec<Result<bool, Failure>> = std::thread::scope(|scope| {
+        let asks: Vec<_> = found
+            .iter()
+            .map(|(_, result)| {
+                result
+                    .as_ref()
+                    .ok()
+                    .map(|backend| scope.spawn(|| backend.is_service_available(&spec)))
+            })
+            .collect();
+        asks.into_iter()
+            .map(|ask| match ask {
+                Some(handle) => handle.join().unwrap_or_else(|_| {
+                    Err(Failure::new(
+                        Exit::Failed,
+                        "the availability check panicked",
+                    ))
+                }),
+                None => Ok(false),
+            })
+            .collect()
+    });
     let rows: Vec<BackendRow> = found
         .iter()
-        .map(|(path, result)| match result {
+        .zip(availability)
+        .map(|((path, result), availability)| match result {
             Ok(backend) => {
-                let (available, error, hint) = match backend.is_service_available(&spec) {
+                let (available, error, hint) = match availability {
                     Ok(available) => (Some(available), None, None),
                     Err(failure) => (None, Some(failure.message), failure.hint),
                 };

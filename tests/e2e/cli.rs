@@ -433,7 +433,7 @@ fn awkward_paths_survive_intact() {
     let awkward = user.home.path().join("my dir 'q' \"dq\" 100% $HOME ü");
     fs::create_dir_all(&awkward).unwrap();
     let program = awkward.join("sygen");
-    fs::copy(artifacts().join("sygen"), &program).unwrap();
+    support::copy_executable(&artifacts().join("sygen"), &program);
     let backend = awkward.join("misbehaving backend %$ü.so");
     fs::copy(library("misbehaving_backend"), &backend).unwrap();
     let sygen_home = awkward.join("state $X %h");
@@ -537,7 +537,7 @@ fn no_usable_backend_has_its_own_exit_code() {
     let lonely = user.home.path().join("bin");
     fs::create_dir_all(&lonely).unwrap();
     let program = lonely.join("sygen");
-    fs::copy(artifacts().join("sygen"), &program).unwrap();
+    support::copy_executable(&artifacts().join("sygen"), &program);
     let mut command = Command::new(&program);
     command
         .args(["service", "status"])

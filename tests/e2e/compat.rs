@@ -85,6 +85,7 @@ fn hosts_and_backends_of_interface_1_work_together_both_ways() {
         &["service", "start"],
         &["service", "stop"],
         &["service", "status"],
+        &["service", "status", "--json"],
         &["service", "logs", "-n", "3"],
         &["service", "uninstall"],
     ] {

@@ -66,7 +66,7 @@ impl Harness {
         let apps = harness.apps();
         fs::create_dir_all(&apps).unwrap();
         for file in ["sygen", "libsygen_openrc.so"] {
-            fs::copy(artifacts().join(file), apps.join(file)).unwrap();
+            support::copy_executable(&artifacts().join(file), &apps.join(file));
         }
         fs::create_dir_all(harness.sygen_home()).unwrap();
         fs::write(

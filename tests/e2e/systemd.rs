@@ -82,7 +82,7 @@ impl Harness {
         let apps = harness.home.join(APPS_DIR);
         fs::create_dir_all(&apps).unwrap();
         for file in ["sygen", "libsygen_systemd.so"] {
-            fs::copy(artifacts().join(file), apps.join(file)).unwrap();
+            support::copy_executable(&artifacts().join(file), &apps.join(file));
         }
         fs::create_dir_all(harness.home.join(".config")).unwrap();
         harness.give_to_user(&harness.home);

@@ -421,7 +421,7 @@ fn without_sygenw_the_task_runs_sygen_with_a_notice() {
     let windows = Windows::new(&[]);
     let apps = windows.home.path().join("apps");
     fs::create_dir_all(&apps).unwrap();
-    fs::copy(artifacts().join("sygen"), apps.join("sygen")).unwrap();
+    support::copy_executable(&artifacts().join("sygen"), &apps.join("sygen"));
     let out = windows.sygen_at(&apps.join("sygen"), &["service", "install"]);
     out.succeeds();
     assert!(
@@ -446,7 +446,7 @@ fn a_task_from_an_awkward_path_is_valid_and_runs() {
     let apps = windows.home.path().join("my & <apps> 'q' \"dq\" ü");
     fs::create_dir_all(&apps).unwrap();
     for binary in ["sygen", "sygenw"] {
-        fs::copy(artifacts().join(binary), apps.join(binary)).unwrap();
+        support::copy_executable(&artifacts().join(binary), &apps.join(binary));
     }
     windows
         .sygen_at(&apps.join("sygen"), &["service", "install"])

@@ -237,7 +237,15 @@ impl Backend for Systemd {
     fn print_service_status(&self, cx: &Context) -> Result<()> {
         let path = require_installed(cx)?;
         let name = unit_name(&cx.service.name);
-        let state = state(cx)?;
+        // The properties and the human-readable text, asked for at the same time: each is a
+        // round trip to the manager, and this is what people wait for.
+        let (state, text) = std::thread::scope(|scope| {
+            let text = scope.spawn(|| systemctl(&["status", &name, "--no-pager"]));
+            (state(cx), text.join())
+        });
+        let state = state?;
+        // `status` exits 3 for a stopped unit: that is an answer, not a failure.
+        let text = text.map_err(|_| Error::failed("`systemctl --user status` panicked"))??;
         let get = |key: &str| state.get(key).map_or("unknown", String::as_str);
         let pid = match get("MainPID") {
             "0" => "no process".to_owned(),
@@ -256,9 +264,7 @@ impl Backend for Systemd {
                 .println("the unit file changed on disk; `sygen service install` reloads it");
         }
         cx.console.println("");
-        // `status` exits 3 for a stopped unit: that is an answer, not a failure.
-        let output = systemctl(&["status", &name, "--no-pager"])?;
-        cx.console.print(&output.stdout);
+        cx.console.print(&text.stdout);
         Ok(())
     }
 

@@ -158,3 +158,15 @@ pub fn passed_conformance(backend: &str, outcome: &Outcome) {
         outcome.stdout
     );
 }
+
+/// Copies a file the tests will execute or load. With `cp`, so the copy's write descriptor
+/// never lives in this multi-threaded process, where a child forked meanwhile by another
+/// test could inherit it and make executing the copy fail with "Text file busy".
+pub fn copy_executable(from: &Path, to: &Path) {
+    let status = std::process::Command::new("cp")
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp runs");
+    assert!(status.success(), "cp {} {}", from.display(), to.display());
+}

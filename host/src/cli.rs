@@ -58,6 +58,13 @@ pub enum Command {
     Restart,
     /// The built-in agent (the default worker of `sygen run`).
     Agent,
+    /// Print the completion script for a shell (e.g. `sygen completions bash > ~/.local/share/bash-completion/completions/sygen`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print sygen's manual page (roff), e.g. `sygen man | man -l -`.
+    Man,
     /// Write a starting configuration and offer to install the background service.
     Onboarding {
         /// Install the service without asking.

@@ -46,6 +46,15 @@ pub fn main() -> ExitCode {
         Some(Command::Stop) => done(lifecycle::stop(backend)),
         Some(Command::Restart) => done(lifecycle::restart()),
         Some(Command::Agent) => agent::run(),
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(*shell, &mut Cli::command(), "sygen", &mut std::io::stdout());
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man) => done(
+            clap_mangen::Man::new(Cli::command())
+                .render(&mut std::io::stdout())
+                .map_err(Into::into),
+        ),
         Some(Command::Onboarding { yes, no }) => {
             let answer = match (yes, no) {
                 (true, _) => onboarding::Answer::Yes,

@@ -820,3 +820,33 @@ fn a_backend_owned_by_another_user_is_refused() {
         out.stdout
     );
 }
+
+#[test]
+fn completions_generate_for_every_shell() {
+    let user = User::new();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = user.run(&["completions", shell]);
+        let script = out.succeeds();
+        for word in ["service", "install", "conformance", "rollback", "backend"] {
+            assert!(script.contains(word), "{shell}: {word} missing");
+        }
+    }
+    // The bash script is valid bash.
+    let script = user.run(&["completions", "bash"]).stdout;
+    let file = user.home.path().join("sygen.bash");
+    fs::write(&file, script).unwrap();
+    let check = Command::new("bash").arg("-n").arg(&file).status().unwrap();
+    assert!(check.success());
+    assert_eq!(user.run(&["completions", "tcsh"]).code, Some(2));
+}
+
+#[test]
+fn the_manual_page_generates() {
+    let out = User::new().run(&["man"]);
+    let page = out.succeeds();
+    assert!(page.contains(".TH sygen 1"), "{page}");
+    for section in [".SH NAME", ".SH SYNOPSIS", ".SH OPTIONS", ".SH SUBCOMMANDS"] {
+        assert!(page.contains(section), "{section} missing");
+    }
+    assert!(page.contains("service"), "the subcommands are listed");
+}

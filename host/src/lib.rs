@@ -27,7 +27,8 @@ use crate::cli::{Cli, Command};
 /// Parses the command line, runs the command, reports a failure in one line.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.verbose);
+    let colour = cli.color.on_stderr();
+    init_tracing(cli.verbose, colour);
     if !matches!(cli.command, Some(Command::Run { .. } | Command::Agent)) {
         quiet_on_closed_pipes();
     }
@@ -76,7 +77,10 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let (line, code) = exit::report(&error);
-            eprintln!("{line}");
+            match line.strip_prefix("error:") {
+                Some(rest) if colour => eprintln!("\x1b[1;31merror:\x1b[0m{rest}"),
+                _ => eprintln!("{line}"),
+            }
             ExitCode::from(code)
         }
     }
@@ -95,7 +99,7 @@ fn quiet_on_closed_pipes() {
 }
 
 /// Diagnostics go to stderr: warnings by default, more with `-v`, anything with `RUST_LOG`.
-fn init_tracing(verbose: u8) {
+fn init_tracing(verbose: u8, colour: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "debug",
@@ -105,7 +109,7 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .without_time()
         .init();
 }

@@ -850,3 +850,58 @@ fn the_manual_page_generates() {
     }
     assert!(page.contains("service"), "the subcommands are listed");
 }
+
+/// Runs `sygen ARGS` on a terminal (`script` gives it one); answers what the terminal showed.
+fn on_a_terminal(user: &User, args: &str, no_color: bool) -> String {
+    let line = format!("'{}' {args}", user.program.display());
+    let mut script = Command::new("script");
+    user.environment(&mut script);
+    script.args(["-qec", &line, "/dev/null"]);
+    if no_color {
+        script.env("NO_COLOR", "1");
+    } else {
+        script.env_remove("NO_COLOR");
+    }
+    let output = script.output().expect("script (util-linux) runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn colour_only_on_a_terminal_and_never_with_no_color() {
+    let user = User::new();
+    let bad = "--backend /nonexistent.so service status";
+    let coloured = on_a_terminal(&user, bad, false);
+    assert!(
+        coloured.contains("\x1b[1;31merror:\x1b[0m backend /nonexistent.so"),
+        "{coloured:?}"
+    );
+    let plain = on_a_terminal(&user, bad, true);
+    assert!(
+        plain.contains("error: backend /nonexistent.so") && !plain.contains('\x1b'),
+        "{plain:?}"
+    );
+    let never = on_a_terminal(&user, &format!("--color never {bad}"), false);
+    assert!(!never.contains('\x1b'), "{never:?}");
+
+    // Piped, nothing is coloured unless asked for.
+    let piped = user.run(&["--backend", "/nonexistent.so", "service", "status"]);
+    assert!(!piped.stderr.contains('\x1b'), "{:?}", piped.stderr);
+    let asked = user.run(&[
+        "--color",
+        "always",
+        "--backend",
+        "/nonexistent.so",
+        "service",
+        "status",
+    ]);
+    assert!(
+        asked.stderr.starts_with("\x1b[1;31merror:"),
+        "{:?}",
+        asked.stderr
+    );
+    assert_eq!(
+        user.run(&["--color", "sometimes", "service", "backends"])
+            .code,
+        Some(2)
+    );
+}

@@ -164,9 +164,10 @@ impl Runtime {
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         #[cfg(target_os = "linux")]
         end_with_the_runtime(&mut command);
-        let mut child = command
-            .spawn()
-            .with_context(|| format!("running {:?} in {}", command, working_dir.display()))?;
+        let mut child = command.spawn().with_context(|| {
+            let program = command.get_program().to_string_lossy().into_owned();
+            format!("{program} (in {})", working_dir.display())
+        })?;
         let started = Instant::now();
         let pid = child.id();
         // The exit is reported once the output is written (or after a second, when a

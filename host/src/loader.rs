@@ -153,9 +153,16 @@ fn check_trust(path: &Path) -> Result<(), LoadError> {
     Ok(())
 }
 
-/// Where the keys of trusted backend publishers are (minisign `.pub` files). While it holds
-/// any, every backend needs a valid detached signature, `<file>.minisig`.
-fn trusted_keys() -> Vec<(PathBuf, minisign_verify::PublicKey)> {
+/// The keys of trusted backend publishers (minisign `.pub` files in `$SYGEN_HOME/trusted-keys/`),
+/// read once per process however many backends are loaded. While there are any, every backend
+/// needs a valid detached signature, `<file>.minisig`.
+fn trusted_keys() -> &'static [(PathBuf, minisign_verify::PublicKey)] {
+    static KEYS: std::sync::OnceLock<Vec<(PathBuf, minisign_verify::PublicKey)>> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(read_trusted_keys)
+}
+
+fn read_trusted_keys() -> Vec<(PathBuf, minisign_verify::PublicKey)> {
     let Ok(home) = crate::description::sygen_home() else {
         return Vec::new();
     };

@@ -4,54 +4,13 @@
 
 mod support;
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, process::Command};
 
 use support::{artifacts, library, Outcome};
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if entry.file_name() != "target" {
-                copy_dir(&entry.path(), &target);
-            }
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// Builds `tests/compat` (from a copy, so the source tree stays clean); answers where.
-fn build_frozen() -> std::path::PathBuf {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let copy = tempfile::tempdir().unwrap();
-    copy_dir(&repository.join("tests/compat"), copy.path());
-    fs::copy(
-        repository.join("Cargo.lock"),
-        copy.path().join("Cargo.lock"),
-    )
-    .unwrap();
-    let target = artifacts().join("out-of-tree");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let build = Command::new(cargo)
-        .arg("build")
-        .current_dir(copy.path())
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .expect("cargo runs");
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    target.join("debug")
-}
-
 #[test]
 fn the_frozen_interface_is_still_the_interface() {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let repository = support::repository();
     let frozen =
         fs::read_to_string(repository.join("tests/compat/interface-1.0/src/abi.rs")).unwrap();
     let current = fs::read_to_string(repository.join("backend-api/src/abi.rs")).unwrap();
@@ -63,7 +22,7 @@ fn the_frozen_interface_is_still_the_interface() {
 
 #[test]
 fn hosts_and_backends_of_interface_1_work_together_both_ways() {
-    let built = build_frozen();
+    let built = support::build_out_of_tree("tests/compat", |_| {});
 
     // Today's host, a 1.0 backend: all nine operations reached.
     let home = tempfile::tempdir().unwrap();

@@ -3,60 +3,28 @@
 
 mod support;
 
-use std::{fs, path::Path, process::Command};
+use std::{fs, process::Command};
 
 use support::{artifacts, Outcome};
 
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            if entry.file_name() != "target" {
-                copy_dir(&entry.path(), &target);
-            }
-        } else {
-            fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn the_template_builds_outside_the_workspace_and_is_listed() {
-    let repository = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let outside = tempfile::tempdir().unwrap();
-    let crate_dir = outside.path().join("sygen-example");
-    copy_dir(&repository.join("backend-api/template"), &crate_dir);
-    let manifest = crate_dir.join("Cargo.toml");
-    let api = fs::canonicalize(repository.join("backend-api")).unwrap();
-    let text = fs::read_to_string(&manifest).unwrap().replace(
-        "path = \"../../backend-api\"",
-        &format!("path = {:?}", api.display().to_string()),
-    );
-    fs::write(&manifest, text).unwrap();
-    // The workspace's lock file pins the same dependency versions, so nothing is fetched anew.
-    fs::copy(repository.join("Cargo.lock"), crate_dir.join("Cargo.lock")).unwrap();
-
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let target = artifacts().join("out-of-tree");
-    let build = Command::new(cargo)
-        .arg("build")
-        .current_dir(&crate_dir)
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .expect("cargo runs");
-    assert!(
-        build.status.success(),
-        "{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
+    // Pointed at this checkout's backend-api by absolute path, as an author would.
+    let api = fs::canonicalize(support::repository().join("backend-api")).unwrap();
+    let built = support::build_out_of_tree("backend-api/template", |copy| {
+        let manifest = copy.join("Cargo.toml");
+        let text = fs::read_to_string(&manifest).unwrap().replace(
+            "path = \"../../backend-api\"",
+            &format!("path = {:?}", api.display().to_string()),
+        );
+        fs::write(&manifest, text).unwrap();
+    });
 
     let home = tempfile::tempdir().unwrap();
     let backends = home.path().join(".sygen/backends");
     fs::create_dir_all(&backends).unwrap();
     fs::copy(
-        target.join("debug/libsygen_example.so"),
+        built.join("libsygen_example.so"),
         backends.join("libsygen_example.so"),
     )
     .unwrap();

@@ -123,12 +123,7 @@ impl Harness {
 
     /// The pid of `sygen run`, as its pid file says, if it is alive.
     fn runtime(&self) -> Option<u32> {
-        fs::read_to_string(self.sygen_home().join("bot.pid"))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&pid| alive(pid))
+        support::read_pid(&self.sygen_home().join("bot.pid")).filter(|&pid| alive(pid))
     }
 
     fn processes_of_user(&self) -> String {

@@ -104,11 +104,7 @@ impl Home {
     }
 
     fn pid_file(&self, name: &str) -> Option<u32> {
-        fs::read_to_string(self.sygen_home().join(name))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        support::read_pid(&self.sygen_home().join(name))
     }
 
     fn sygen(&self, args: &[&str]) -> Outcome {

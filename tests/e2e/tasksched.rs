@@ -114,11 +114,7 @@ impl Windows {
     }
 
     fn pid_file(&self, name: &str) -> Option<u32> {
-        fs::read_to_string(self.sygen_home().join(name))
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
+        support::read_pid(&self.sygen_home().join(name))
     }
 }
 

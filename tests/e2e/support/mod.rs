@@ -170,3 +170,59 @@ pub fn copy_executable(from: &Path, to: &Path) {
         .expect("cp runs");
     assert!(status.success(), "cp {} {}", from.display(), to.display());
 }
+
+/// The root of this repository.
+pub fn repository() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is inside the repository")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                copy_dir(&entry.path(), &target);
+            }
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Copies `dir` of this repository into a temporary directory, lets `prepare` adjust the copy,
+/// and builds it there with cargo, as someone outside the repository would. The workspace's
+/// lock file goes along, so the same dependency versions are used and nothing is fetched anew.
+/// Answers the directory holding the build's artifacts.
+pub fn build_out_of_tree(dir: &str, prepare: impl FnOnce(&Path)) -> PathBuf {
+    let copy = tempfile::tempdir().unwrap();
+    copy_dir(&repository().join(dir), copy.path());
+    std::fs::copy(
+        repository().join("Cargo.lock"),
+        copy.path().join("Cargo.lock"),
+    )
+    .unwrap();
+    prepare(copy.path());
+    let target = artifacts().join("out-of-tree");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let build = std::process::Command::new(cargo)
+        .arg("build")
+        .current_dir(copy.path())
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .expect("cargo runs");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    target.join("debug")
+}
+
+/// The pid in the pid file at `path`, if there is one.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}

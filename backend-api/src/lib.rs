@@ -23,7 +23,7 @@ pub mod sdk;
 mod service;
 
 pub use abi::{BackendError, BackendInfo, BackendModuleRef, ErrorKind, ServiceSpec};
-pub use service::ServiceDescription;
+pub use service::{ServiceDescription, UNIX_SYSTEM_DIRS};
 
 /// Re-exported so backends and the host use the same abi_stable.
 pub use abi_stable;

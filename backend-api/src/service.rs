@@ -10,6 +10,17 @@ use abi_stable::std_types::{RString, RVec, Tuple2};
 
 use crate::abi::ServiceSpec;
 
+/// The system directories that end the `PATH` the host gives a Unix service, in this order.
+/// A backend adding its platform's tool directories puts them just before these.
+pub const UNIX_SYSTEM_DIRS: [&str; 6] = [
+    "/usr/local/sbin",
+    "/usr/local/bin",
+    "/usr/sbin",
+    "/usr/bin",
+    "/sbin",
+    "/bin",
+];
+
 /// Everything a backend needs to define the sygen service.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceDescription {

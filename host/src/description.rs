@@ -10,7 +10,7 @@ use std::{
 };
 
 use anyhow::{Context as _, Result};
-use sygen_backend_api::ServiceDescription;
+use sygen_backend_api::{ServiceDescription, UNIX_SYSTEM_DIRS};
 
 use crate::exit::{Exit, Failure};
 
@@ -86,15 +86,7 @@ fn service_path(user_home: &Path, exe_dir: Option<&Path>, nvm_dir: &Path) -> Str
     if cfg!(windows) {
         dirs.extend(env::var_os("PATH").iter().flat_map(env::split_paths));
     } else {
-        let system = [
-            "/usr/local/sbin",
-            "/usr/local/bin",
-            "/usr/sbin",
-            "/usr/bin",
-            "/sbin",
-            "/bin",
-        ];
-        dirs.extend(system.iter().map(PathBuf::from));
+        dirs.extend(UNIX_SYSTEM_DIRS.iter().map(PathBuf::from));
     }
     let mut unique: Vec<PathBuf> = Vec::new();
     for dir in dirs {

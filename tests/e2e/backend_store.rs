@@ -27,11 +27,7 @@ impl User {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(artifacts().join("sygen"));
-        command
-            .args(args)
-            .env("HOME", self.home.path())
-            .env_remove("SYGEN_HOME")
-            .env_remove("SYGEN_BACKEND");
+        support::in_home(command.args(args), self.home.path());
         command
     }
 

@@ -41,11 +41,7 @@ impl User {
 
     /// This user's environment, for `command`, whatever program it runs.
     fn environment(&self, command: &mut Command) {
-        command
-            .env("HOME", self.home.path())
-            .env_remove("SYGEN_HOME")
-            .env_remove("SYGEN_BACKEND")
-            .env_remove("RUST_LOG")
+        support::in_home(command, self.home.path())
             .env_remove("NVM_DIR")
             .env_remove("MISBEHAVE");
     }
@@ -439,12 +435,10 @@ fn awkward_paths_survive_intact() {
     let sygen_home = awkward.join("state $X %h");
 
     let mut command = Command::new(&program);
-    command
-        .args(["--backend", backend.to_str().unwrap(), "service", "status"])
-        .env("HOME", user.home.path())
+    command.args(["--backend", backend.to_str().unwrap(), "service", "status"]);
+    support::in_home(&mut command, user.home.path())
         .env("SYGEN_HOME", &sygen_home)
-        .env("MISBEHAVE", "ok")
-        .env_remove("SYGEN_BACKEND");
+        .env("MISBEHAVE", "ok");
     let lines = described(&User::run_command(command));
     let program = fs::canonicalize(&program).unwrap();
     assert!(
@@ -539,11 +533,8 @@ fn no_usable_backend_has_its_own_exit_code() {
     let program = lonely.join("sygen");
     support::copy_executable(&artifacts().join("sygen"), &program);
     let mut command = Command::new(&program);
-    command
-        .args(["service", "status"])
-        .env("HOME", user.home.path())
-        .env_remove("SYGEN_HOME")
-        .env_remove("SYGEN_BACKEND");
+    command.args(["service", "status"]);
+    support::in_home(&mut command, user.home.path());
     User::run_command(command).fails_with(4, "no usable sygen backend for linux was found");
 }
 

@@ -29,12 +29,8 @@ fn hosts_and_backends_of_interface_1_work_together_both_ways() {
     let backend = built.join("libsygen_compat10.so");
     let sygen = |args: &[&str]| {
         let mut command = Command::new(artifacts().join("sygen"));
-        command
-            .arg("--backend")
-            .arg(&backend)
-            .args(args)
-            .env("HOME", home.path())
-            .env_remove("SYGEN_HOME");
+        command.arg("--backend").arg(&backend).args(args);
+        support::in_home(&mut command, home.path());
         Outcome::from(command.output().unwrap())
     };
     let mut said = String::new();

@@ -29,11 +29,8 @@ fn the_template_builds_outside_the_workspace_and_is_listed() {
     )
     .unwrap();
     let listing = Outcome::from(
-        Command::new(artifacts().join("sygen"))
+        support::in_home(&mut Command::new(artifacts().join("sygen")), home.path())
             .args(["service", "backends", "--json"])
-            .env("HOME", home.path())
-            .env_remove("SYGEN_HOME")
-            .env_remove("SYGEN_BACKEND")
             .output()
             .unwrap(),
     );

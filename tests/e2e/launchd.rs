@@ -60,14 +60,10 @@ impl Mac {
     }
 
     fn environment(&self, command: &mut Command, path: &str) {
-        command
-            .env("HOME", self.home.path())
+        support::in_home(command, self.home.path())
             .env("PATH", path)
             .env("LAUNCHCTL_SIM_STATE", self.state())
             .env("LAUNCHCTL_SIM_THROTTLE_MS", "100")
-            .env_remove("SYGEN_HOME")
-            .env_remove("SYGEN_BACKEND")
-            .env_remove("SYGEN_SUPERVISOR")
             .envs(self.flags.iter().copied());
     }
 

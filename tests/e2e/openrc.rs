@@ -367,10 +367,9 @@ fn from_openrc_0_60_on_sygen_is_a_user_service() {
         command
             .arg("--backend")
             .arg(support::library("sygen_openrc"))
-            .args(args)
-            .env("HOME", home.path())
+            .args(args);
+        support::in_home(&mut command, home.path())
             .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
-            .env_remove("SYGEN_HOME")
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("SUDO_USER");
         Outcome::from(command.output().unwrap())

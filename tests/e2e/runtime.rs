@@ -30,12 +30,8 @@ impl Home {
 
     fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(artifacts().join("sygen"));
-        command
-            .args(args)
-            .env("HOME", self.dir.path())
+        support::in_home(command.args(args), self.dir.path())
             .env("SYGEN_HOME", self.sygen_home())
-            .env_remove("SYGEN_SUPERVISOR")
-            .env_remove("SYGEN_BACKEND")
             .env_remove("XDG_CONFIG_HOME")
             .stdin(Stdio::null());
         command

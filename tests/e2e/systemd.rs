@@ -499,16 +499,7 @@ fn install_explains_linger_until_it_is_enabled() {
 #[test]
 fn logs_fall_back_to_the_files_when_no_journal_has_them() {
     let Some(h) = Harness::up() else { return };
-    h.write_home_file(
-        "config.toml",
-        "[agent]\nheartbeat_interval = \"200ms\"\n",
-        0o644,
-    );
-    h.sygen_ok(&["service", "install"]);
-    eventually("heartbeats in agent.log", Duration::from_secs(5), || {
-        fs::read_to_string(h.sygen_home().join("logs/agent.log"))
-            .is_ok_and(|log| log.contains("heartbeat 2"))
-    });
+    install_with_heartbeats(&h);
     h.root(&["sh", "-c", "rm -rf /var/log/journal/* /run/log/journal/*"]);
     let out = h.sygen(&["service", "logs", "-n", "3"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);

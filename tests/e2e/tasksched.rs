@@ -48,8 +48,7 @@ impl Windows {
     }
 
     fn environment(&self, command: &mut Command) {
-        command
-            .env("HOME", self.home.path())
+        support::in_home(command, self.home.path())
             .env(
                 "PATH",
                 path_with_simulated(self.home.path(), "schtasks-sim", "schtasks.exe"),
@@ -58,9 +57,6 @@ impl Windows {
             .env("SCHTASKS_SIM_XSD", schema())
             .env("USERNAME", "ada")
             .env("USERDOMAIN", "SIMULATED-PC")
-            .env_remove("SYGEN_HOME")
-            .env_remove("SYGEN_BACKEND")
-            .env_remove("SYGEN_SUPERVISOR")
             .envs(self.flags.iter().copied());
     }
 

@@ -10,22 +10,12 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use sygen_backend_api::{
     sdk::{Error, Result},
-    ServiceDescription,
+    ServiceDescription, UNIX_SYSTEM_DIRS,
 };
 
 /// Where Homebrew and other package managers put programs on macOS; a worker launched by
 /// launchd gets only the PATH written here.
 const MACOS_TOOL_DIRS: [&str; 2] = ["/opt/homebrew/bin", "/usr/local/bin"];
-
-/// The system directories the host puts last on PATH; the tool dirs go just before them.
-const SYSTEM_DIRS: [&str; 6] = [
-    "/usr/local/sbin",
-    "/usr/local/bin",
-    "/usr/sbin",
-    "/usr/bin",
-    "/sbin",
-    "/bin",
-];
 
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -56,13 +46,13 @@ fn agent_path(host_path: &str) -> String {
     let entries: Vec<&str> = host_path.split(':').filter(|e| !e.is_empty()).collect();
     let first_system = entries
         .iter()
-        .position(|e| SYSTEM_DIRS.contains(e))
+        .position(|e| UNIX_SYSTEM_DIRS.contains(e))
         .unwrap_or(entries.len());
     let ordered = entries[..first_system]
         .iter()
         .chain(MACOS_TOOL_DIRS.iter())
         .chain(entries[first_system..].iter())
-        .chain(SYSTEM_DIRS.iter());
+        .chain(UNIX_SYSTEM_DIRS.iter());
     let mut unique: Vec<&str> = Vec::new();
     for entry in ordered {
         if !unique.contains(entry) {

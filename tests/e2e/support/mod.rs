@@ -6,10 +6,26 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::Output,
+    process::{Command, Output},
     thread,
     time::{Duration, Instant},
 };
+
+/// Runs `command` as a user whose home is `home`, with none of the caller's own sygen
+/// settings: an exported `SYGEN_HOME` or `SYGEN_BACKEND` would otherwise steer the run.
+pub fn in_home<'a>(command: &'a mut Command, home: &Path) -> &'a mut Command {
+    command.env("HOME", home);
+    for variable in [
+        "SYGEN_HOME",
+        "SYGEN_BACKEND",
+        "SYGEN_SUPERVISOR",
+        "SYGEN_ALLOW_UNSIGNED",
+        "RUST_LOG",
+    ] {
+        command.env_remove(variable);
+    }
+    command
+}
 
 /// `target/<profile>`, where cargo put `sygen` and the backend libraries.
 pub fn artifacts() -> PathBuf {

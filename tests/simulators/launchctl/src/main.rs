@@ -22,7 +22,6 @@
 
 use std::{
     fs,
-    io::Write,
     os::unix::process::{CommandExt, ExitStatusExt},
     path::{Path, PathBuf},
     process::{Command, ExitCode, Stdio},
@@ -34,6 +33,10 @@ use nix::{
     sys::signal::{kill, Signal},
     unistd::{getuid, Pid},
 };
+use sim_process::{alive, read_number, record_call, wait_until};
+
+/// How long the simulator waits for a program to react to a signal.
+const SETTLE: Duration = Duration::from_secs(5);
 
 const NOT_FOUND: u8 = 113;
 
@@ -67,20 +70,6 @@ fn not_found(label: &str) -> Exit {
     )
 }
 
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
-        && !fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(false)
-}
-
-fn read_pid(path: &Path) -> Option<i32> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
 /// A loaded job: its directory holds `plist` (the path loaded), `runner` and `pid` (the
 /// runner's and the program's pids), `status` (the last raw wait status), `unloading`.
 struct Job {
@@ -94,15 +83,15 @@ impl Job {
     }
 
     fn pid(&self) -> Option<i32> {
-        read_pid(&self.dir.join("pid")).filter(|&p| alive(p))
+        read_number(&self.dir.join("pid")).filter(|&p| alive(p))
     }
 
     fn runner(&self) -> Option<i32> {
-        read_pid(&self.dir.join("runner")).filter(|&p| alive(p))
+        read_number(&self.dir.join("runner")).filter(|&p| alive(p))
     }
 
     fn last_status(&self) -> Option<i32> {
-        read_pid(&self.dir.join("status"))
+        read_number(&self.dir.join("status"))
     }
 
     fn unloading(&self) -> bool {
@@ -275,12 +264,9 @@ impl Sim {
             .map_err(io)?;
         fs::write(dir.join("runner"), runner.id().to_string()).map_err(io)?;
         // Starting is asynchronous in launchd too; wait until the program is up or has ended.
-        for _ in 0..100 {
-            if dir.join("pid").exists() || dir.join("status").exists() {
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(Duration::from_secs(1), || {
+            dir.join("pid").exists() || dir.join("status").exists()
+        });
         Ok(())
     }
 
@@ -316,7 +302,7 @@ impl Sim {
             // The runner starts the program again at once, whatever KeepAlive says.
             fs::write(job.dir.join("restart-now"), "").map_err(io)?;
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            wait_until(|| job.pid().is_some_and(|new| new != pid));
+            wait_until(SETTLE, || job.pid().is_some_and(|new| new != pid));
             return Ok(String::new());
         }
         if job.runner().is_none() {
@@ -519,15 +505,15 @@ impl Sim {
             .collect();
         for dir in &dirs {
             let _ = fs::write(dir.join("unloading"), "");
-            if let Some(pid) = read_pid(&dir.join("pid")) {
+            if let Some(pid) = read_number(&dir.join("pid")) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
         }
         for dir in &dirs {
-            let pid = read_pid(&dir.join("pid"));
-            wait_until(|| pid.is_none_or(|p| !alive(p)));
+            let pid = read_number(&dir.join("pid"));
+            wait_until(SETTLE, || pid.is_none_or(|p| !alive(p)));
             for file in ["pid", "runner"] {
-                if let Some(pid) = read_pid(&dir.join(file)) {
+                if let Some(pid) = read_number(&dir.join(file)) {
                     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                 }
             }
@@ -703,15 +689,6 @@ fn signal_name(signal: i32) -> &'static str {
     }
 }
 
-fn wait_until(done: impl Fn() -> bool) {
-    for _ in 0..500 {
-        if done() {
-            return;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 fn usage() -> Exit {
     Exit(
         64,
@@ -746,14 +723,7 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let _ = fs::create_dir_all(&sim.state);
-    if let Ok(mut calls) = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(sim.state.join("calls"))
-    {
-        let _ = writeln!(calls, "{}", args.join(" "));
-    }
+    record_call(&sim.state, &args);
     match sim.dispatch(&args) {
         Ok(out) => {
             print!("{out}");

@@ -17,7 +17,6 @@
 
 use std::{
     fs,
-    io::Write,
     os::unix::process::{CommandExt, ExitStatusExt},
     path::{Path, PathBuf},
     process::{Command, ExitCode, Stdio},
@@ -29,6 +28,7 @@ use nix::{
     sys::signal::{kill, Signal},
     unistd::Pid,
 };
+use sim_process::{alive, read_number, record_call, terminate, wait_until};
 
 const RUNNING: u32 = 0x41301;
 const NEVER_RUN: u32 = 0x41303;
@@ -154,20 +154,6 @@ struct Sim {
     hresult: bool,
 }
 
-fn read_number(path: &Path) -> Option<i64> {
-    fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-fn alive(pid: i32) -> bool {
-    kill(Pid::from_raw(pid), None).is_ok()
-        && !fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            })
-            .unwrap_or(false)
-}
-
 /// A task: `command`, `arguments`, `workdir`, `result` (Last Result), `pid` while running.
 struct Task {
     dir: PathBuf,
@@ -179,9 +165,7 @@ impl Task {
     }
 
     fn pid(&self) -> Option<i32> {
-        read_number(&self.dir.join("pid"))
-            .and_then(|p| i32::try_from(p).ok())
-            .filter(|&p| alive(p))
+        read_number(&self.dir.join("pid")).filter(|&p| alive(p))
     }
 
     /// The Last Result column: running only once the program runs, not while it is queued.
@@ -189,7 +173,7 @@ impl Task {
         if self.pid().is_some() {
             return RUNNING;
         }
-        read_number(&self.dir.join("result")).map_or(NEVER_RUN, |r| r as u32)
+        read_number::<i64>(&self.dir.join("result")).map_or(NEVER_RUN, |r| r as u32)
     }
 }
 
@@ -274,12 +258,7 @@ impl Sim {
         // TerminateProcess: no signal to catch, and the process's children live on.
         fs::write(task.dir.join("ended"), "").map_err(io)?;
         let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-        for _ in 0..200 {
-            if !alive(pid) {
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
+        wait_until(Duration::from_secs(2), || !alive(pid));
         Ok(text("ended", name))
     }
 
@@ -427,14 +406,7 @@ impl Sim {
         for task in tasks.filter_map(|t| t.ok()) {
             let task = Task { dir: task.path() };
             if let Some(pid) = task.pid() {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-                for _ in 0..300 {
-                    if !alive(pid) {
-                        break;
-                    }
-                    thread::sleep(Duration::from_millis(10));
-                }
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                terminate(pid, Duration::from_secs(3));
             }
         }
     }
@@ -569,14 +541,7 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
-    let _ = fs::create_dir_all(&sim.state);
-    if let Ok(mut calls) = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(sim.state.join("calls"))
-    {
-        let _ = writeln!(calls, "{}", args.join(" "));
-    }
+    record_call(&sim.state, &args);
     match sim.dispatch(&args) {
         Ok(out) => {
             print!("{out}");

@@ -17,48 +17,22 @@ use std::{
     time::Duration,
 };
 
-use support::{alive, artifacts, eventually, write_script, Outcome};
+use support::{alive, artifacts, eventually, write_script, Namespace, Outcome};
 
 /// `nobody`: the user sygen runs as in these tests.
 const USER: &str = "nobody";
 const USER_ID: u32 = 65534;
 
 struct Harness {
-    script: PathBuf,
-    state: PathBuf,
+    namespace: Namespace,
     home: tempfile::TempDir,
 }
 
 impl Harness {
     /// Real OpenRC in a namespace, and a home for `nobody` with sygen and the backend in it.
     fn up() -> Option<Self> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("openrc/harness");
-        let state = tempfile::Builder::new()
-            .prefix("sygen-openrc-")
-            .tempdir()
-            .expect("state dir")
-            .keep();
-        let output = Command::new(&script)
-            .arg("up")
-            .arg(&state)
-            .output()
-            .expect("harness runs");
-        if output.status.code() == Some(77) && std::env::var("CI").as_deref() != Ok("true") {
-            eprintln!(
-                "skipped: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-            let _ = fs::remove_dir_all(&state);
-            return None;
-        }
-        assert!(
-            output.status.success(),
-            "harness up failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
         let harness = Harness {
-            script,
-            state,
+            namespace: Namespace::up("openrc", &[])?,
             home: tempfile::tempdir().expect("home"),
         };
         let home = harness.home.path();
@@ -88,24 +62,16 @@ impl Harness {
 
     /// The namespace's /etc/init.d and /etc/runlevels, as the harness keeps them.
     fn init_d(&self) -> PathBuf {
-        self.state.join("etc-init.d")
+        self.namespace.state.join("etc-init.d")
     }
 
     fn runlevel_link(&self) -> PathBuf {
-        self.state.join("etc-runlevels/default/sygen")
+        self.namespace.state.join("etc-runlevels/default/sygen")
     }
 
     /// Runs a command as root inside the namespace.
     fn exec(&self, vars: &[&str], command: &[&str]) -> Outcome {
-        let output = Command::new(&self.script)
-            .arg("exec")
-            .arg(&self.state)
-            .args(vars)
-            .arg("--")
-            .args(command)
-            .output()
-            .expect("harness exec runs");
-        Outcome::from(output)
+        self.namespace.exec(vars, command)
     }
 
     /// `sudo sygen ARGS` as `nobody` would run it.
@@ -145,20 +111,6 @@ impl Harness {
             .collect();
         names.sort();
         names
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let output = Command::new(&self.script)
-            .arg("down")
-            .arg(&self.state)
-            .output();
-        match output {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => panic!("harness down: {}", String::from_utf8_lossy(&o.stderr)),
-            Err(e) => panic!("harness down did not run: {e}"),
-        }
     }
 }
 

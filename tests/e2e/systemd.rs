@@ -18,14 +18,13 @@ use std::{
     time::Duration,
 };
 
-use support::{artifacts, eventually, three_heartbeats, Outcome};
+use support::{artifacts, eventually, three_heartbeats, Namespace, Outcome};
 
 const APPS_DIR: &str = "sygen apps 100%i $x ü";
 
 /// One real user manager for one test; torn down when dropped, even when the test fails.
 struct Harness {
-    script: PathBuf,
-    state: PathBuf,
+    namespace: Namespace,
     user: String,
     uid: u32,
     home: PathBuf,
@@ -40,32 +39,8 @@ impl Harness {
 
     /// [`Harness::up`] with the harness's options (`--no-user-journal`).
     fn up_with(options: &[&str]) -> Option<Self> {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/harness");
-        let state = tempfile::Builder::new()
-            .prefix("sygen-systemd-")
-            .tempdir()
-            .expect("state dir")
-            .keep();
-        let output = Command::new(&script)
-            .arg("up")
-            .arg(&state)
-            .args(options)
-            .output()
-            .expect("harness runs");
-        if output.status.code() == Some(77) && std::env::var("CI").as_deref() != Ok("true") {
-            eprintln!(
-                "skipped: {}",
-                String::from_utf8_lossy(&output.stderr).trim()
-            );
-            let _ = fs::remove_dir_all(&state);
-            return None;
-        }
-        assert!(
-            output.status.success(),
-            "harness up failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let env = fs::read_to_string(state.join("env")).expect("harness env");
+        let namespace = Namespace::up("systemd", options)?;
+        let env = fs::read_to_string(namespace.state.join("env")).expect("harness env");
         let var = |name: &str| {
             env.lines()
                 .find_map(|l| l.strip_prefix(&format!("{name}=")))
@@ -73,11 +48,10 @@ impl Harness {
                 .to_owned()
         };
         let harness = Harness {
-            script,
             user: var("HARNESS_USER"),
             uid: var("HARNESS_UID").parse().expect("uid"),
             home: PathBuf::from(var("HARNESS_HOME")),
-            state,
+            namespace,
         };
         let apps = harness.home.join(APPS_DIR);
         fs::create_dir_all(&apps).unwrap();
@@ -112,23 +86,13 @@ impl Harness {
 
     /// Runs a command as the test user inside the namespace, with extra `VAR=value`s.
     fn exec(&self, vars: &[&str], command: &[&str]) -> Outcome {
-        let output = Command::new(&self.script)
-            .arg("exec")
-            .arg(&self.state)
-            .args(vars)
-            .arg("--")
-            .args(command)
-            .output()
-            .expect("harness exec runs");
-        Outcome::from(output)
+        self.namespace.exec(vars, command)
     }
 
     fn root(&self, command: &[&str]) {
-        let status = Command::new(&self.script)
-            .arg("root")
-            .arg(&self.state)
-            .arg("--")
-            .args(command)
+        let status = self
+            .namespace
+            .command("root", &[], command)
             .status()
             .expect("harness root runs");
         assert!(status.success(), "{command:?} failed");
@@ -216,20 +180,6 @@ impl Harness {
         let skip = [self.sygen_home(), self.home.join(APPS_DIR)];
         walk(&self.home, &self.home, &skip, &mut tree);
         tree
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        let output = Command::new(&self.script)
-            .arg("down")
-            .arg(&self.state)
-            .output();
-        match output {
-            Ok(o) if o.status.success() => {}
-            Ok(o) => panic!("harness down: {}", String::from_utf8_lossy(&o.stderr)),
-            Err(e) => panic!("harness down did not run: {e}"),
-        }
     }
 }
 
@@ -553,18 +503,20 @@ fn logs_follow_prints_new_lines_as_they_come() {
     let Some(h) = Harness::up() else { return };
     install_with_heartbeats(&h);
     let program = h.program();
-    let mut follower = Command::new(&h.script)
-        .arg("exec")
-        .arg(&h.state)
-        .arg("--")
-        .args([
-            program.to_str().unwrap(),
-            "service",
-            "logs",
-            "-f",
-            "-n",
-            "1",
-        ])
+    let mut follower = h
+        .namespace
+        .command(
+            "exec",
+            &[],
+            &[
+                program.to_str().unwrap(),
+                "service",
+                "logs",
+                "-f",
+                "-n",
+                "1",
+            ],
+        )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .process_group(0)
@@ -594,7 +546,7 @@ fn the_harness_leaves_the_machine_as_it_found_it() {
     let Some(h) = Harness::up() else { return };
     let uid = h.uid;
     let cgroup = format!("user.slice/user-{uid}.slice/user@{uid}.service");
-    let manager = fs::read_to_string(h.state.join("manager.pid")).unwrap();
+    let manager = fs::read_to_string(h.namespace.state.join("manager.pid")).unwrap();
     let manager_cgroup = fs::read_to_string(format!("/proc/{}/cgroup", manager.trim())).unwrap();
     // On every hierarchy systemd tracks processes in, the manager sits in its own subtree,
     // never at the root (where it would take every process of the machine).

@@ -179,7 +179,7 @@ pub fn passed_conformance(backend: &str, outcome: &Outcome) {
 /// never lives in this multi-threaded process, where a child forked meanwhile by another
 /// test could inherit it and make executing the copy fail with "Text file busy".
 pub fn copy_executable(from: &Path, to: &Path) {
-    let status = std::process::Command::new("cp")
+    let status = Command::new("cp")
         .arg(from)
         .arg(to)
         .status()
@@ -241,4 +241,82 @@ pub fn build_out_of_tree(dir: &str, prepare: impl FnOnce(&Path)) -> PathBuf {
 /// The pid in the pid file at `path`, if there is one.
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// A service manager in a namespace of its own, run by a harness script (`tests/<name>/harness`
+/// with the verbs `up`, `exec`, `root` and `down` on a state directory); down when dropped.
+pub struct Namespace {
+    script: PathBuf,
+    pub state: PathBuf,
+}
+
+impl Namespace {
+    /// Brings the harness up with its `options`. `None` (after saying why) where it cannot run
+    /// here and this is not CI.
+    pub fn up(name: &str, options: &[&str]) -> Option<Self> {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(name)
+            .join("harness");
+        let state = tempfile::Builder::new()
+            .prefix(&format!("sygen-{name}-"))
+            .tempdir()
+            .expect("state dir")
+            .keep();
+        let output = Command::new(&script)
+            .arg("up")
+            .arg(&state)
+            .args(options)
+            .output()
+            .expect("harness runs");
+        if output.status.code() == Some(77) && std::env::var("CI").as_deref() != Ok("true") {
+            eprintln!(
+                "skipped: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            let _ = std::fs::remove_dir_all(&state);
+            return None;
+        }
+        assert!(
+            output.status.success(),
+            "harness up failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Some(Self { script, state })
+    }
+
+    /// `command` inside the namespace through the harness verb (`exec` as its user, `root`),
+    /// with extra `VAR=value`s.
+    pub fn command(&self, verb: &str, vars: &[&str], command: &[&str]) -> Command {
+        let mut harness = Command::new(&self.script);
+        harness
+            .arg(verb)
+            .arg(&self.state)
+            .args(vars)
+            .arg("--")
+            .args(command);
+        harness
+    }
+
+    /// Runs `command` with the harness's `exec` and waits for it.
+    pub fn exec(&self, vars: &[&str], command: &[&str]) -> Outcome {
+        let output = self
+            .command("exec", vars, command)
+            .output()
+            .expect("harness exec runs");
+        Outcome::from(output)
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let output = Command::new(&self.script)
+            .arg("down")
+            .arg(&self.state)
+            .output();
+        match output {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => panic!("harness down: {}", String::from_utf8_lossy(&o.stderr)),
+            Err(e) => panic!("harness down did not run: {e}"),
+        }
+    }
 }

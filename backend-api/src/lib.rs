@@ -5,6 +5,7 @@
 //! and drives the service through nine functions. This crate has two parts:
 //!
 //! - [`abi`]: the frozen boundary types, checked by abi_stable when a backend is loaded.
+//! - [`methods`]: the named methods of `call` and the JSON documents they answer.
 //! - [`sdk`]: the kit for writing a backend in safe Rust: implement [`sdk::Backend`], call
 //!   [`export_backend!`], and use the shared helpers.
 //!
@@ -19,6 +20,7 @@
 //! new description fields go into [`abi::ServiceSpec::extra`].
 
 pub mod abi;
+pub mod methods;
 pub mod sdk;
 mod service;
 

@@ -79,7 +79,7 @@ pub enum Command {
     },
     /// Stop sygen: the service, then every process it started.
     Stop,
-    /// Replace the running agent's worker with a fresh one.
+    /// Replace the running agent's worker with a fresh one; waits until it is up.
     Restart,
     /// The built-in agent (the default worker of `sygen run`).
     Agent,
@@ -98,19 +98,21 @@ pub enum Command {
         /// Do not install the service, and do not ask.
         #[arg(long)]
         no: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum ServiceCommand {
-    /// Install the service and start it.
-    Install,
-    /// Start the installed service.
-    Start,
-    /// Stop the service.
-    Stop,
+    /// Install the service and start it; waits until sygen is running.
+    Install(InstallArgs),
+    /// Start the installed service; waits until sygen is running.
+    Start(WaitArgs),
+    /// Stop the service; waits until sygen has stopped.
+    Stop(WaitArgs),
     /// Stop and remove the service.
-    Uninstall,
+    Uninstall(DryRunFlag),
     /// Show whether the service is installed and running.
     Status(JsonFlag),
     /// Show the service's logs.
@@ -142,6 +144,42 @@ pub enum BackendCommand {
     /// Load a backend library and print what it is (used by `add`, in a child process).
     #[command(hide = true)]
     Probe { file: PathBuf },
+}
+
+#[derive(Args, Debug)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub dry_run: DryRunFlag,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DryRunFlag {
+    /// Print the files that would be written or removed and the commands that would run,
+    /// changing nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Args, Debug, Clone, Copy)]
+pub struct WaitArgs {
+    /// How long to wait for the service to reach its new state (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub timeout: std::time::Duration,
+    /// Return once the service manager has the request, without waiting.
+    #[arg(long, conflicts_with = "timeout")]
+    pub no_wait: bool,
+}
+
+impl Default for WaitArgs {
+    /// What the flags default to, for callers without a command line (bare `sygen`).
+    fn default() -> Self {
+        Self {
+            timeout: std::time::Duration::from_secs(30),
+            no_wait: false,
+        }
+    }
 }
 
 #[derive(Args, Debug)]

@@ -13,6 +13,8 @@ use abi_stable::{sabi_trait::TD_Opaque, std_types::RStr};
 use sygen_backend_api::abi::{level, Console, ConsoleSink, ConsoleSink_TO};
 use tracing::level_filters::LevelFilter;
 
+use crate::progress;
+
 /// Where backend output goes instead of stdout and stderr while [`capture`] runs.
 type Captured = Arc<Mutex<String>>;
 
@@ -67,17 +69,21 @@ impl ConsoleSink for HostConsole {
             return;
         }
         // A closed pipe (`sygen service logs | head`) is not an error worth reporting.
-        let mut stdout = std::io::stdout().lock();
-        let _ = stdout
-            .write_all(text.as_bytes())
-            .and_then(|()| stdout.flush());
+        progress::suspend(|| {
+            let mut stdout = std::io::stdout().lock();
+            let _ = stdout
+                .write_all(text.as_bytes())
+                .and_then(|()| stdout.flush());
+        });
     }
 
     fn err(&self, text: RStr<'_>) {
         if self.captured(text.as_str()) {
             return;
         }
-        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        progress::suspend(|| {
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
+        });
     }
 
     fn max_level(&self) -> u8 {

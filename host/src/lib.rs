@@ -14,8 +14,10 @@ mod install_backend;
 mod lifecycle;
 mod loader;
 mod onboarding;
+mod progress;
 mod runtime;
 mod service;
+mod wait;
 
 use std::process::ExitCode;
 
@@ -28,6 +30,7 @@ use crate::cli::{Cli, Command};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let colour = cli.color.on_stderr();
+    progress::init(colour && std::io::IsTerminal::is_terminal(&std::io::stderr()));
     init_tracing(cli.verbose, colour);
     if !matches!(cli.command, Some(Command::Run { .. } | Command::Agent)) {
         quiet_on_closed_pipes();
@@ -56,16 +59,20 @@ pub fn main() -> ExitCode {
                 .render(&mut std::io::stdout())
                 .map_err(Into::into),
         ),
-        Some(Command::Onboarding { yes, no }) => {
+        Some(Command::Onboarding { yes, no, wait }) => {
             let answer = match (yes, no) {
                 (true, _) => onboarding::Answer::Yes,
                 (_, true) => onboarding::Answer::No,
                 _ => onboarding::Answer::Ask,
             };
-            done(onboarding::run(answer, backend))
+            done(onboarding::run(answer, backend, *wait))
         }
         None => match onboarding::is_first_run() {
-            Ok(true) => done(onboarding::run(onboarding::Answer::Ask, backend)),
+            Ok(true) => done(onboarding::run(
+                onboarding::Answer::Ask,
+                backend,
+                cli::WaitArgs::default(),
+            )),
             Ok(false) => {
                 let _ = Cli::command().print_help();
                 Ok(ExitCode::from(2))

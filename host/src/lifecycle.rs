@@ -17,6 +17,7 @@ use crate::{
     description,
     exit::{Exit, Failure},
     loader::{self, Choice},
+    progress::Progress,
     runtime::{
         config::Config,
         pidfile::{self, is_alive, RUNTIME_FILE, WORKER_FILE},
@@ -28,11 +29,13 @@ const GRACE: Duration = Duration::from_secs(5);
 
 pub fn stop(backend_file: Option<&Path>) -> Result<()> {
     let home = description::sygen_home()?;
+    let progress = Progress::start("stopping sygen");
     let mut stopped = Vec::new();
     if stop_service(backend_file, &home)? {
         stopped.push("the sygen service".to_owned());
     }
     stopped.extend(end_processes(&home)?);
+    drop(progress);
     if stopped.is_empty() {
         println!("nothing running: no sygen service or process to stop");
     } else {
@@ -48,8 +51,7 @@ pub fn stop(backend_file: Option<&Path>) -> Result<()> {
 pub fn end_processes(home: &Path) -> Result<Vec<String>> {
     let config = Config::load(&home.join("config.toml"))?;
     let mut ended = Vec::new();
-    let runtime = pidfile::read(&home.join(RUNTIME_FILE)).filter(|&pid| is_alive(pid));
-    let worker = pidfile::read(&home.join(WORKER_FILE));
+    let (runtime, worker) = live_processes(home);
     let timeout = config.agent.stop_timeout + GRACE;
     if let Some(pid) = runtime {
         terminate(
@@ -73,6 +75,23 @@ pub fn end_processes(home: &Path) -> Result<Vec<String>> {
         let _ = std::fs::remove_file(home.join(file));
     }
     Ok(ended)
+}
+
+/// The live runtime and worker process group the pid files in `home` name.
+fn live_processes(home: &Path) -> (Option<i32>, Option<i32>) {
+    let runtime = pidfile::read(&home.join(RUNTIME_FILE)).filter(|&pid| is_alive(pid));
+    let worker = pidfile::read(&home.join(WORKER_FILE)).filter(|&pgid| group_alive(pgid));
+    (runtime, worker)
+}
+
+/// What [`end_processes`] would end now.
+pub fn running_processes(home: &Path) -> Vec<String> {
+    let (runtime, worker) = live_processes(home);
+    runtime
+        .map(|pid| format!("runtime {pid}"))
+        .into_iter()
+        .chain(worker.map(|group| format!("worker process group {group}")))
+        .collect()
 }
 
 /// Stops the service through the backend when it is installed and running, so the service
@@ -173,9 +192,13 @@ pub fn restart() -> Result<()> {
         )
     })?;
     let timeout = config.agent.stop_timeout + GRACE;
+    let waiting = format!("waiting for the runtime (pid {runtime}) to replace the worker");
+    let progress = Progress::start(&waiting);
     let started = wait_until(timeout, || {
+        progress.update(&waiting);
         pidfile::read(&worker_file).is_some_and(|new| Some(new) != old && is_alive(new))
     });
+    drop(progress);
     match pidfile::read(&worker_file).filter(|_| started) {
         Some(new) => {
             let old = old.map_or("none".to_owned(), |pid| pid.to_string());

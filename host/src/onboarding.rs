@@ -10,8 +10,10 @@ use std::{
 use anyhow::{Context as _, Result};
 
 use crate::{
+    cli::WaitArgs,
     description,
     loader::{self, Choice},
+    service,
 };
 
 /// What the user said up front, if anything.
@@ -47,7 +49,7 @@ pub fn is_first_run() -> Result<bool> {
     Ok(!description::sygen_home()?.join("config.toml").exists())
 }
 
-pub fn run(answer: Answer, backend_file: Option<&Path>) -> Result<()> {
+pub fn run(answer: Answer, backend_file: Option<&Path>, wait: WaitArgs) -> Result<()> {
     let home = description::sygen_home()?;
     let config = home.join("config.toml");
     if !config.exists() {
@@ -105,8 +107,7 @@ pub fn run(answer: Answer, backend_file: Option<&Path>) -> Result<()> {
         }
     };
     if install {
-        backend.install_service(&spec)?;
-        println!("sygen service installed ({} backend)", backend.name);
+        service::install(&backend, &spec, &home, wait)?;
     } else {
         println!("not installing the background service; `sygen service install` does it later");
     }

@@ -6,12 +6,18 @@ use anyhow::Result;
 use serde::Serialize;
 use sygen_backend_api::ServiceSpec;
 
+use sygen_backend_api::methods::{
+    Change, DryRun, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN,
+};
+
 use crate::{
-    cli::{BackendCommand, ServiceCommand},
+    cli::{BackendCommand, ServiceCommand, WaitArgs},
     conformance, description,
     exit::{Exit, Failure},
     install_backend, lifecycle,
     loader::{self, Backend, Choice, Identity},
+    progress::Progress,
+    wait,
 };
 
 pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> {
@@ -27,24 +33,37 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
         Ok((backend, description::build()?.to_spec()))
     };
     match command {
-        ServiceCommand::Install => {
+        ServiceCommand::Install(args) => {
             let (backend, spec) = prepare()?;
-            backend.install_service(&spec)?;
-            println!("sygen service installed ({} backend)", backend.name);
+            if args.dry_run.dry_run {
+                return dry_run(&backend, &spec, INSTALL_DRY_RUN, &home);
+            }
+            install(&backend, &spec, &home, args.wait)?;
         }
-        ServiceCommand::Start => {
+        ServiceCommand::Start(wait) => {
             let (backend, spec) = prepare()?;
-            backend.start_service(&spec)?;
-            println!("sygen service started");
+            let progress = Progress::start("starting sygen");
+            let running = act_then_wait(&backend, &spec, &progress, Backend::start_service)
+                .and_then(|()| until_running(&backend, &spec, &home, *wait, &progress))?;
+            drop(progress);
+            println!("sygen service started{running}");
         }
-        ServiceCommand::Stop => {
+        ServiceCommand::Stop(wait) => {
             let (backend, spec) = prepare()?;
-            backend.stop_service(&spec)?;
+            let progress = Progress::start("stopping sygen");
+            act_then_wait(&backend, &spec, &progress, Backend::stop_service)?;
+            if !wait.no_wait {
+                wait::until_stopped(&backend, &spec, *wait, &progress)?;
+            }
+            drop(progress);
             end_leftovers(&home)?;
             println!("sygen service stopped");
         }
-        ServiceCommand::Uninstall => {
+        ServiceCommand::Uninstall(flag) => {
             let (backend, spec) = prepare()?;
+            if flag.dry_run {
+                return dry_run(&backend, &spec, UNINSTALL_DRY_RUN, &home);
+            }
             backend.uninstall_service(&spec)?;
             end_leftovers(&home)?;
             println!("sygen service uninstalled");
@@ -70,6 +89,109 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
     Ok(())
 }
 
+/// Installs the service and waits until sygen runs; also what onboarding does.
+pub fn install(backend: &Backend, spec: &ServiceSpec, home: &Path, wait: WaitArgs) -> Result<()> {
+    let progress = Progress::start(&format!("installing sygen ({} backend)", backend.name));
+    act_then_wait(backend, spec, &progress, Backend::install_service)?;
+    let running = until_running(backend, spec, home, wait, &progress)?;
+    drop(progress);
+    println!(
+        "sygen service installed ({} backend){running}",
+        backend.name
+    );
+    Ok(())
+}
+
+/// Runs a backend operation under the progress display; when it fails in a way the service's
+/// logs would explain, shows them.
+fn act_then_wait(
+    backend: &Backend,
+    spec: &ServiceSpec,
+    progress: &Progress,
+    operation: fn(&Backend, &ServiceSpec) -> Result<(), Failure>,
+) -> Result<()> {
+    let result = operation(backend, spec).map_err(anyhow::Error::from);
+    if let Err(error) = &result {
+        if wait::logs_would_explain(error) {
+            progress.clear();
+            wait::show_logs(backend, spec);
+        }
+    }
+    result
+}
+
+/// Waits for sygen to run unless told not to; answers the tail of the final state line.
+fn until_running(
+    backend: &Backend,
+    spec: &ServiceSpec,
+    home: &Path,
+    wait: WaitArgs,
+    progress: &Progress,
+) -> Result<String> {
+    if wait.no_wait {
+        return Ok(String::new());
+    }
+    let running = wait::until_running(backend, spec, home, wait, progress)?;
+    Ok(format!(
+        "; running: runtime pid {}, worker pid {}",
+        running.runtime, running.worker
+    ))
+}
+
+/// Prints what install or uninstall would change, changing nothing: the backend's files and
+/// commands, then the processes sygen itself would end.
+fn dry_run(backend: &Backend, spec: &ServiceSpec, method: &str, home: &Path) -> Result<()> {
+    let operation = method.trim_end_matches(".dry-run");
+    if !backend.capabilities().iter().any(|c| c == method) {
+        return Err(Failure::new(
+            Exit::Failed,
+            format!(
+                "the {} backend {} cannot show a dry run of {operation}",
+                backend.name, backend.version
+            ),
+        )
+        .hint("update the backend; without --dry-run the change is made")
+        .into());
+    }
+    let answer = backend.call(method, "{}", spec)?;
+    let plan: DryRun = serde_json::from_str(&answer).map_err(|e| {
+        Failure::new(
+            Exit::Failed,
+            format!("the {} backend answered an invalid dry run: {e}", backend.name),
+        )
+    })?;
+    for change in &plan.changes {
+        match change {
+            Change::Write {
+                path,
+                mode,
+                encoding,
+                content,
+            } => {
+                let mode = mode.map(|m| format!(", mode {m:04o}")).unwrap_or_default();
+                println!("would write {} ({encoding}{mode}):", path.display());
+                print!("{content}");
+                if !content.ends_with('\n') {
+                    println!();
+                }
+            }
+            Change::Remove { path } => println!("would remove {}", path.display()),
+            Change::Run { argv } => {
+                let words = argv.iter().map(String::as_str);
+                let line = shlex::try_join(words).unwrap_or_else(|_| argv.join(" "));
+                println!("would run: {line}");
+            }
+        }
+    }
+    if operation == "uninstall" {
+        for process in lifecycle::running_processes(home) {
+            println!("would end {process}");
+        }
+    }
+    println!("dry run: nothing was changed");
+    Ok(())
+}
+
 /// Some service managers end only the process they started (Task Scheduler's `/End`); the
 /// worker it ran is ended here, so a stopped service leaves nothing running.
 fn end_leftovers(home: &Path) -> Result<()> {
@@ -90,9 +212,6 @@ struct StatusJson<'a> {
     /// What the backend adds through its `status.details` method, if it has one.
     details: Option<serde_json::Value>,
 }
-
-/// The `call` method a backend offers for extra status fields.
-const STATUS_DETAILS: &str = "status.details";
 
 fn status(backend: &Backend, spec: &ServiceSpec, json: bool) -> Result<()> {
     let installed = backend.is_service_installed(spec)?;

@@ -153,7 +153,7 @@ fn backends_json_has_the_documented_shape() {
         assert_eq!(keys, documented);
         assert_eq!(backend["loaded"], true);
         assert_eq!(backend["version"], "0.1.0");
-        assert_eq!(backend["api_version"], "1.0.0");
+        assert_eq!(backend["api_version"], "1.1.0");
         assert_eq!(backend["selected"], backend["name"] == "systemd");
     }
 }
@@ -313,7 +313,7 @@ fn not_installed_has_its_own_exit_code() {
 
 #[test]
 fn backend_output_goes_through_the_console_sink() {
-    let out = User::new().misbehaving("ok", &["service", "install"]);
+    let out = User::new().misbehaving("ok", &["service", "install", "--no-wait"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(
         out.stdout,
@@ -325,10 +325,10 @@ fn backend_output_goes_through_the_console_sink() {
 #[test]
 fn backend_tracing_events_reach_the_host_subscriber() {
     let user = User::new();
-    let quiet = user.misbehaving("ok", &["service", "start"]);
+    let quiet = user.misbehaving("ok", &["service", "start", "--no-wait"]);
     assert!(!quiet.stderr.contains("misbehaving backend at work"));
 
-    let verbose = user.misbehaving("ok", &["-v", "service", "start"]);
+    let verbose = user.misbehaving("ok", &["-v", "service", "start", "--no-wait"]);
     assert!(
         verbose.stderr.contains("misbehaving backend at work")
             && verbose.stderr.contains("operation=\"start_service\"")
@@ -338,7 +338,7 @@ fn backend_tracing_events_reach_the_host_subscriber() {
     );
     assert!(!verbose.stderr.contains("a trace-level detail"));
 
-    let very = user.misbehaving("ok", &["-vv", "service", "start"]);
+    let very = user.misbehaving("ok", &["-vv", "service", "start", "--no-wait"]);
     assert!(
         very.stderr.contains("a trace-level detail"),
         "{}",
@@ -346,7 +346,13 @@ fn backend_tracing_events_reach_the_host_subscriber() {
     );
 
     let backend = library("misbehaving_backend");
-    let mut command = user.command(&["--backend", backend.to_str().unwrap(), "service", "start"]);
+    let mut command = user.command(&[
+        "--backend",
+        backend.to_str().unwrap(),
+        "service",
+        "start",
+        "--no-wait",
+    ]);
     command
         .env("MISBEHAVE", "ok")
         .env("RUST_LOG", "sygen::backend=trace");
@@ -463,7 +469,7 @@ fn awkward_paths_survive_intact() {
 fn sygen_backend_names_the_backend_and_the_flag_beats_it() {
     let user = User::new();
     let misbehaving = library("misbehaving_backend");
-    let mut command = user.command(&["service", "install"]);
+    let mut command = user.command(&["service", "install", "--no-wait"]);
     command
         .env("SYGEN_BACKEND", &misbehaving)
         .env("MISBEHAVE", "ok");
@@ -601,7 +607,7 @@ fn onboarding_yes_installs_and_no_does_not() {
         out.stdout
     );
     assert!(!out.stdout.contains("install_service"), "{}", out.stdout);
-    let out = user.misbehaving("fresh", &["onboarding", "--yes"]);
+    let out = user.misbehaving("fresh", &["onboarding", "--yes", "--no-wait"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert!(
         out.stdout.contains("install_service: ok for sygen"),

@@ -36,9 +36,9 @@ fn hosts_and_backends_of_interface_1_work_together_both_ways() {
     let mut said = String::new();
     for args in [
         &["service", "backends", "--json"][..],
-        &["service", "install"],
-        &["service", "start"],
-        &["service", "stop"],
+        &["service", "install", "--no-wait"],
+        &["service", "start", "--no-wait"],
+        &["service", "stop", "--no-wait"],
         &["service", "status"],
         &["service", "status", "--json"],
         &["service", "logs", "-n", "3"],
@@ -63,6 +63,11 @@ fn hosts_and_backends_of_interface_1_work_together_both_ways() {
         );
     }
 
+    // What the 1.0 backend predates is refused plainly, never attempted.
+    let refused = sygen(&["service", "install", "--dry-run"]);
+    let line = refused.fails_with(1, "compat10 backend 0.1.0 cannot show a dry run of install");
+    assert!(line.contains("(hint: update the backend"), "{line}");
+
     // A 1.0 host, today's backend.
     let out = Outcome::from(
         Command::new(built.join("compat-host-1-0"))
@@ -73,7 +78,7 @@ fn hosts_and_backends_of_interface_1_work_together_both_ways() {
     );
     let stdout = out.succeeds();
     assert!(
-        stdout.starts_with("info: misbehaving 0.1.0 for test, interface 1.0.0"),
+        stdout.starts_with("info: misbehaving 0.1.0 for test, interface 1.1.0"),
         "{stdout}"
     );
     // The host's own report lines (the backend also prints "<operation>: ok for sygen").

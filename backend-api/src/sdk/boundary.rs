@@ -14,9 +14,10 @@ use std::{
 
 use abi_stable::std_types::{RErr, ROk, RStr, RString, RVec};
 
-use super::{forward, Backend, Console, Context, Error, Result};
+use super::{forward, Backend, Changes, Console, Context, Error, Result};
 use crate::{
     abi::{self, BackendInfo, BackendResult, ErrorKind, ServiceSpec},
+    methods::{INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
     ServiceDescription,
 };
 
@@ -82,15 +83,44 @@ fn with_backend<B: Backend, T>(
     operation: impl FnOnce(&B, &Context) -> Result<T>,
 ) -> BackendResult<T> {
     let console = Console(std::sync::Arc::new(console));
-    let dispatch = forward::dispatch(&console);
+    run_in(spec, &console, console.clone(), Changes::live(), operation)
+}
+
+/// Runs `operation` with its context, tracing events forwarded to the host's `console`.
+fn run_in<B: Backend, T>(
+    spec: &ServiceSpec,
+    host_console: &Console,
+    console: Console,
+    changes: Changes,
+    operation: impl FnOnce(&B, &Context) -> Result<T>,
+) -> BackendResult<T> {
+    let dispatch = forward::dispatch(host_console);
     tracing::dispatcher::with_default(&dispatch, || {
         contain(|| {
             let cx = Context {
                 service: ServiceDescription::from_spec(spec),
                 console,
+                changes,
             };
             operation(&B::default(), &cx)
         })
+    })
+}
+
+/// Runs install or uninstall with changes recorded, not made, and answers them as JSON. What
+/// the operation would print is dropped: "wrote …" would not be true.
+fn dry_run<B: Backend>(
+    spec: &ServiceSpec,
+    console: abi::Console,
+    operation: fn(&B, &Context) -> Result<()>,
+) -> BackendResult<RString> {
+    let host_console = Console(std::sync::Arc::new(console));
+    let (silent, _) = Console::capture();
+    run_in(spec, &host_console, silent, Changes::dry_run(), |backend, cx| {
+        operation(backend, cx)?;
+        serde_json::to_string(&cx.changes.recorded_changes())
+            .map(RString::from)
+            .map_err(|e| Error::failed(format!("encoding the dry run: {e}")))
     })
 }
 
@@ -150,9 +180,24 @@ pub(super) extern "C" fn call<B: Backend>(
     spec: &ServiceSpec,
     console: abi::Console,
 ) -> BackendResult<RString> {
-    with_backend(spec, console, |backend: &B, cx| {
-        backend
-            .call(cx, method.as_str(), input.as_str())
-            .map(RString::from)
-    })
+    let method = method.as_str();
+    let dry_run_of: Option<fn(&B, &Context) -> Result<()>> = match method {
+        INSTALL_DRY_RUN => Some(B::install_service),
+        UNINSTALL_DRY_RUN => Some(B::uninstall_service),
+        _ => None,
+    };
+    // Only for a backend that says every change goes through `cx.changes`; for any other, a
+    // dry run could make real changes.
+    let supported = || {
+        matches!(
+            contain(|| Ok(B::default().capabilities().iter().any(|c| c == method))),
+            ROk(true)
+        )
+    };
+    match dry_run_of {
+        Some(operation) if supported() => dry_run(spec, console, operation),
+        _ => with_backend(spec, console, |backend: &B, cx| {
+            backend.call(cx, method, input.as_str()).map(RString::from)
+        }),
+    }
 }

@@ -6,11 +6,13 @@
 //! and inside a tracing dispatcher that forwards the backend's events to the host (a backend
 //! library has its own copy of `tracing`, so the host's subscriber cannot see them otherwise).
 //!
-//! The helpers every backend needs live here once: [`command`] runs the platform tool,
+//! The helpers every backend needs live here once: [`Changes`] makes (or, in a dry run,
+//! records) every change, [`command`] runs the platform tool,
 //! [`fs`] writes files atomically and tails logs, [`logs`] shows sygen's own log files,
 //! [`find_executable`] searches `PATH`.
 
 mod boundary;
+mod changes;
 pub mod command;
 mod forward;
 pub mod fs;
@@ -28,6 +30,7 @@ use abi_stable::{
     std_types::{RNone, RSome, RStr},
 };
 
+pub use self::changes::Changes;
 use crate::{
     abi::{self, BackendError, BackendModule, BackendModuleRef, ErrorKind},
     ServiceDescription,
@@ -182,10 +185,15 @@ impl abi::ConsoleSink for Captured {
     fn event(&self, _level: u8, _target: RStr<'_>, _message: RStr<'_>) {}
 }
 
-/// What every backend operation gets: the service description and the console.
+/// What every backend operation gets: the service description, the console, and the one way
+/// to change the machine.
+#[non_exhaustive]
 pub struct Context {
     pub service: ServiceDescription,
     pub console: Console,
+    /// Every file written or removed and every state-changing command goes through here, so
+    /// a dry run can show them instead (see [`Changes`]).
+    pub changes: Changes,
 }
 
 /// A service-manager backend. Operations a backend does not implement answer a clear
@@ -193,7 +201,10 @@ pub struct Context {
 pub trait Backend: Default + 'static {
     const INFO: Info;
 
-    /// Names of the [`Backend::call`] methods and optional behaviours this backend supports.
+    /// Names of the [`Backend::call`] methods and optional behaviours this backend supports
+    /// (see [`crate::methods`]). List [`crate::methods::INSTALL_DRY_RUN`] and
+    /// [`crate::methods::UNINSTALL_DRY_RUN`] once install and uninstall make every change
+    /// through `cx.changes`: the SDK then answers them by running those operations in a dry run.
     fn capabilities(&self) -> Vec<String> {
         Vec::new()
     }

@@ -15,9 +15,12 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use sygen_backend_api::sdk::{self, fs::write_atomic, Backend, Context, Error, Info, Result};
+use sygen_backend_api::{
+    methods::{INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
+    sdk::{self, Backend, Context, Error, Info, Result},
+};
 
-use crate::systemctl::{show, systemctl, systemctl_ok, unit_name, LogSource};
+use crate::systemctl::{change, change_ok, show, systemctl, unit_name, LogSource};
 
 #[derive(Default)]
 pub struct Systemd;
@@ -33,9 +36,6 @@ const STATUS_PROPERTIES: [&str; 8] = [
     "ExecMainStatus",
     "NeedDaemonReload",
 ];
-
-/// The `call` method answering the status properties as JSON.
-const STATUS_DETAILS: &str = "status.details";
 
 /// Where the unit file goes: `$XDG_CONFIG_HOME/systemd/user/`, else `~/.config/systemd/user/`.
 fn unit_path(cx: &Context) -> Result<PathBuf> {
@@ -106,7 +106,7 @@ fn ensure_linger(cx: &Context) -> Result<()> {
     if systemctl::linger_enabled(&user) {
         return Ok(());
     }
-    if systemctl::try_enable_linger(&user) {
+    if systemctl::try_enable_linger(&cx.changes, &user) {
         cx.console.println(&format!(
             "enabled linger for {user}: sygen keeps running after logout"
         ));
@@ -117,17 +117,6 @@ fn ensure_linger(cx: &Context) -> Result<()> {
          to keep it running, run: sudo loginctl enable-linger {user}"
     ));
     Ok(())
-}
-
-/// Removes `dir` and its parents up to (not including) `stop` while they are empty.
-fn remove_empty_dirs(dir: &Path, stop: &Path) {
-    let mut dir = Some(dir);
-    while let Some(current) = dir.filter(|d| *d != stop && d.starts_with(stop)) {
-        if fs::remove_dir(current).is_err() {
-            break;
-        }
-        dir = current.parent();
-    }
 }
 
 fn format_last_exit(state: &HashMap<String, String>) -> String {
@@ -150,7 +139,9 @@ impl Backend for Systemd {
     };
 
     fn capabilities(&self) -> Vec<String> {
-        vec![STATUS_DETAILS.to_owned()]
+        [STATUS_DETAILS, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN]
+            .map(str::to_owned)
+            .to_vec()
     }
 
     fn is_service_available(&self, _cx: &Context) -> Result<bool> {
@@ -175,60 +166,61 @@ impl Backend for Systemd {
     fn install_service(&self, cx: &Context) -> Result<()> {
         let path = unit_path(cx)?;
         let unit = unit::render(&cx.service)?;
-        let logs = &cx.service.logs_dir;
-        fs::create_dir_all(logs)
-            .map_err(|e| Error::io(format!("creating {}", logs.display()), e))?;
+        let changes = &cx.changes;
+        changes.create_dir_all(&cx.service.logs_dir)?;
         let changed = fs::read_to_string(&path).ok().as_deref() != Some(unit.as_str());
         if changed {
-            write_atomic(&path, unit.as_bytes(), Some(0o644))
-                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            changes.write(&path, unit.as_bytes(), Some(0o644))?;
             cx.console.println(&format!("wrote {}", path.display()));
         }
         let name = unit_name(&cx.service.name);
         let before = state(cx)?;
         if changed || before.get("NeedDaemonReload").map(String::as_str) == Some("yes") {
-            systemctl_ok(&["daemon-reload"])?;
+            change_ok(changes, &["daemon-reload"])?;
         }
-        systemctl_ok(&["enable", &name])?;
+        change_ok(changes, &["enable", &name])?;
         if !is_active(&before) {
-            systemctl_ok(&["start", &name])?;
+            change_ok(changes, &["start", &name])?;
             cx.console.println(&format!("started {name}"));
         } else if changed {
-            systemctl_ok(&["restart", &name])?;
+            change_ok(changes, &["restart", &name])?;
             cx.console
                 .println(&format!("restarted {name}: its unit changed"));
         } else {
             cx.console
                 .println(&format!("{name} is unchanged and running; left as it is"));
         }
-        check_started(cx)?;
+        if changes.is_live() {
+            check_started(cx)?;
+        }
         ensure_linger(cx)
     }
 
     fn start_service(&self, cx: &Context) -> Result<()> {
         require_installed(cx)?;
-        systemctl_ok(&["start", &unit_name(&cx.service.name)])?;
+        change_ok(&cx.changes, &["start", &unit_name(&cx.service.name)])?;
         check_started(cx)
     }
 
     fn stop_service(&self, cx: &Context) -> Result<()> {
         require_installed(cx)?;
-        systemctl_ok(&["stop", &unit_name(&cx.service.name)])?;
+        change_ok(&cx.changes, &["stop", &unit_name(&cx.service.name)])?;
         Ok(())
     }
 
     fn uninstall_service(&self, cx: &Context) -> Result<()> {
         let path = require_installed(cx)?;
         let name = unit_name(&cx.service.name);
-        systemctl_ok(&["disable", "--now", &name])?;
-        fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
-        systemctl_ok(&["daemon-reload"])?;
+        let changes = &cx.changes;
+        change_ok(changes, &["disable", "--now", &name])?;
+        changes.remove_file(&path)?;
+        change_ok(changes, &["daemon-reload"])?;
         // Forget a failed state so the unit disappears from listings; absent is fine.
-        systemctl(&["reset-failed", &name])?;
+        change(changes, &["reset-failed", &name])?;
         if let Some(unit_dir) = path.parent() {
             let config_home = unit_dir.parent().and_then(Path::parent).unwrap_or(unit_dir);
-            remove_empty_dirs(&unit_dir.join("default.target.wants"), config_home);
-            remove_empty_dirs(unit_dir, config_home);
+            changes.remove_empty_dirs(&unit_dir.join("default.target.wants"), config_home);
+            changes.remove_empty_dirs(unit_dir, config_home);
         }
         cx.console.println(&format!("removed {}", path.display()));
         Ok(())
@@ -308,23 +300,6 @@ sygen_backend_api::export_backend!(Systemd);
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn removes_empty_dirs_up_to_the_config_home() {
-        let root = tempfile::tempdir().unwrap();
-        let config = root.path().join(".config");
-        let wants = config.join("systemd/user/default.target.wants");
-        fs::create_dir_all(&wants).unwrap();
-        remove_empty_dirs(&wants, &config);
-        assert!(config.is_dir());
-        assert!(!config.join("systemd").exists());
-
-        let kept = config.join("systemd/user");
-        fs::create_dir_all(&kept).unwrap();
-        fs::write(kept.join("other.service"), "").unwrap();
-        remove_empty_dirs(&kept, &config);
-        assert!(kept.join("other.service").exists());
-    }
 
     #[test]
     fn describes_the_last_exit() {

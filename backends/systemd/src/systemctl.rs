@@ -6,7 +6,7 @@ use std::{collections::HashMap, os::unix::fs::MetadataExt, path::Path};
 
 use sygen_backend_api::sdk::{
     command::{self, Output},
-    Console, Error, Result,
+    Changes, Console, Error, Result,
 };
 
 /// The unit name of the service called `name`.
@@ -14,23 +14,41 @@ pub fn unit_name(name: &str) -> String {
     format!("{name}.service")
 }
 
-/// Runs `systemctl --user ARGS`. A user manager that cannot be reached is an
+/// Runs `systemctl --user ARGS` to read state. A user manager that cannot be reached is an
 /// [`ErrorKind::UNAVAILABLE`](sygen_backend_api::ErrorKind::UNAVAILABLE) error; any other
 /// failure is left to the caller, who knows which exit codes are normal.
 pub fn systemctl(args: &[&str]) -> Result<Output> {
-    let output = command::run(
-        "systemctl",
-        std::iter::once("--user").chain(args.iter().copied()),
-    )?;
+    reached(command::run("systemctl", user_args(args))?)
+}
+
+/// Runs `systemctl --user ARGS` and fails unless it exits 0.
+pub fn systemctl_ok(args: &[&str]) -> Result<Output> {
+    succeeded(systemctl(args)?, args)
+}
+
+/// Runs `systemctl --user ARGS` to change state, through `changes` (so a dry run records it);
+/// failures are left to the caller, as with [`systemctl`].
+pub fn change(changes: &Changes, args: &[&str]) -> Result<Output> {
+    reached(changes.run("systemctl", user_args(args))?)
+}
+
+/// Like [`change`], failing unless it exits 0.
+pub fn change_ok(changes: &Changes, args: &[&str]) -> Result<Output> {
+    succeeded(change(changes, args)?, args)
+}
+
+fn user_args<'a>(args: &'a [&'a str]) -> impl Iterator<Item = &'a str> {
+    std::iter::once("--user").chain(args.iter().copied())
+}
+
+fn reached(output: Output) -> Result<Output> {
     if !output.success() && is_bus_error(&output.stderr) {
         return Err(unreachable_manager());
     }
     Ok(output)
 }
 
-/// Runs `systemctl --user ARGS` and fails unless it exits 0.
-pub fn systemctl_ok(args: &[&str]) -> Result<Output> {
-    let output = systemctl(args)?;
+fn succeeded(output: Output, args: &[&str]) -> Result<Output> {
     if output.success() {
         Ok(output)
     } else {
@@ -178,12 +196,12 @@ pub fn linger_enabled(user: &str) -> bool {
 }
 
 /// Tries to enable linger without asking for a password; answers whether it worked.
-pub fn try_enable_linger(user: &str) -> bool {
+pub fn try_enable_linger(changes: &Changes, user: &str) -> bool {
     let attempt = if current_uid() == Some(0) {
-        command::run("loginctl", ["enable-linger", user])
+        changes.run("loginctl", ["enable-linger", user])
     } else if sygen_backend_api::sdk::find_executable("sudo").is_some() {
         // -n: never wait for a password nobody will type.
-        command::run("sudo", ["-n", "loginctl", "enable-linger", user])
+        changes.run("sudo", ["-n", "loginctl", "enable-linger", user])
     } else {
         return false;
     };

@@ -1,0 +1,105 @@
+//! The methods a backend may answer through `call`: how sygen grows without touching the
+//! frozen root module. A backend lists the ones it supports in `capabilities()`; the host asks
+//! only for those, and says plainly when a backend is too old for a feature.
+//!
+//! Each method's answer is a JSON document of one of the types below, shared by the SDK that
+//! writes it and the host that reads it.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Answers a JSON object of status properties particular to the service manager, shown by
+/// `sygen service status --json` under `details`.
+pub const STATUS_DETAILS: &str = "status.details";
+
+/// Answers a [`DryRun`]: what `install_service` would change, changing nothing. The SDK runs
+/// the backend's own install with [`crate::sdk::Changes`] recording instead of acting, so a
+/// backend supports it by making every change through `cx.changes` and listing it.
+pub const INSTALL_DRY_RUN: &str = "install.dry-run";
+
+/// Like [`INSTALL_DRY_RUN`], for `uninstall_service`.
+pub const UNINSTALL_DRY_RUN: &str = "uninstall.dry-run";
+
+/// Answers a [`Doctor`]: the backend's own health checks for `sygen doctor`.
+pub const DOCTOR: &str = "doctor";
+
+/// What an operation would change, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DryRun {
+    pub changes: Vec<Change>,
+}
+
+/// One change an operation makes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Change {
+    /// Writes `content` to `path`, replacing what is there.
+    Write {
+        path: PathBuf,
+        /// Unix permission bits, when the backend sets them.
+        mode: Option<u32>,
+        /// How the bytes on disk encode `content`: `utf-8` or `utf-16le` (with a BOM).
+        encoding: String,
+        content: String,
+    },
+    /// Removes the file at `path`.
+    Remove { path: PathBuf },
+    /// Runs a program; `argv[0]` is the program as the backend names it.
+    Run { argv: Vec<String> },
+}
+
+/// The answer of [`DOCTOR`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Doctor {
+    pub checks: Vec<Check>,
+}
+
+/// One health check: what was looked at, how it stands, and what to do about it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    /// Stable identifier, `<backend>.<what>` for backend checks (`systemd.linger`).
+    pub id: String,
+    pub status: Status,
+    /// One line saying what was found.
+    pub message: String,
+    /// One line saying how to fix it; set for warnings and failures.
+    pub hint: Option<String>,
+}
+
+impl Check {
+    pub fn pass(id: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(id, Status::Pass, message, None)
+    }
+
+    pub fn warn(id: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(id, Status::Warn, message, Some(hint.into()))
+    }
+
+    pub fn fail(id: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self::new(id, Status::Fail, message, Some(hint.into()))
+    }
+
+    fn new(
+        id: impl Into<String>,
+        status: Status,
+        message: impl Into<String>,
+        hint: Option<String>,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            status,
+            message: message.into(),
+            hint,
+        }
+    }
+}
+
+/// How a check stands. `Fail` makes `sygen doctor` exit non-zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}

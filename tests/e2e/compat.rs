@@ -65,7 +65,7 @@ fn hosts_and_backends_of_interface_1_work_together_both_ways() {
 
     // What the 1.0 backend predates is refused plainly, never attempted.
     let refused = sygen(&["service", "install", "--dry-run"]);
-    let line = refused.fails_with(1, "compat10 backend 0.1.0 cannot show a dry run of install");
+    let line = refused.fails_with(1, "compat10 backend 1.0.0 cannot show a dry run of install");
     assert!(line.contains("(hint: update the backend"), "{line}");
 
     // A 1.0 host, today's backend.

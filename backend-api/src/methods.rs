@@ -72,11 +72,19 @@ impl Check {
         Self::new(id, Status::Pass, message, None)
     }
 
-    pub fn warn(id: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn warn(
+        id: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
         Self::new(id, Status::Warn, message, Some(hint.into()))
     }
 
-    pub fn fail(id: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn fail(
+        id: impl Into<String>,
+        message: impl Into<String>,
+        hint: impl Into<String>,
+    ) -> Self {
         Self::new(id, Status::Fail, message, Some(hint.into()))
     }
 

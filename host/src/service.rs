@@ -157,7 +157,10 @@ fn dry_run(backend: &Backend, spec: &ServiceSpec, method: &str, home: &Path) -> 
     let plan: DryRun = serde_json::from_str(&answer).map_err(|e| {
         Failure::new(
             Exit::Failed,
-            format!("the {} backend answered an invalid dry run: {e}", backend.name),
+            format!(
+                "the {} backend answered an invalid dry run: {e}",
+                backend.name
+            ),
         )
     })?;
     for change in &plan.changes {

@@ -116,12 +116,18 @@ fn dry_run<B: Backend>(
 ) -> BackendResult<RString> {
     let host_console = Console(std::sync::Arc::new(console));
     let (silent, _) = Console::capture();
-    run_in(spec, &host_console, silent, Changes::dry_run(), |backend, cx| {
-        operation(backend, cx)?;
-        serde_json::to_string(&cx.changes.recorded_changes())
-            .map(RString::from)
-            .map_err(|e| Error::failed(format!("encoding the dry run: {e}")))
-    })
+    run_in(
+        spec,
+        &host_console,
+        silent,
+        Changes::dry_run(),
+        |backend, cx| {
+            operation(backend, cx)?;
+            serde_json::to_string(&cx.changes.recorded_changes())
+                .map(RString::from)
+                .map_err(|e| Error::failed(format!("encoding the dry run: {e}")))
+        },
+    )
 }
 
 pub(super) extern "C" fn info<B: Backend>() -> BackendInfo {

@@ -7,13 +7,14 @@
 //! library has its own copy of `tracing`, so the host's subscriber cannot see them otherwise).
 //!
 //! The helpers every backend needs live here once: [`Changes`] makes (or, in a dry run,
-//! records) every change, [`command`] runs the platform tool,
+//! records) every change, [`command`] runs the platform tool, [`doctor`] compares definitions,
 //! [`fs`] writes files atomically and tails logs, [`logs`] shows sygen's own log files,
 //! [`find_executable`] searches `PATH`.
 
 mod boundary;
 mod changes;
 pub mod command;
+pub mod doctor;
 mod forward;
 pub mod fs;
 pub mod logs;

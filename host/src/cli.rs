@@ -55,13 +55,19 @@ pub enum Color {
 impl Color {
     /// Whether to colour what goes to stderr.
     pub fn on_stderr(self) -> bool {
+        self.on(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+    }
+
+    /// Whether to colour what goes to stdout.
+    pub fn on_stdout(self) -> bool {
+        self.on(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+    }
+
+    fn on(self, terminal: bool) -> bool {
         match self {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => {
-                std::io::IsTerminal::is_terminal(&std::io::stderr())
-                    && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            }
+            Color::Auto => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         }
     }
 }
@@ -81,6 +87,8 @@ pub enum Command {
     Stop,
     /// Replace the running agent's worker with a fresh one; waits until it is up.
     Restart,
+    /// Check the set-up: backend, service manager, service, configuration, logs; each with a fix.
+    Doctor(JsonFlag),
     /// The built-in agent (the default worker of `sygen run`).
     Agent,
     /// Print the completion script for a shell (e.g. `sygen completions bash > ~/.local/share/bash-completion/completions/sygen`).

@@ -9,6 +9,7 @@ mod cli;
 mod conformance;
 mod console;
 mod description;
+mod doctor;
 mod exit;
 mod install_backend;
 mod lifecycle;
@@ -49,6 +50,7 @@ pub fn main() -> ExitCode {
         Some(Command::Run { supervise }) => runtime::run(*supervise),
         Some(Command::Stop) => done(lifecycle::stop(backend)),
         Some(Command::Restart) => done(lifecycle::restart()),
+        Some(Command::Doctor(flag)) => done(doctor::run(backend, flag.json, cli.color.on_stdout())),
         Some(Command::Agent) => agent::run(),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(*shell, &mut Cli::command(), "sygen", &mut std::io::stdout());

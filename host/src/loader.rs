@@ -115,7 +115,7 @@ impl LoadError {
 /// file or directory writable by group or others, or owned by another user. Loading it runs
 /// its code with this user's rights.
 #[cfg(unix)]
-fn check_trust(path: &Path) -> Result<(), LoadError> {
+pub fn check_trust(path: &Path) -> Result<(), LoadError> {
     use std::os::unix::fs::MetadataExt;
     let me = nix::unistd::geteuid().as_raw();
     let dir = path.parent().unwrap_or(Path::new("/"));
@@ -518,6 +518,44 @@ impl Choice<'_> {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
         }
+    }
+}
+
+/// Every backend file the user named or the search path holds, loaded, and the one in use.
+pub struct Survey {
+    pub searched: Vec<PathBuf>,
+    pub found: Vec<(PathBuf, Result<Backend, LoadError>)>,
+    /// Index into `found` of the backend sygen uses, or why there is none.
+    pub selected: Result<usize, Failure>,
+}
+
+pub fn survey(choice: Choice<'_>, sygen_home: &Path) -> Survey {
+    let named = choice.named_file();
+    let searched = search_dirs(sygen_home);
+    let mut found: Vec<_> = named
+        .iter()
+        .map(|path| (path.clone(), load(path)))
+        .collect();
+    found.extend(scan(&searched));
+    let selected = match &named {
+        Some(path) => match &found[0].1 {
+            Ok(_) => Ok(0),
+            Err(error) => Err(error.clone().into_failure(path)),
+        },
+        None => {
+            let loaded: Vec<(usize, &Backend)> = found
+                .iter()
+                .enumerate()
+                .filter_map(|(i, (_, r))| Some((i, r.as_ref().ok()?)))
+                .collect();
+            let identities: Vec<Identity> = loaded.iter().map(|(_, b)| b.identity()).collect();
+            choose(&identities, env::consts::OS).map(|chosen| loaded[chosen].0)
+        }
+    };
+    Survey {
+        searched,
+        found,
+        selected,
     }
 }
 

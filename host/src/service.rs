@@ -15,7 +15,7 @@ use crate::{
     conformance, description,
     exit::{Exit, Failure},
     install_backend, lifecycle,
-    loader::{self, Backend, Choice, Identity},
+    loader::{self, Backend, Choice},
     progress::Progress,
     wait,
 };
@@ -279,27 +279,12 @@ struct BackendsJson {
 }
 
 fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
-    let named = choice.named_file();
-    let searched = loader::search_dirs(home);
-    let mut found: Vec<_> = named
-        .iter()
-        .map(|path| (path.clone(), loader::load(path)))
-        .collect();
-    found.extend(loader::scan(&searched));
-
-    let loaded: Vec<&Backend> = found.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
-    let selected_path = match named {
-        Some(_) => found
-            .first()
-            .and_then(|(_, r)| r.as_ref().ok())
-            .map(|b| &b.path),
-        None => {
-            let identities: Vec<Identity> = loaded.iter().map(|b| b.identity()).collect();
-            loader::choose(&identities, std::env::consts::OS)
-                .ok()
-                .map(|i| &loaded[i].path)
-        }
-    };
+    let loader::Survey {
+        searched,
+        found,
+        selected,
+    } = loader::survey(choice, home);
+    let selected_path = selected.ok().map(|i| found[i].0.clone());
     let spec = description::build()?.to_spec();
     // Each backend asks its own service manager; they answer at the same time.
     // (Files that did not load get a placeholder answer, never shown.)
@@ -345,7 +330,7 @@ fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
                     available,
                     error,
                     hint,
-                    selected: selected_path == Some(&backend.path),
+                    selected: selected_path.as_ref() == Some(path),
                 }
             }
             Err(error) => BackendRow {

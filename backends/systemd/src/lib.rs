@@ -4,8 +4,10 @@
 //!   `XDG_CONFIG_HOME`), rendered from the host's service description;
 //! - [`systemctl`]: what it runs, `systemctl --user`, `journalctl` and `loginctl`;
 //! - below: the nine operations gluing them. State always comes from `systemctl show`
-//!   properties, never from the words of `systemctl status`.
+//!   properties, never from the words of `systemctl status`;
+//! - [`doctor`]: its checks for `sygen doctor`.
 
+mod doctor;
 mod systemctl;
 mod unit;
 
@@ -16,7 +18,7 @@ use std::{
 };
 
 use sygen_backend_api::{
-    methods::{INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
+    methods::{self, DOCTOR, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
     sdk::{self, Backend, Context, Error, Info, Result},
 };
 
@@ -139,7 +141,7 @@ impl Backend for Systemd {
     };
 
     fn capabilities(&self) -> Vec<String> {
-        [STATUS_DETAILS, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN]
+        [STATUS_DETAILS, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR]
             .map(str::to_owned)
             .to_vec()
     }
@@ -279,20 +281,30 @@ impl Backend for Systemd {
     }
 
     fn call(&self, cx: &Context, method: &str, _input: &str) -> Result<String> {
-        if method != STATUS_DETAILS {
-            return Err(Error::new(
+        match method {
+            STATUS_DETAILS => status_details(cx),
+            DOCTOR => {
+                let checks = doctor::checks(cx);
+                serde_json::to_string(&methods::Doctor { checks })
+                    .map_err(|e| Error::failed(format!("encoding the checks: {e}")))
+            }
+            _ => Err(Error::new(
                 sygen_backend_api::ErrorKind::UNKNOWN_METHOD,
                 format!("the systemd backend has no method `{method}`"),
-            ));
+            )),
         }
-        let mut state = state(cx)?;
-        state.insert("UnitPath".into(), unit_path(cx)?.display().to_string());
-        let object: serde_json::Map<String, serde_json::Value> = state
-            .into_iter()
-            .map(|(key, value)| (key, serde_json::Value::String(value)))
-            .collect();
-        Ok(serde_json::Value::Object(object).to_string())
     }
+}
+
+/// The status properties and the unit's path, as a JSON object.
+fn status_details(cx: &Context) -> Result<String> {
+    let mut state = state(cx)?;
+    state.insert("UnitPath".into(), unit_path(cx)?.display().to_string());
+    let object: serde_json::Map<String, serde_json::Value> = state
+        .into_iter()
+        .map(|(key, value)| (key, serde_json::Value::String(value)))
+        .collect();
+    Ok(serde_json::Value::Object(object).to_string())
 }
 
 sygen_backend_api::export_backend!(Systemd);

@@ -1,0 +1,116 @@
+//! The systemd backend's checks for `sygen doctor`: what stands between a user and a working
+//! user service that only systemd knows about.
+
+use std::path::Path;
+
+use sygen_backend_api::{
+    methods::Check,
+    sdk::{doctor::definition_check, Context},
+};
+
+use crate::{
+    state,
+    systemctl::{self, systemctl},
+    unit, unit_path,
+};
+
+pub fn checks(cx: &Context) -> Vec<Check> {
+    let mut checks = vec![runtime_dir()];
+    let bus = user_bus();
+    let reachable = bus.status == sygen_backend_api::methods::Status::Pass;
+    checks.push(bus);
+    checks.push(linger());
+    if let Ok(path) = unit_path(cx) {
+        if path.exists() {
+            checks.push(match unit::render(&cx.service) {
+                Ok(text) => definition_check("systemd.unit", "unit", &path, text.as_bytes()),
+                Err(error) => Check::fail(
+                    "systemd.unit",
+                    error.message,
+                    error.hint.unwrap_or_default(),
+                ),
+            });
+            if reachable {
+                checks.push(daemon_reload(cx));
+            }
+        }
+    }
+    checks
+}
+
+/// The directory `systemctl --user` finds the manager's bus in.
+fn runtime_dir() -> Check {
+    const ID: &str = "systemd.runtime-dir";
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty()) {
+        None => Check::fail(
+            ID,
+            "XDG_RUNTIME_DIR is not set, so systemctl cannot find your user manager",
+            "run `export XDG_RUNTIME_DIR=/run/user/$(id -u)` (or log in to a full session)",
+        ),
+        Some(dir) if !Path::new(&dir).is_dir() => Check::fail(
+            ID,
+            format!(
+                "XDG_RUNTIME_DIR is {}, which does not exist",
+                Path::new(&dir).display()
+            ),
+            "log in to a session (ssh or console) so systemd creates it",
+        ),
+        Some(dir) => Check::pass(
+            ID,
+            format!("XDG_RUNTIME_DIR is {}", Path::new(&dir).display()),
+        ),
+    }
+}
+
+fn user_bus() -> Check {
+    const ID: &str = "systemd.user-bus";
+    match systemctl(&["show", "--property=Version"]) {
+        Ok(output) if output.success() => {
+            let version = output.stdout.trim().trim_start_matches("Version=");
+            Check::pass(
+                ID,
+                format!("your systemd user manager answers (systemd {version})"),
+            )
+        }
+        Ok(output) => Check::fail(
+            ID,
+            format!(
+                "your systemd user manager did not answer: {}",
+                output.first_message_line()
+            ),
+            "`systemctl --user status` shows more",
+        ),
+        Err(error) => Check::fail(ID, error.message, error.hint.unwrap_or_default()),
+    }
+}
+
+fn linger() -> Check {
+    const ID: &str = "systemd.linger";
+    match systemctl::current_user() {
+        Ok(user) if systemctl::linger_enabled(&user) => Check::pass(
+            ID,
+            format!("linger is on for {user}: sygen keeps running after logout"),
+        ),
+        Ok(user) => Check::warn(
+            ID,
+            format!("linger is off for {user}: systemd stops sygen when {user} logs out"),
+            format!("run `sudo loginctl enable-linger {user}`"),
+        ),
+        Err(error) => Check::warn(ID, error.message, error.hint.unwrap_or_default()),
+    }
+}
+
+fn daemon_reload(cx: &Context) -> Check {
+    const ID: &str = "systemd.daemon-reload";
+    match state(cx) {
+        Ok(state) if state.get("NeedDaemonReload").map(String::as_str) == Some("yes") => {
+            Check::warn(
+                ID,
+                "the unit file changed on disk since systemd read it",
+                "run `sygen service install` (or `systemctl --user daemon-reload`)",
+            )
+        }
+        Ok(_) => Check::pass(ID, "systemd runs the unit file as it is on disk"),
+        Err(error) => Check::fail(ID, error.message, error.hint.unwrap_or_default()),
+    }
+}

@@ -1,0 +1,407 @@
+//! `sygen doctor`: checks everything between the user and a running agent and explains each
+//! finding with a fix. The host checks what every platform shares (backend files, service
+//! state, configuration, the worker's PATH, logs, pid files); the backend adds what only its
+//! service manager knows (bus, linger, drift of the installed definition, …) through its
+//! `doctor` method.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use serde::Serialize;
+use sygen_backend_api::{
+    methods::{self, Check, Status},
+    ServiceDescription, ServiceSpec,
+};
+
+use crate::{
+    description,
+    exit::{Exit, Failure},
+    loader::{self, Backend, Choice},
+    runtime::{
+        config::Config,
+        pidfile::{self, is_alive, RUNTIME_FILE, WORKER_FILE},
+    },
+};
+
+#[derive(Serialize)]
+struct Report<'a> {
+    checks: &'a [Check],
+    passed: usize,
+    warnings: usize,
+    failed: usize,
+}
+
+pub fn run(backend_file: Option<&Path>, json: bool, colour: bool) -> Result<()> {
+    let home = description::sygen_home()?;
+    let service = description::build()?;
+    let checks = checks(backend_file, &home, &service);
+    let count = |status| checks.iter().filter(|c| c.status == status).count();
+    let report = Report {
+        checks: &checks,
+        passed: count(Status::Pass),
+        warnings: count(Status::Warn),
+        failed: count(Status::Fail),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for check in &checks {
+            println!("{}", render(check, colour));
+        }
+        let warnings = match report.warnings {
+            1 => "1 warning".to_owned(),
+            n => format!("{n} warnings"),
+        };
+        println!(
+            "{} passed, {warnings}, {} failed",
+            report.passed, report.failed
+        );
+    }
+    if report.failed > 0 {
+        return Err(Failure::new(
+            Exit::Failed,
+            format!("{} of {} checks failed", report.failed, checks.len()),
+        )
+        .hint("each failed check says how to fix it")
+        .into());
+    }
+    Ok(())
+}
+
+/// One check as a line (and its hint on the next), marked `[pass]`, `[warn]` or `[fail]`.
+fn render(check: &Check, colour: bool) -> String {
+    let (mark, code) = match check.status {
+        Status::Pass => ("pass", "32"),
+        Status::Warn => ("warn", "33"),
+        Status::Fail => ("FAIL", "31"),
+    };
+    let mark = if colour {
+        format!("\x1b[1;{code}m[{mark}]\x1b[0m")
+    } else {
+        format!("[{mark}]")
+    };
+    let mut text = format!("{mark} {}: {}", check.id, check.message);
+    if let Some(hint) = &check.hint {
+        text.push_str(&format!("\n       fix: {hint}"));
+    }
+    text
+}
+
+fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription) -> Vec<Check> {
+    let choice = backend_file.map_or(Choice::Default, Choice::Flag);
+    let survey = loader::survey(choice, home);
+    let mut checks = backend_files(&survey);
+    let backend = match &survey.selected {
+        Ok(index) => survey.found[*index].1.as_ref().ok(),
+        Err(failure) => {
+            checks.push(Check::fail(
+                "backend",
+                failure.message.clone(),
+                failure.hint.clone().unwrap_or_default(),
+            ));
+            None
+        }
+    };
+    let spec = service.to_spec();
+    let mut running = None;
+    if let Some(backend) = backend {
+        checks.push(Check::pass(
+            "backend",
+            format!(
+                "{} {} from {}",
+                backend.name,
+                backend.version,
+                backend.path.display()
+            ),
+        ));
+        // The backend's own checks come even when its manager does not answer: they say why.
+        let available = service_manager(backend, &spec, &mut checks);
+        checks.extend(backend_checks(backend, &spec));
+        if available {
+            running = service_state(backend, &spec, &mut checks);
+        }
+    }
+    let config = config(home, &mut checks);
+    if let Some(config) = &config {
+        checks.push(worker_path(config, service));
+    }
+    checks.push(logs_dir(&service.logs_dir));
+    checks.push(pid_files(home, running));
+    checks
+}
+
+/// Files that do not load (a warning: another file may serve), and files anyone but the
+/// user could have replaced (a failure: sygen refuses to run their code).
+fn backend_files(survey: &loader::Survey) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let mut unsafe_files = 0;
+    for (path, result) in &survey.found {
+        if let Err(error) = loader::check_trust(path) {
+            unsafe_files += 1;
+            checks.push(Check::fail(
+                "backend-permissions",
+                format!("{}: {}", path.display(), error.reason),
+                error.hint,
+            ));
+        } else if let Err(error) = result {
+            checks.push(Check::warn(
+                "backend-file",
+                format!("{} does not load: {}", path.display(), error.reason),
+                error.hint.clone(),
+            ));
+        }
+    }
+    if unsafe_files == 0 {
+        checks.push(Check::pass(
+            "backend-permissions",
+            format!(
+                "the {} backend files found can be changed only by you or root",
+                survey.found.len()
+            ),
+        ));
+    }
+    checks
+}
+
+/// Whether the backend's service manager answers; the service's state is asked only then.
+fn service_manager(backend: &Backend, spec: &ServiceSpec, checks: &mut Vec<Check>) -> bool {
+    let (status, message, hint) = match backend.is_service_available(spec) {
+        Ok(true) => (Status::Pass, "answers".to_owned(), None),
+        Ok(false) => (
+            Status::Fail,
+            "is not present or does not answer".to_owned(),
+            Some(
+                "`sygen service backends` lists the backends found and whether each is usable"
+                    .to_owned(),
+            ),
+        ),
+        Err(failure) => (Status::Fail, failure.message, failure.hint),
+    };
+    checks.push(Check {
+        id: "service-manager".into(),
+        status,
+        message: format!("the {} service manager {message}", backend.name),
+        hint,
+    });
+    status == Status::Pass
+}
+
+fn backend_checks(backend: &Backend, spec: &ServiceSpec) -> Vec<Check> {
+    if !backend.capabilities().iter().any(|c| c == methods::DOCTOR) {
+        return vec![Check::warn(
+            "backend-checks",
+            format!(
+                "the {} backend {} has no checks of its own",
+                backend.name, backend.version
+            ),
+            "update the backend for checks of its service manager",
+        )];
+    }
+    let answer = backend.call(methods::DOCTOR, "{}", spec).and_then(|json| {
+        serde_json::from_str::<methods::Doctor>(&json)
+            .map_err(|e| Failure::new(Exit::Failed, format!("its answer is not valid JSON: {e}")))
+    });
+    match answer {
+        Ok(doctor) => doctor.checks,
+        Err(failure) => vec![Check::fail(
+            "backend-checks",
+            format!(
+                "the {} backend's checks failed: {}",
+                backend.name, failure.message
+            ),
+            failure
+                .hint
+                .unwrap_or_else(|| "report this to the backend's publisher".into()),
+        )],
+    }
+}
+
+/// Installed and running? Answers whether it runs, when the backend could say.
+fn service_state(backend: &Backend, spec: &ServiceSpec, checks: &mut Vec<Check>) -> Option<bool> {
+    let state = backend
+        .is_service_installed(spec)
+        .and_then(|installed| Ok((installed, installed && backend.is_service_running(spec)?)));
+    let (check, running) = match state {
+        Ok((false, _)) => (
+            Check::warn(
+                "service",
+                "sygen is not installed as a service",
+                "run `sygen service install`",
+            ),
+            Some(false),
+        ),
+        Ok((true, false)) => (
+            Check::warn(
+                "service",
+                "sygen is installed but not running",
+                "run `sygen service start`; `sygen service logs` shows why it stopped",
+            ),
+            Some(false),
+        ),
+        Ok((true, true)) => (
+            Check::pass("service", "sygen is installed and running"),
+            Some(true),
+        ),
+        Err(failure) => (
+            Check::fail("service", failure.message, failure.hint.unwrap_or_default()),
+            None,
+        ),
+    };
+    checks.push(check);
+    running
+}
+
+fn config(home: &Path, checks: &mut Vec<Check>) -> Option<Config> {
+    let path = home.join("config.toml");
+    match Config::load(&path) {
+        Ok(config) => {
+            let message = if path.exists() {
+                format!("{} is valid", path.display())
+            } else {
+                format!("no {}: the defaults apply", path.display())
+            };
+            checks.push(Check::pass("config", message));
+            Some(config)
+        }
+        Err(failure) => {
+            checks.push(Check::fail(
+                "config",
+                failure.message,
+                failure
+                    .hint
+                    .unwrap_or_else(|| "fix the file, or remove it to use the defaults".into()),
+            ));
+            None
+        }
+    }
+}
+
+/// Whether the worker's program is found with the PATH the service gives it: a service
+/// manager starts sygen with a bare environment, so what a shell finds may be missing there.
+fn worker_path(config: &Config, service: &ServiceDescription) -> Check {
+    const ID: &str = "worker-path";
+    let Some(program) = config.agent.command.first() else {
+        return Check::pass(ID, "the worker is the built-in agent (sygen itself)");
+    };
+    let path = config
+        .agent
+        .env
+        .get("PATH")
+        .map(String::as_str)
+        .or_else(|| service.env_var("PATH"))
+        .unwrap_or_default();
+    let working_dir = config
+        .agent
+        .working_dir
+        .as_ref()
+        .map_or_else(|| service.home.clone(), PathBuf::from);
+    match which::which_in(program, Some(path), &working_dir) {
+        Ok(found) => Check::pass(
+            ID,
+            format!(
+                "the worker `{program}` is {} with the service's PATH",
+                found.display()
+            ),
+        ),
+        Err(_) => match which::which(program) {
+            Ok(found) if !Path::new(program).is_absolute() => Check::fail(
+                ID,
+                format!(
+                    "the worker `{program}` is not on the service's PATH; your shell finds it in {}",
+                    found.parent().unwrap_or(&found).display()
+                ),
+                format!(
+                    "give its full path ({}) in [agent] command, or set PATH under [agent.env] in config.toml",
+                    found.display()
+                ),
+            ),
+            _ => Check::fail(
+                ID,
+                format!("the worker `{program}` is not found with the service's PATH"),
+                "install it, or give its full path in [agent] command in config.toml",
+            ),
+        },
+    }
+}
+
+/// Whether the runtime can write its logs there (or create the directory).
+fn logs_dir(dir: &Path) -> Check {
+    const ID: &str = "logs-dir";
+    let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
+    let access = nix::unistd::access(
+        existing,
+        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
+    );
+    match (existing.is_dir(), access) {
+        (true, Ok(())) if existing == dir => Check::pass(
+            ID,
+            format!("logs go to {}, which is writable", dir.display()),
+        ),
+        (true, Ok(())) => Check::pass(
+            ID,
+            format!("logs go to {}, created at the first start", dir.display()),
+        ),
+        (false, _) => Check::fail(
+            ID,
+            format!(
+                "{} is not a directory, so logs cannot go to {}",
+                existing.display(),
+                dir.display()
+            ),
+            format!("move {} away", existing.display()),
+        ),
+        (true, Err(error)) => Check::fail(
+            ID,
+            format!("cannot write to {}: {}", existing.display(), error.desc()),
+            format!("run `chmod u+w {}`", existing.display()),
+        ),
+    }
+}
+
+/// What `bot.pid` and `worker.pid` say, against what the service manager says.
+fn pid_files(home: &Path, service_running: Option<bool>) -> Check {
+    const ID: &str = "pid-files";
+    let runtime_file = home.join(RUNTIME_FILE);
+    if !runtime_file.exists() {
+        return if service_running == Some(true) {
+            Check::warn(
+                ID,
+                format!(
+                    "the service manager reports sygen running, but no runtime holds {}",
+                    runtime_file.display()
+                ),
+                "the installed service may use another SYGEN_HOME: `sygen service install` rewrites it for this one",
+            )
+        } else {
+            Check::pass(ID, "no sygen runtime is running here (no bot.pid)")
+        };
+    }
+    let Some(runtime) = pidfile::read(&runtime_file) else {
+        return Check::warn(
+            ID,
+            format!("{} does not hold a process id", runtime_file.display()),
+            format!("remove {}", runtime_file.display()),
+        );
+    };
+    if !is_alive(runtime) {
+        return Check::warn(
+            ID,
+            format!(
+                "{} names process {runtime}, which is not running (a runtime that was killed left it)",
+                runtime_file.display()
+            ),
+            "harmless: the next start replaces it, and `sygen stop` removes it",
+        );
+    }
+    match pidfile::read(&home.join(WORKER_FILE)).filter(|&pid| is_alive(pid)) {
+        Some(worker) => Check::pass(
+            ID,
+            format!("runtime {runtime} holds bot.pid; its worker is {worker}"),
+        ),
+        None => Check::warn(
+            ID,
+            format!("runtime {runtime} holds bot.pid but has no live worker"),
+            "`sygen service logs` shows why the worker stopped",
+        ),
+    }
+}

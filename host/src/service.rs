@@ -187,8 +187,12 @@ fn dry_run(backend: &Backend, spec: &ServiceSpec, method: &str, home: &Path) -> 
         }
     }
     if operation == "uninstall" {
-        for process in lifecycle::running_processes(home) {
-            println!("would end {process}");
+        let processes = lifecycle::running_processes(home);
+        if !processes.is_empty() {
+            println!(
+                "would end, if still running after that: {}",
+                processes.join(", ")
+            );
         }
     }
     println!("dry run: nothing was changed");

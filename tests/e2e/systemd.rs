@@ -643,3 +643,141 @@ fn the_systemd_backend_passes_conformance() {
     ]);
     support::passed_conformance("systemd", &out);
 }
+
+/// The checks of one `sygen doctor --json` run, by id: (status, message).
+fn doctor(h: &Harness, program: &Path) -> (Option<i32>, Vec<(String, String, String)>) {
+    let out = h.exec(&[], &[program.to_str().unwrap(), "doctor", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}: {}{}", out.stdout, out.stderr));
+    let checks = report["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| {
+            let text = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
+            (text("id"), text("status"), text("message"))
+        })
+        .collect();
+    (out.code, checks)
+}
+
+fn status_of<'a>(checks: &'a [(String, String, String)], id: &str) -> (&'a str, &'a str) {
+    checks
+        .iter()
+        .find(|(i, _, _)| i == id)
+        .map(|(_, status, message)| (status.as_str(), message.as_str()))
+        .unwrap_or_else(|| panic!("no check {id} in {checks:?}"))
+}
+
+#[test]
+fn dry_runs_show_exactly_what_install_and_uninstall_do_and_change_nothing() {
+    let Some(h) = Harness::up() else { return };
+    let before = h.home_tree();
+    let dry = h.sygen_ok(&["service", "install", "--dry-run"]);
+    assert_eq!(h.home_tree(), before, "a dry run wrote something:\n{dry}");
+    assert!(!h.sygen_home().exists(), "{dry}");
+    assert_eq!(h.property("LoadState"), "not-found");
+    let header = format!("would write {} (utf-8, mode 0644):\n", h.unit_path().display());
+    let (_, rest) = dry.split_once(&header).expect(&dry);
+    let (shown_unit, commands) = rest.split_once("would run: ").expect(&dry);
+    assert_eq!(
+        format!("would run: {commands}"),
+        "would run: systemctl --user daemon-reload\n\
+         would run: systemctl --user enable sygen.service\n\
+         would run: systemctl --user start sygen.service\n\
+         dry run: nothing was changed\n"
+    );
+
+    let installed = h.sygen_ok(&["service", "install"]);
+    assert_eq!(fs::read_to_string(h.unit_path()).unwrap(), shown_unit);
+    let main_pid = h.property("MainPID");
+    assert!(
+        installed.contains(&format!(
+            "sygen service installed (systemd backend); running: runtime pid {main_pid}, worker pid "
+        )),
+        "{installed}"
+    );
+    // Reinstalling an unchanged unit runs no daemon-reload and writes nothing.
+    let again = h.sygen_ok(&["service", "install", "--dry-run"]);
+    assert_eq!(
+        again,
+        "would run: systemctl --user enable sygen.service\ndry run: nothing was changed\n"
+    );
+
+    let dry = h.sygen_ok(&["service", "uninstall", "--dry-run"]);
+    let worker = h.worker_pid().unwrap();
+    assert_eq!(
+        dry,
+        format!(
+            "would run: systemctl --user disable --now sygen.service\n\
+             would remove {}\n\
+             would run: systemctl --user daemon-reload\n\
+             would run: systemctl --user reset-failed sygen.service\n\
+             would end, if still running after that: runtime {main_pid}, worker process group {worker}\n\
+             dry run: nothing was changed\n",
+            h.unit_path().display()
+        )
+    );
+    assert!(h.unit_path().exists());
+    assert_eq!(h.property("ActiveState"), "active");
+    assert_eq!(h.property("MainPID"), main_pid);
+}
+
+#[test]
+fn doctor_explains_the_service_its_drift_and_a_pending_reload() {
+    let Some(h) = Harness::up() else { return };
+    h.sygen_ok(&["service", "install"]);
+    let (code, checks) = doctor(&h, &h.program());
+    assert_eq!(code, Some(0), "{checks:?}");
+    for id in [
+        "backend-permissions",
+        "backend",
+        "service-manager",
+        "systemd.runtime-dir",
+        "systemd.user-bus",
+        "systemd.unit",
+        "systemd.daemon-reload",
+        "service",
+        "config",
+        "worker-path",
+        "logs-dir",
+        "pid-files",
+    ] {
+        assert_eq!(status_of(&checks, id).0, "pass", "{id}: {checks:?}");
+    }
+    let (linger, message) = status_of(&checks, "systemd.linger");
+    assert_eq!(linger, "warn", "{message}");
+    let main_pid = h.property("MainPID");
+    assert!(status_of(&checks, "pid-files")
+        .1
+        .starts_with(&format!("runtime {main_pid} holds bot.pid")));
+
+    // sygen moved since the install: the unit still runs the old path.
+    let moved = h.home.join("moved/sygen");
+    fs::create_dir_all(moved.parent().unwrap()).unwrap();
+    support::copy_executable(&h.program(), &moved);
+    support::copy_executable(
+        &h.home.join(APPS_DIR).join("libsygen_systemd.so"),
+        &moved.with_file_name("libsygen_systemd.so"),
+    );
+    h.give_to_user(&h.home.join("moved"));
+    let (code, checks) = doctor(&h, &moved);
+    assert_eq!(code, Some(0), "drift is a warning: {checks:?}");
+    let (status, message) = status_of(&checks, "systemd.unit");
+    assert_eq!(status, "warn");
+    let old = h.program().to_str().unwrap().replace('%', "%%");
+    assert!(
+        message.contains(&format!("is `ExecStart=\"{old}\" run`, sygen writes `ExecStart={} run`", moved.display())),
+        "{message}"
+    );
+
+    // The unit edited on disk and not reloaded.
+    let mut unit = fs::read_to_string(h.unit_path()).unwrap();
+    unit.push_str("# edited\n");
+    fs::write(h.unit_path(), unit).unwrap();
+    let (_, checks) = doctor(&h, &h.program());
+    assert_eq!(status_of(&checks, "systemd.daemon-reload").0, "warn");
+    assert!(status_of(&checks, "systemd.unit")
+        .1
+        .ends_with("line 18 `# edited` is extra"), "{checks:?}");
+}

@@ -151,13 +151,14 @@ fn backend_files(survey: &loader::Survey) -> Vec<Check> {
             ));
         }
     }
-    if unsafe_files == 0 {
+    if unsafe_files == 0 && !survey.found.is_empty() {
+        let files = match survey.found.len() {
+            1 => "the backend file found".to_owned(),
+            n => format!("all {n} backend files found"),
+        };
         checks.push(Check::pass(
             "backend-permissions",
-            format!(
-                "the {} backend files found can be changed only by you or root",
-                survey.found.len()
-            ),
+            format!("{files} can be changed only by you or root"),
         ));
     }
     checks

@@ -31,7 +31,7 @@ use crate::cli::{Cli, Command};
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let colour = cli.color.on_stderr();
-    progress::init(colour && std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    progress::init(colour);
     init_tracing(cli.verbose, colour);
     if !matches!(cli.command, Some(Command::Run { .. } | Command::Agent)) {
         quiet_on_closed_pipes();

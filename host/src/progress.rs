@@ -1,13 +1,15 @@
 //! Feedback while a command waits: a spinner on a terminal, plain lines otherwise.
 //!
 //! The spinner draws on stderr with cursor-control sequences, so it is a decoration like
-//! colour: shown only when stderr is a terminal and colour is allowed (`--color`, `NO_COLOR`).
+//! colour: shown only when stderr is a terminal that can redraw a line and colour is allowed
+//! (`--color`, `NO_COLOR`).
 //! Plain lines are for waits worth mentioning: a step that is over within a second prints
 //! nothing, so quick commands (and their one-line errors) stay as they were.
 //! Anything printed while it spins (backend output, results) goes through [`suspend`], which
 //! hides the spinner for the write so lines are never torn.
 
 use std::{
+    io::IsTerminal,
     sync::{Mutex, OnceLock},
     time::{Duration, Instant},
 };
@@ -17,9 +19,11 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 static DECORATED: OnceLock<bool> = OnceLock::new();
 static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
-/// Decides once, at start-up, whether spinners may be drawn.
-pub fn init(decorated: bool) {
-    let _ = DECORATED.set(decorated);
+/// Decides once, at start-up, whether spinners may be drawn: colour is allowed on stderr
+/// and it is a terminal that can redraw a line (`TERM` set, and not `dumb`).
+pub fn init(colour: bool) {
+    let redraws = std::env::var("TERM").is_ok_and(|term| !term.is_empty() && term != "dumb");
+    let _ = DECORATED.set(colour && redraws && std::io::stderr().is_terminal());
 }
 
 /// Runs `write` with the active spinner, if any, hidden.

@@ -677,7 +677,10 @@ fn dry_runs_show_exactly_what_install_and_uninstall_do_and_change_nothing() {
     assert_eq!(h.home_tree(), before, "a dry run wrote something:\n{dry}");
     assert!(!h.sygen_home().exists(), "{dry}");
     assert_eq!(h.property("LoadState"), "not-found");
-    let header = format!("would write {} (utf-8, mode 0644):\n", h.unit_path().display());
+    let header = format!(
+        "would write {} (utf-8, mode 0644):\n",
+        h.unit_path().display()
+    );
     let (_, rest) = dry.split_once(&header).expect(&dry);
     let (shown_unit, commands) = rest.split_once("would run: ").expect(&dry);
     assert_eq!(
@@ -767,7 +770,10 @@ fn doctor_explains_the_service_its_drift_and_a_pending_reload() {
     assert_eq!(status, "warn");
     let old = h.program().to_str().unwrap().replace('%', "%%");
     assert!(
-        message.contains(&format!("is `ExecStart=\"{old}\" run`, sygen writes `ExecStart={} run`", moved.display())),
+        message.contains(&format!(
+            "is `ExecStart=\"{old}\" run`, sygen writes `ExecStart={} run`",
+            moved.display()
+        )),
         "{message}"
     );
 
@@ -777,7 +783,10 @@ fn doctor_explains_the_service_its_drift_and_a_pending_reload() {
     fs::write(h.unit_path(), unit).unwrap();
     let (_, checks) = doctor(&h, &h.program());
     assert_eq!(status_of(&checks, "systemd.daemon-reload").0, "warn");
-    assert!(status_of(&checks, "systemd.unit")
-        .1
-        .ends_with("line 18 `# edited` is extra"), "{checks:?}");
+    assert!(
+        status_of(&checks, "systemd.unit")
+            .1
+            .ends_with("line 18 `# edited` is extra"),
+        "{checks:?}"
+    );
 }

@@ -14,7 +14,7 @@ use sygen_backend_api::{
 };
 
 use crate::{
-    description,
+    console, description,
     exit::{Exit, Failure},
     loader::{self, Backend, Choice},
     runtime::{
@@ -34,7 +34,9 @@ struct Report<'a> {
 pub fn run(backend_file: Option<&Path>, json: bool, colour: bool) -> Result<()> {
     let home = description::sygen_home()?;
     let service = description::build()?;
-    let checks = checks(backend_file, &home, &service);
+    // What the backend prints while answering is not part of the report (and would break
+    // the JSON): its findings come back as checks.
+    let (checks, _) = console::capture(|| checks(backend_file, &home, &service));
     let count = |status| checks.iter().filter(|c| c.status == status).count();
     let report = Report {
         checks: &checks,
@@ -342,10 +344,18 @@ fn logs_dir(dir: &Path) -> Check {
             ID,
             format!("logs go to {}, created at the first start", dir.display()),
         ),
+        (false, _) if existing == dir => Check::fail(
+            ID,
+            format!(
+                "{} is not a directory, so the logs cannot go there",
+                dir.display()
+            ),
+            format!("move {} away", dir.display()),
+        ),
         (false, _) => Check::fail(
             ID,
             format!(
-                "{} is not a directory, so logs cannot go to {}",
+                "{} is not a directory, so {} cannot be created for the logs",
                 existing.display(),
                 dir.display()
             ),

@@ -12,7 +12,7 @@ use sygen_backend_api::methods::{
 
 use crate::{
     cli::{BackendCommand, ServiceCommand, WaitArgs},
-    conformance, description,
+    conformance, console, description,
     exit::{Exit, Failure},
     install_backend, lifecycle,
     loader::{self, Backend, Choice},
@@ -221,20 +221,31 @@ struct StatusJson<'a> {
 }
 
 fn status(backend: &Backend, spec: &ServiceSpec, json: bool) -> Result<()> {
-    let installed = backend.is_service_installed(spec)?;
+    let installed = if json {
+        // Only the report goes to stdout: what the backend prints while answering would
+        // break the JSON.
+        console::capture(|| backend.is_service_installed(spec)).0?
+    } else {
+        backend.is_service_installed(spec)?
+    };
     if json {
-        let running = installed && backend.is_service_running(spec)?;
-        let details = if installed && backend.capabilities().iter().any(|c| c == STATUS_DETAILS) {
-            let answer = backend.call(STATUS_DETAILS, "{}", spec)?;
-            Some(serde_json::from_str(&answer).map_err(|e| {
-                Failure::new(
-                    Exit::Failed,
-                    format!("the {} backend answered invalid JSON: {e}", backend.name),
-                )
-            })?)
-        } else {
-            None
-        };
+        let (answers, _) = console::capture(|| -> Result<_> {
+            let running = installed && backend.is_service_running(spec)?;
+            let details = if installed && backend.capabilities().iter().any(|c| c == STATUS_DETAILS)
+            {
+                let answer = backend.call(STATUS_DETAILS, "{}", spec)?;
+                Some(serde_json::from_str(&answer).map_err(|e| {
+                    Failure::new(
+                        Exit::Failed,
+                        format!("the {} backend answered invalid JSON: {e}", backend.name),
+                    )
+                })?)
+            } else {
+                None
+            };
+            Ok((running, details))
+        });
+        let (running, details) = answers?;
         let report = StatusJson {
             backend: &backend.name,
             backend_version: &backend.version,

@@ -790,3 +790,33 @@ fn doctor_explains_the_service_its_drift_and_a_pending_reload() {
         "{checks:?}"
     );
 }
+
+#[test]
+fn a_service_that_cannot_start_shows_its_last_log_lines() {
+    let Some(h) = Harness::up() else { return };
+    h.write_home_file(
+        "config.toml",
+        "[agent]\ncommand = [\"no-such-worker\"]\n",
+        0o644,
+    );
+    let out = h.sygen(&["service", "install", "--timeout", "4s"]);
+    assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    let logs = lines
+        .iter()
+        .position(|l| *l == "last log lines (systemd backend):")
+        .unwrap_or_else(|| panic!("no log lines in {}", out.stderr));
+    assert!(
+        lines[logs..].iter().any(|l| l.contains("no-such-worker")),
+        "the log names the worker that could not start: {}",
+        out.stderr
+    );
+    let error = lines.last().unwrap();
+    assert!(error.starts_with("error: "), "{}", out.stderr);
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("error: ")).count(),
+        1,
+        "{}",
+        out.stderr
+    );
+}

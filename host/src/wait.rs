@@ -35,6 +35,35 @@ pub struct Running {
     pub worker: i32,
 }
 
+/// What "running" still waits for.
+#[derive(Clone, Copy)]
+enum Pending {
+    Manager,
+    Runtime,
+    Worker,
+}
+
+impl Pending {
+    fn waiting(self) -> &'static str {
+        match self {
+            Pending::Manager => "waiting for the service manager to report sygen running",
+            Pending::Runtime => "waiting for the sygen runtime to start",
+            Pending::Worker => "waiting for the worker to start",
+        }
+    }
+
+    fn missing(self, home: &Path) -> String {
+        match self {
+            Pending::Manager => "the service manager does not report it running".to_owned(),
+            Pending::Runtime => format!(
+                "the service manager reports it running, but no sygen runtime holds {}",
+                home.join(RUNTIME_FILE).display()
+            ),
+            Pending::Worker => "the runtime has no live worker".to_owned(),
+        }
+    }
+}
+
 /// Waits until the service manager reports sygen running and its runtime and worker are alive.
 pub fn until_running(
     backend: &Backend,
@@ -46,35 +75,20 @@ pub fn until_running(
     let live = |file: &str| pidfile::read(&home.join(file)).filter(|&pid| is_alive(pid));
     let deadline = Instant::now() + wait.timeout;
     loop {
-        let pending = if !backend.is_service_running(spec)? {
-            "waiting for the service manager to report sygen running"
+        let pending = if !is_running(backend, spec)? {
+            Pending::Manager
         } else {
             match (live(RUNTIME_FILE), live(WORKER_FILE)) {
                 (Some(runtime), Some(worker)) => return Ok(Running { runtime, worker }),
-                (None, _) => "waiting for the sygen runtime to start",
-                (Some(_), None) => "waiting for the worker to start",
+                (None, _) => Pending::Runtime,
+                (Some(_), None) => Pending::Worker,
             }
         };
-        progress.update(pending);
+        progress.update(pending.waiting());
         if Instant::now() >= deadline {
-            drop_and_show_logs(progress, backend, spec);
-            let why = match pending {
-                p if p.contains("runtime") => format!(
-                    "the service manager reports it running, but no sygen runtime holds {}",
-                    home.join(RUNTIME_FILE).display()
-                ),
-                p if p.contains("worker") => "the runtime has no live worker".to_owned(),
-                _ => "the service manager does not report it running".to_owned(),
-            };
-            return Err(Failure::new(
-                Exit::Failed,
-                format!(
-                    "sygen did not start within {}: {why}",
-                    humantime::format_duration(wait.timeout)
-                ),
-            )
-            .hint("the log lines above show why; `sygen doctor` checks the set-up")
-            .into());
+            let failure = timed_out("start", wait, pending.missing(home))
+                .hint("the log lines above show why; `sygen doctor` checks the set-up");
+            return Err(explained(failure, progress, backend, spec));
         }
         thread::sleep(POLL);
     }
@@ -88,23 +102,43 @@ pub fn until_stopped(
     progress: &Progress,
 ) -> Result<()> {
     let deadline = Instant::now() + wait.timeout;
-    while backend.is_service_running(spec)? {
+    while is_running(backend, spec)? {
         progress.update("waiting for sygen to stop");
         if Instant::now() >= deadline {
-            drop_and_show_logs(progress, backend, spec);
-            return Err(Failure::new(
-                Exit::Failed,
-                format!(
-                    "sygen did not stop within {}: the service manager still reports it running",
-                    humantime::format_duration(wait.timeout)
-                ),
-            )
-            .hint("the log lines above show why; `sygen stop` also ends its processes")
-            .into());
+            let why = "the service manager still reports it running".to_owned();
+            let failure = timed_out("stop", wait, why)
+                .hint("the log lines above show why; `sygen stop` also ends its processes");
+            return Err(explained(failure, progress, backend, spec));
         }
         thread::sleep(POLL);
     }
     Ok(())
+}
+
+/// Asks the backend, keeping what it prints while answering out of the way: it is asked ten
+/// times a second.
+fn is_running(backend: &Backend, spec: &ServiceSpec) -> Result<bool> {
+    Ok(console::capture(|| backend.is_service_running(spec)).0?)
+}
+
+fn timed_out(verb: &str, wait: WaitArgs, why: String) -> Failure {
+    let within = humantime::format_duration(wait.timeout);
+    Failure::new(
+        Exit::Failed,
+        format!("sygen did not {verb} within {within}: {why}"),
+    )
+}
+
+/// The failure, after the log lines that explain it.
+fn explained(
+    failure: Failure,
+    progress: &Progress,
+    backend: &Backend,
+    spec: &ServiceSpec,
+) -> anyhow::Error {
+    progress.clear();
+    show_logs(backend, spec);
+    failure.into()
 }
 
 /// Whether a failed operation is one whose reason the service's logs would show: the backend
@@ -130,9 +164,4 @@ pub fn show_logs(backend: &Backend, spec: &ServiceSpec) {
         Ok(()) => eprintln!("(the service has no log lines yet)"),
         Err(failure) => tracing::debug!("no log lines to show: {failure}"),
     }
-}
-
-fn drop_and_show_logs(progress: &Progress, backend: &Backend, spec: &ServiceSpec) {
-    progress.clear();
-    show_logs(backend, spec);
 }

@@ -1045,37 +1045,41 @@ fn doctor_reports_backend_files_config_logs_and_pid_files() {
 
     let (out, report) = doctor_report(&user, &[]);
     assert_eq!(out.code, Some(1));
-    let (status, message) = check(&report, "backend-file");
-    assert_eq!(status, "warn");
-    assert!(
-        message.contains("libsygen_junk.so does not load: not a loadable library"),
-        "{message}"
+    let mode = format!(
+        "{}: refusing to load it: it ({}) is writable by group or others (mode 0666)",
+        open.display(),
+        open.display()
     );
-    let (status, message) = check(&report, "backend-permissions");
-    assert_eq!(status, "fail");
-    assert!(
-        message.starts_with(&format!("{}: refusing to load it", open.display()))
-            && message.contains("(mode 0666)"),
-        "{message}"
-    );
-    let (status, message) = check(&report, "config");
-    assert_eq!(status, "fail");
-    assert!(
-        message.contains("config.toml line 2: key `agent.heartbeat`"),
-        "{message}"
-    );
-    let (status, message) = check(&report, "logs-dir");
-    assert_eq!(status, "fail");
-    assert!(
-        message.ends_with("is not a directory, so the logs cannot go there"),
-        "{message}"
-    );
-    let (status, message) = check(&report, "pid-files");
-    assert_eq!(status, "warn");
-    assert!(
-        message.contains("names process 999999999, which is not running"),
-        "{message}"
-    );
+    for (id, expected, needle) in [
+        (
+            "backend-file",
+            "warn",
+            "libsygen_junk.so does not load: not a loadable library",
+        ),
+        ("backend-permissions", "fail", mode.as_str()),
+        (
+            "config",
+            "fail",
+            "config.toml line 2: key `agent.heartbeat`",
+        ),
+        (
+            "logs-dir",
+            "fail",
+            "is not a directory, so the logs cannot go there",
+        ),
+        (
+            "pid-files",
+            "warn",
+            "names process 999999999, which is not running",
+        ),
+    ] {
+        let (status, message) = check(&report, id);
+        assert_eq!(status, expected, "{id}: {message}");
+        assert!(
+            message.contains(needle),
+            "{id}: {needle:?} not in {message:?}"
+        );
+    }
     assert_eq!(report["failed"], 3, "{report:#}");
 }
 
@@ -1097,4 +1101,45 @@ fn doctor_marks_checks_in_colour_only_on_a_terminal() {
     let piped = user.run(&["--backend", backend.to_str().unwrap(), "doctor"]);
     assert!(piped.stdout.contains("[warn] backend-checks: the misbehaving backend 0.1.0 has no checks of its own\n       fix: "), "{}", piped.stdout);
     assert!(!piped.stdout.contains('\x1b'));
+}
+
+#[test]
+fn a_wait_that_times_out_shows_the_logs_then_one_error() {
+    let user = User::new();
+    // The test backend reports a running service but runs nothing: no runtime ever comes.
+    let out = user.misbehaving("ok", &["service", "start", "--timeout", "1s"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let bot_pid = user.sygen_home().join("bot.pid");
+    assert_eq!(
+        out.stderr,
+        format!(
+            "start_service: a note on stderr\n\
+             waiting for the sygen runtime to start…\n\
+             last log lines (misbehaving backend):\n  \
+             print_service_logs: ok for sygen\n  \
+             print_service_logs: a note on stderr\n  \
+             follow=false lines=20\n\
+             error: sygen did not start within 1s: the service manager reports it running, \
+             but no sygen runtime holds {} (hint: the log lines above show why; \
+             `sygen doctor` checks the set-up)\n",
+            bot_pid.display()
+        )
+    );
+
+    let out = user.misbehaving("ok", &["service", "stop", "--timeout", "1s"]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(
+        out.stderr.ends_with(
+            "error: sygen did not stop within 1s: the service manager still reports it running \
+             (hint: the log lines above show why; `sygen stop` also ends its processes)\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        user.misbehaving("ok", &["service", "start", "--no-wait", "--timeout", "5s"])
+            .code,
+        Some(2),
+        "--no-wait and --timeout exclude each other"
+    );
 }

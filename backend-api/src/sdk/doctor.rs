@@ -80,19 +80,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sygen.service");
         std::fs::write(&path, "[Service]\nExecStart=/old/sygen run\n").unwrap();
-        let same = definition_check(
-            "x.unit",
-            "unit",
-            &path,
-            b"[Service]\nExecStart=/old/sygen run\n",
+        let compare = |expected: &[u8]| definition_check("x.unit", "unit", &path, expected);
+        assert_eq!(
+            compare(b"[Service]\nExecStart=/old/sygen run\n").status,
+            Status::Pass
         );
-        assert_eq!(same.status, Status::Pass);
-        let moved = definition_check(
-            "x.unit",
-            "unit",
-            &path,
-            b"[Service]\nExecStart=/new/sygen run\n",
-        );
+        let moved = compare(b"[Service]\nExecStart=/new/sygen run\n");
         assert_eq!(moved.status, Status::Warn);
         assert!(
             moved.message.ends_with(
@@ -102,12 +95,7 @@ mod tests {
             "{}",
             moved.message
         );
-        let longer = definition_check(
-            "x.unit",
-            "unit",
-            &path,
-            b"[Service]\nExecStart=/old/sygen run\nX=1\n",
-        );
+        let longer = compare(b"[Service]\nExecStart=/old/sygen run\nX=1\n");
         assert!(
             longer.message.ends_with("line 3 `X=1` is missing"),
             "{}",

@@ -1,13 +1,13 @@
-//! `sygen service …`: each subcommand is one or two calls into the chosen backend.
+//! `sygen service …`: each subcommand calls the chosen backend; those that change the
+//! service's state then wait until it is reached (see `wait`).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use serde::Serialize;
-use sygen_backend_api::ServiceSpec;
-
-use sygen_backend_api::methods::{
-    Change, DryRun, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN,
+use sygen_backend_api::{
+    methods::{Change, DryRun, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
+    ServiceSpec,
 };
 
 use crate::{
@@ -43,7 +43,7 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
         ServiceCommand::Start(wait) => {
             let (backend, spec) = prepare()?;
             let progress = Progress::start("starting sygen");
-            let running = act_then_wait(&backend, &spec, &progress, Backend::start_service)
+            let running = operate(&backend, &spec, &progress, Backend::start_service)
                 .and_then(|()| until_running(&backend, &spec, &home, *wait, &progress))?;
             drop(progress);
             println!("sygen service started{running}");
@@ -51,7 +51,7 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
         ServiceCommand::Stop(wait) => {
             let (backend, spec) = prepare()?;
             let progress = Progress::start("stopping sygen");
-            act_then_wait(&backend, &spec, &progress, Backend::stop_service)?;
+            operate(&backend, &spec, &progress, Backend::stop_service)?;
             if !wait.no_wait {
                 wait::until_stopped(&backend, &spec, *wait, &progress)?;
             }
@@ -92,7 +92,7 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
 /// Installs the service and waits until sygen runs; also what onboarding does.
 pub fn install(backend: &Backend, spec: &ServiceSpec, home: &Path, wait: WaitArgs) -> Result<()> {
     let progress = Progress::start(&format!("installing sygen ({} backend)", backend.name));
-    act_then_wait(backend, spec, &progress, Backend::install_service)?;
+    operate(backend, spec, &progress, Backend::install_service)?;
     let running = until_running(backend, spec, home, wait, &progress)?;
     drop(progress);
     println!(
@@ -104,7 +104,7 @@ pub fn install(backend: &Backend, spec: &ServiceSpec, home: &Path, wait: WaitArg
 
 /// Runs a backend operation under the progress display; when it fails in a way the service's
 /// logs would explain, shows them.
-fn act_then_wait(
+fn operate(
     backend: &Backend,
     spec: &ServiceSpec,
     progress: &Progress,

@@ -22,6 +22,7 @@ use crate::{
         config::Config,
         pidfile::{self, is_alive, RUNTIME_FILE, WORKER_FILE},
     },
+    wait,
 };
 
 /// Extra time, beyond the worker's stop timeout, that the runtime gets to wind down.
@@ -205,14 +206,21 @@ pub fn restart() -> Result<()> {
             println!("restarted the worker: pid {old} → {new}");
             Ok(())
         }
-        None => Err(Failure::new(
-            Exit::Failed,
-            format!(
-                "the runtime (pid {runtime}) did not start a new worker within {}",
-                humantime::format_duration(timeout)
-            ),
-        )
-        .hint(format!("see {}", home.join("logs/agent.log").display()))
-        .into()),
+        None => {
+            let log = home.join("logs/agent.log");
+            wait::show_file_logs(&log);
+            Err(Failure::new(
+                Exit::Failed,
+                format!(
+                    "the runtime (pid {runtime}) did not start a new worker within {}",
+                    humantime::format_duration(timeout)
+                ),
+            )
+            .hint(format!(
+                "the log lines above, from {}, show why",
+                log.display()
+            ))
+            .into())
+        }
     }
 }

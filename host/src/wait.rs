@@ -150,6 +150,20 @@ pub fn logs_would_explain(error: &anyhow::Error) -> bool {
         == Some(ErrorKind::FAILED)
 }
 
+/// Prints the last log lines of the file at `path` on stderr (nothing when it cannot be read).
+pub fn show_file_logs(path: &Path) {
+    match sygen_backend_api::sdk::fs::tail_lines(path, LOG_LINES as usize) {
+        Ok(lines) if !lines.is_empty() => {
+            eprintln!("last log lines ({}):", path.display());
+            for line in lines {
+                eprintln!("  {line}");
+            }
+        }
+        Ok(_) => {}
+        Err(error) => tracing::debug!("no log lines from {}: {error}", path.display()),
+    }
+}
+
 /// Prints the service's last log lines on stderr, as the backend finds them. Logs that cannot
 /// be read add nothing: the error that follows is what matters.
 pub fn show_logs(backend: &Backend, spec: &ServiceSpec) {

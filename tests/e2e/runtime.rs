@@ -336,6 +336,56 @@ fn sygen_restart_replaces_the_worker_and_keeps_the_runtime() {
 }
 
 #[test]
+fn a_restart_that_does_not_happen_shows_the_log_then_one_error() {
+    let home = Home::new();
+    home.worker("exec sleep 30", "stop_timeout = \"100ms\"");
+    let (mut run, _) = home.start();
+    // A stopped runtime cannot answer the request.
+    let signal = |name: &str| {
+        let status = Command::new("kill")
+            .args([name, &run.id().to_string()])
+            .status();
+        assert!(status.unwrap().success());
+    };
+    signal("-STOP");
+    let out = home.sygen(&["restart"]);
+    signal("-CONT");
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let log = home.sygen_home().join("logs/agent.log");
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines[..2],
+        [
+            format!(
+                "waiting for the runtime (pid {}) to replace the worker…",
+                run.id()
+            ),
+            format!("last log lines ({}):", log.display())
+        ]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.ends_with(&format!("[runtime] runtime started (pid {})", run.id()))),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        lines.last().copied(),
+        Some(
+            format!(
+                "error: the runtime (pid {}) did not start a new worker within 5s 100ms \
+                 (hint: the log lines above, from {}, show why)",
+                run.id(),
+                log.display()
+            )
+            .as_str()
+        )
+    );
+    assert_eq!(terminate(&mut run), Some(0));
+}
+
+#[test]
 fn the_built_in_agent_is_the_default_worker_and_restarts_on_request() {
     let home = Home::new();
     fs::create_dir_all(home.sygen_home()).unwrap();

@@ -141,13 +141,14 @@ fn explained(
     failure.into()
 }
 
-/// Whether a failed operation is one whose reason the service's logs would show: the backend
-/// tried and the service did not do as asked (not: unreachable manager, missing service).
+/// Whether a failed operation is one whose reason the service's logs would show: the service
+/// manager did as asked, but the service did not get there (not: an unreachable manager, a
+/// refused command, a missing service).
 pub fn logs_would_explain(error: &anyhow::Error) -> bool {
     error
         .downcast_ref::<Failure>()
         .and_then(|failure| failure.backend_kind)
-        == Some(ErrorKind::FAILED)
+        == Some(ErrorKind::SERVICE_FAILED)
 }
 
 /// Prints the last log lines of the file at `path` on stderr (nothing when it cannot be read).

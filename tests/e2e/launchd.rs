@@ -307,6 +307,79 @@ fn uninstall_removes_the_plist_and_keeps_the_logs() {
 }
 
 #[test]
+fn an_install_dry_run_changes_nothing_and_prints_the_plist_install_writes() {
+    let mac = Mac::new(&[]);
+    mac.path();
+    let before = support::tree(mac.home.path());
+    let out = mac.sygen(&["service", "install", "--dry-run"]);
+    let stdout = out.succeeds();
+    support::assert_unchanged(mac.home.path(), &before);
+    let calls = mac.calls();
+    assert!(calls.iter().all(|c| c.starts_with("print ")), "{calls:?}");
+    assert_eq!(mac.pid("gui"), None);
+
+    let plist = mac.plist();
+    let header = format!("would write {} (utf-8, mode 0644):", plist.display());
+    assert_eq!(
+        support::dry_run_lines(stdout),
+        [
+            header.as_str(),
+            &format!("would run: launchctl enable {}", Mac::target("gui")),
+            &format!(
+                "would run: launchctl bootstrap gui/{} {}",
+                Mac::uid(),
+                plist.display()
+            ),
+            "dry run: nothing was changed",
+        ],
+        "{stdout}"
+    );
+    let printed = support::printed_content(stdout, &header);
+    plist::from_bytes::<plist::Value>(printed.as_bytes()).expect("the plist, as text");
+
+    mac.sygen(&["service", "install"]).succeeds();
+    assert_eq!(fs::read_to_string(&plist).unwrap(), printed);
+}
+
+#[test]
+fn an_uninstall_dry_run_leaves_the_agent_installed_and_running() {
+    let mac = Mac::new(&[]);
+    mac.sygen(&["service", "install"]).succeeds();
+    let pid = mac.pid("gui").unwrap();
+    let plist = fs::read(mac.plist()).unwrap();
+    let calls_before = mac.calls().len();
+
+    let out = mac.sygen(&["service", "uninstall", "--dry-run"]);
+    let stdout = out.succeeds();
+    let lines = support::dry_run_lines(stdout);
+    assert_eq!(
+        lines[..2],
+        [
+            format!("would run: launchctl bootout {}", Mac::target("gui")),
+            format!("would remove {}", mac.plist().display()),
+        ],
+        "{stdout}"
+    );
+    assert_eq!(lines.last(), Some(&"dry run: nothing was changed"));
+
+    assert_eq!(fs::read(mac.plist()).unwrap(), plist);
+    assert_eq!(mac.pid("gui"), Some(pid));
+    let calls = mac.calls();
+    assert!(
+        calls[calls_before..]
+            .iter()
+            .all(|c| c.starts_with("print ")),
+        "{calls:?}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(mac.sygen(&["service", "status", "--json"]).succeeds()).unwrap();
+    assert_eq!(
+        (json["installed"].as_bool(), json["running"].as_bool()),
+        (Some(true), Some(true))
+    );
+}
+
+#[test]
 fn without_a_gui_login_the_user_domain_is_used() {
     let mac = Mac::new(&[("LAUNCHCTL_SIM_NO_GUI", "1")]);
     let stdout = mac.sygen(&["service", "install"]).succeeds().to_owned();

@@ -65,8 +65,12 @@ impl Harness {
         self.namespace.state.join("etc-init.d")
     }
 
+    fn runlevels(&self) -> PathBuf {
+        self.namespace.state.join("etc-runlevels")
+    }
+
     fn runlevel_link(&self) -> PathBuf {
-        self.namespace.state.join("etc-runlevels/default/sygen")
+        self.runlevels().join("default/sygen")
     }
 
     /// Runs a command as root inside the namespace.
@@ -92,6 +96,8 @@ impl Harness {
         support::read_pid(&self.sygen_home().join("bot.pid")).filter(|&pid| alive(pid))
     }
 
+    /// This test's processes of `nobody`: their command lines name its home (sygen and its
+    /// built-in agent run from there). Other tests run as `nobody` at the same time.
     fn processes_of_user(&self) -> String {
         let out = Command::new("ps")
             .args(["-o", "pid=,args=", "-u", USER])
@@ -99,7 +105,7 @@ impl Harness {
             .unwrap();
         String::from_utf8_lossy(&out.stdout)
             .lines()
-            .filter(|l| l.contains(self.home.path().to_str().unwrap()) || l.contains(" agent"))
+            .filter(|l| l.contains(self.home.path().to_str().unwrap()))
             .collect::<Vec<_>>()
             .join("\n")
     }
@@ -192,6 +198,71 @@ fn install_runs_sygen_as_the_user_under_supervise_daemon() {
             .to_owned();
         assert!(line.contains("sygen service install"), "{command}: {line}");
     }
+}
+
+#[test]
+fn an_install_dry_run_changes_nothing_and_prints_the_script_install_writes() {
+    let Some(h) = Harness::up() else { return };
+    let roots = [h.home.path().to_path_buf(), h.init_d(), h.runlevels()];
+    let before: Vec<_> = roots.iter().map(|root| support::tree(root)).collect();
+    let out = h.sygen(&["service", "install", "--dry-run"]);
+    let stdout = out.succeeds();
+    for (root, before) in roots.iter().zip(&before) {
+        support::assert_unchanged(root, before);
+    }
+    assert_eq!(h.runtime(), None);
+
+    let header = "would write /etc/init.d/sygen (utf-8, mode 0755):";
+    assert_eq!(
+        support::dry_run_lines(stdout),
+        [
+            &format!("would run: chown nobody: {}", h.sygen_home().display()),
+            &format!(
+                "would run: chown nobody: {}",
+                h.sygen_home().join("logs").display()
+            ),
+            header,
+            "would run: rc-update add sygen default",
+            "would run: rc-service sygen start",
+            "dry run: nothing was changed",
+        ],
+        "{stdout}"
+    );
+    let printed = support::printed_content(stdout, header);
+    assert!(printed.starts_with("#!/sbin/openrc-run\n"), "{printed}");
+
+    h.sygen(&["service", "install"]).succeeds();
+    assert_eq!(
+        fs::read_to_string(h.init_d().join("sygen")).unwrap(),
+        printed
+    );
+}
+
+#[test]
+fn an_uninstall_dry_run_leaves_sygen_installed_and_running() {
+    let Some(h) = Harness::up() else { return };
+    h.sygen(&["service", "install"]).succeeds();
+    let runtime = h.runtime().expect("install waits for sygen run");
+    let script = fs::read(h.init_d().join("sygen")).unwrap();
+
+    let out = h.sygen(&["service", "uninstall", "--dry-run"]);
+    let stdout = out.succeeds();
+    let lines = support::dry_run_lines(stdout);
+    assert_eq!(
+        lines[..3],
+        [
+            "would run: rc-service sygen stop",
+            "would run: rc-update del sygen default",
+            "would remove /etc/init.d/sygen",
+        ],
+        "{stdout}"
+    );
+    assert_eq!(lines.last(), Some(&"dry run: nothing was changed"));
+
+    assert_eq!(fs::read(h.init_d().join("sygen")).unwrap(), script);
+    assert!(h.runlevel_link().symlink_metadata().is_ok());
+    assert_eq!(h.rc_status(), Some(0));
+    assert_eq!(h.runtime(), Some(runtime));
 }
 
 #[test]
@@ -326,7 +397,10 @@ fn from_openrc_0_60_on_sygen_is_a_user_service() {
             .env_remove("SUDO_USER");
         Outcome::from(command.output().unwrap())
     };
-    let stdout = run(&["service", "install"]).succeeds().to_owned();
+    // The stand-ins run nothing, so there is no sygen runtime to wait for.
+    let stdout = run(&["service", "install", "--no-wait"])
+        .succeeds()
+        .to_owned();
     let script_path = home.path().join(".config/rc/init.d/sygen");
     assert!(
         stdout.contains(&format!("wrote {}", script_path.display())),

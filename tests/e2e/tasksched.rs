@@ -163,6 +163,11 @@ fn element(xml: &str, name: &str) -> String {
     quick_xml::escape::unescape(escaped).unwrap().into_owned()
 }
 
+/// Whether a schtasks call only reads.
+fn is_query(call: &str) -> bool {
+    call.starts_with("/Query ")
+}
+
 #[test]
 fn install_registers_a_valid_task_and_runs_it() {
     let windows = Windows::new(&[]);
@@ -255,6 +260,79 @@ fn reinstall_deletes_the_old_task_first() {
             .is_some_and(|pid| pid != first && alive(pid))
     });
     assert!(!alive(first));
+}
+
+#[test]
+fn an_install_dry_run_changes_nothing_and_prints_the_task_install_registers() {
+    let windows = Windows::new(&[]);
+    path_with_simulated(windows.home.path(), "schtasks-sim", "schtasks.exe");
+    let before = support::tree(windows.home.path());
+    let out = windows.sygen(&["service", "install", "--dry-run"]);
+    let stdout = out.succeeds();
+    support::assert_unchanged(windows.home.path(), &before);
+    let calls = windows.calls();
+    assert!(calls.iter().all(|c| is_query(c)), "{calls:?}");
+    assert_eq!(windows.last_result(), None, "no task");
+
+    let file = windows.sygen_home().join("sygen_task.xml");
+    let header = format!("would write {} (utf-16le):", file.display());
+    assert_eq!(
+        support::dry_run_lines(stdout),
+        [
+            header.as_str(),
+            &format!(
+                "would run: schtasks.exe /Create /TN sygen /XML {} /F /HRESULT",
+                file.display()
+            ),
+            &format!("would remove {}", file.display()),
+            "would run: schtasks.exe /Run /TN sygen /HRESULT",
+            "dry run: nothing was changed",
+        ],
+        "{stdout}"
+    );
+    let printed = support::printed_content(stdout, &header);
+
+    windows.sygen(&["service", "install"]).succeeds();
+    assert_eq!(check_task_file(&windows.captured()[0]), printed);
+    // Task Scheduler keeps its own copy: with the task's path added, and CRLF.
+    let registered = windows.schtasks(&["/Query", "/TN", "sygen", "/XML"]);
+    assert_eq!(
+        registered
+            .succeeds()
+            .replace("\r\n", "\n")
+            .replace("    <URI>\\sygen</URI>\n", ""),
+        printed
+    );
+}
+
+#[test]
+fn an_uninstall_dry_run_leaves_the_task_registered_and_running() {
+    let windows = Windows::new(&[]);
+    windows.sygen(&["service", "install"]).succeeds();
+    let runtime = windows.pid_file("bot.pid").unwrap();
+    let calls_before = windows.calls().len();
+
+    let out = windows.sygen(&["service", "uninstall", "--dry-run"]);
+    let stdout = out.succeeds();
+    let lines = support::dry_run_lines(stdout);
+    assert_eq!(
+        lines[..2],
+        [
+            "would run: schtasks.exe /End /TN sygen /HRESULT",
+            "would run: schtasks.exe /Delete /TN sygen /F /HRESULT",
+        ],
+        "{stdout}"
+    );
+    assert_eq!(lines.last(), Some(&"dry run: nothing was changed"));
+
+    let calls = windows.calls();
+    assert!(
+        calls[calls_before..].iter().all(|c| is_query(c)),
+        "{calls:?}"
+    );
+    assert_eq!(windows.last_result().as_deref(), Some("267009"));
+    assert!(alive(runtime));
+    assert_eq!(windows.pid_file("bot.pid"), Some(runtime));
 }
 
 #[test]

@@ -3,7 +3,14 @@
 
 use std::path::Path;
 
-use crate::methods::Check;
+use super::{Error, Result};
+use crate::methods::{Check, Doctor};
+
+/// The answer to [`crate::methods::DOCTOR`]: the checks, as the JSON sygen reads.
+pub fn answer(checks: Vec<Check>) -> Result<String> {
+    serde_json::to_string(&Doctor { checks })
+        .map_err(|e| Error::failed(format!("encoding the checks: {e}")))
+}
 
 /// Compares the definition file at `path` (a unit, plist, task or init script, called `what`)
 /// with what the backend would write now, `expected`. A difference usually means sygen was

@@ -91,6 +91,20 @@ impl Error {
         .with_hint("update the backend, or use one that implements it (`sygen service backends`)")
     }
 
+    /// The answer of [`Backend::call`] for a method the backend does not know.
+    pub fn unknown_method(method: &str) -> Self {
+        Self::new(
+            ErrorKind::UNKNOWN_METHOD,
+            format!("this backend has no method `{method}`"),
+        )
+    }
+
+    /// The service manager did as asked, but the service did not get there: it failed, exited
+    /// or did not start in time. sygen shows the service's last log lines with this error.
+    pub fn service_failed(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::SERVICE_FAILED, message)
+    }
+
     /// An I/O error, with what was being done.
     pub fn io(context: impl fmt::Display, error: std::io::Error) -> Self {
         Self::failed(format!("{context}: {error}"))
@@ -242,10 +256,7 @@ pub trait Backend: Default + 'static {
     }
     /// The extension point: a named method with a JSON payload, answering JSON.
     fn call(&self, _cx: &Context, method: &str, _input: &str) -> Result<String> {
-        Err(Error::new(
-            ErrorKind::UNKNOWN_METHOD,
-            format!("this backend has no method `{method}`"),
-        ))
+        Err(Error::unknown_method(method))
     }
 }
 

@@ -1,4 +1,5 @@
-//! What the backend runs: `launchctl`, in one place.
+//! What the backend runs: `launchctl`, in one place. Queries (`print`, `list`) run as they
+//! are; every call that changes launchd's state goes through [`Changes`], so a dry run lists it.
 //!
 //! The domain subcommands (`enable`, `bootstrap`, `kickstart`, `kill`, `bootout`, `print`) in
 //! `gui/<uid>`, or in `user/<uid>` when there is no GUI login (over SSH: "Could not find domain
@@ -17,7 +18,7 @@ use std::{path::Path, thread, time::Duration};
 
 use sygen_backend_api::sdk::{
     command::{self, Output},
-    Error, Result,
+    Changes, Error, Result,
 };
 
 /// `print` answers this when the service is not loaded.
@@ -31,11 +32,19 @@ const IO_ERROR: i32 = 5;
 const UNLOAD_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(100);
 
+/// Runs `launchctl ARGS` to read state.
 fn launchctl(args: &[&str]) -> Result<Output> {
-    command::run("launchctl", args).map_err(|e| {
-        Error::unavailable(format!("cannot run launchctl: {}", e.message))
-            .with_hint("sygen's launchd backend needs macOS's /bin/launchctl on PATH")
-    })
+    command::run("launchctl", args).map_err(cannot_run)
+}
+
+/// Runs `launchctl ARGS` to change state, through `changes`.
+fn change(changes: &Changes, args: &[&str]) -> Result<Output> {
+    changes.run("launchctl", args).map_err(cannot_run)
+}
+
+fn cannot_run(error: Error) -> Error {
+    Error::unavailable(format!("cannot run launchctl: {}", error.message))
+        .with_hint("sygen's launchd backend needs macOS's /bin/launchctl on PATH")
 }
 
 fn is_unknown_subcommand(output: &Output) -> bool {
@@ -109,6 +118,8 @@ pub enum Mode {
 
 pub struct Launchctl<'a> {
     pub mode: Mode,
+    /// Why there is no `gui/<uid>` domain (launchctl's answer), when `user/<uid>` is used.
+    pub no_gui: Option<String>,
     label: &'a str,
     plist: &'a Path,
 }
@@ -119,19 +130,31 @@ impl<'a> Launchctl<'a> {
         let uid = command::run("id", ["-u"])?.stdout.trim().to_owned();
         let gui = format!("gui/{uid}");
         let probe = launchctl(&["print", &gui])?;
-        let mode = if probe.success() {
-            Mode::Domain(gui)
+        let (mode, no_gui) = if probe.success() {
+            (Mode::Domain(gui), None)
         } else if is_unknown_subcommand(&probe) {
-            Mode::Legacy
+            (Mode::Legacy, None)
         } else {
             // No GUI login (e.g. over SSH): the user domain exists without one.
-            sygen_backend_api::tracing::debug!(
-                "no {gui} domain ({}); using user/{uid}",
-                probe.first_message_line()
-            );
-            Mode::Domain(format!("user/{uid}"))
+            let why = probe.first_message_line().to_owned();
+            sygen_backend_api::tracing::debug!("no {gui} domain ({why}); using user/{uid}");
+            (Mode::Domain(format!("user/{uid}")), Some(why))
         };
-        Ok(Self { mode, label, plist })
+        Ok(Self {
+            mode,
+            no_gui,
+            label,
+            plist,
+        })
+    }
+
+    /// launchd's answer when it does not know the domain in use; `None` when it does.
+    pub fn domain_refusal(&self) -> Result<Option<String>> {
+        let Mode::Domain(domain) = &self.mode else {
+            return Ok(None);
+        };
+        let output = launchctl(&["print", domain])?;
+        Ok((!output.success()).then(|| output.first_message_line().to_owned()))
     }
 
     fn target(&self, domain: &str) -> String {
@@ -166,25 +189,25 @@ impl<'a> Launchctl<'a> {
     }
 
     /// Loads the plist (which starts the service: `RunAtLoad`), enabling the label first.
-    pub fn load(&self) -> Result<()> {
+    pub fn load(&self, changes: &Changes) -> Result<()> {
         let plist = self.plist_arg()?;
         let Mode::Domain(domain) = &self.mode else {
-            let output = launchctl(&["load", "-w", plist])?;
+            let output = change(changes, &["load", "-w", plist])?;
             return if output.success() {
                 Ok(())
             } else {
                 Err(self.refused(&output, "launchctl load -w"))
             };
         };
-        let enabled = launchctl(&["enable", &self.target(domain)])?;
+        let enabled = change(changes, &["enable", &self.target(domain)])?;
         if !enabled.success() {
             return Err(enabled.failure(&format!("launchctl enable {}", self.target(domain))));
         }
-        let mut output = launchctl(&["bootstrap", domain, plist])?;
+        let mut output = change(changes, &["bootstrap", domain, plist])?;
         if output.code == Some(IO_ERROR) {
             // Most often the label is still being unloaded: wait for it, then once more.
             self.wait_until_unloaded()?;
-            output = launchctl(&["bootstrap", domain, plist])?;
+            output = change(changes, &["bootstrap", domain, plist])?;
         }
         if output.success() {
             Ok(())
@@ -206,20 +229,23 @@ impl<'a> Launchctl<'a> {
         ))
     }
 
-    /// Unloads the service (stopping it) and waits until launchd has let go of the label. Not
-    /// loaded is fine.
-    pub fn unload(&self) -> Result<()> {
+    /// Unloads the service (stopping it) and waits until launchd has let go of the label (not
+    /// in a dry run, where it stays loaded). Not loaded is fine.
+    pub fn unload(&self, changes: &Changes) -> Result<()> {
         let Mode::Domain(domain) = &self.mode else {
             // `-w` matches how it was loaded; a label not loaded is what we want anyway.
-            launchctl(&["unload", "-w", self.plist_arg()?])?;
+            change(changes, &["unload", "-w", self.plist_arg()?])?;
             return Ok(());
         };
         let target = self.target(domain);
-        let output = launchctl(&["bootout", &target])?;
-        match output.code {
-            Some(0) | Some(NO_SUCH_PROCESS) => self.wait_until_unloaded(),
-            _ => Err(output.failure(&format!("launchctl bootout {target}"))),
+        let output = change(changes, &["bootout", &target])?;
+        if !matches!(output.code, Some(0) | Some(NO_SUCH_PROCESS)) {
+            return Err(output.failure(&format!("launchctl bootout {target}")));
         }
+        if changes.is_live() {
+            self.wait_until_unloaded()?;
+        }
+        Ok(())
     }
 
     fn wait_until_unloaded(&self) -> Result<()> {
@@ -238,18 +264,18 @@ impl<'a> Launchctl<'a> {
     }
 
     /// Starts the loaded service if it is not running.
-    pub fn start(&self) -> Result<()> {
+    pub fn start(&self, changes: &Changes) -> Result<()> {
         let (command, output) = match &self.mode {
             Mode::Domain(domain) => {
                 let target = self.target(domain);
                 (
                     format!("launchctl kickstart {target}"),
-                    launchctl(&["kickstart", &target])?,
+                    change(changes, &["kickstart", &target])?,
                 )
             }
             Mode::Legacy => (
                 format!("launchctl start {}", self.label),
-                launchctl(&["start", self.label])?,
+                change(changes, &["start", self.label])?,
             ),
         };
         if output.success() {
@@ -262,18 +288,18 @@ impl<'a> Launchctl<'a> {
     /// Ends the running process with SIGTERM, on which `sygen run` exits 0; with `KeepAlive =
     /// { SuccessfulExit = false }` launchd then leaves it stopped until the next start or
     /// login. The label stays enabled and loaded.
-    pub fn stop(&self) -> Result<()> {
+    pub fn stop(&self, changes: &Changes) -> Result<()> {
         let (command, output) = match &self.mode {
             Mode::Domain(domain) => {
                 let target = self.target(domain);
                 (
                     format!("launchctl kill SIGTERM {target}"),
-                    launchctl(&["kill", "SIGTERM", &target])?,
+                    change(changes, &["kill", "SIGTERM", &target])?,
                 )
             }
             Mode::Legacy => (
                 format!("launchctl stop {}", self.label),
-                launchctl(&["stop", self.label])?,
+                change(changes, &["stop", self.label])?,
             ),
         };
         if !output.success() && output.code != Some(NO_SUCH_PROCESS) {

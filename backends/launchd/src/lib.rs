@@ -3,24 +3,28 @@
 //!
 //! - [`plist`]: what it writes, `~/Library/LaunchAgents/dev.sygen.plist`;
 //! - [`launchctl`]: what it runs, the domain subcommands (legacy ones where those are missing);
-//! - below: the nine operations gluing them.
+//! - below: the nine operations gluing them;
+//! - [`doctor`]: its checks for `sygen doctor`.
 //!
 //! Stopping: `stop` sends SIGTERM through `launchctl kill`; `sygen run` then stops its worker
 //! and exits 0, and `KeepAlive = { SuccessfulExit = false }` does not restart a clean exit, so
 //! the agent stays stopped, still enabled and loaded, until `sygen service start` or the next
 //! login. Nothing is ever disabled, so an install or start always works afterwards.
 
+mod doctor;
 mod launchctl;
 mod plist;
 
 use std::{
-    fs,
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
 
-use sygen_backend_api::sdk::{self, fs::write_atomic, Backend, Context, Error, Info, Result};
+use sygen_backend_api::{
+    methods::{DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
+    sdk::{self, Backend, Context, Error, Info, Result},
+};
 
 use crate::launchctl::{JobState, Launchctl};
 
@@ -71,7 +75,7 @@ fn wait_for(
             let last_exit = state
                 .and_then(|s| s.last_exit)
                 .unwrap_or_else(|| "unknown".into());
-            return Err(Error::failed(format!(
+            return Err(Error::service_failed(format!(
                 "{} did not {what} within {}s (last exit code {last_exit})",
                 ctl.describe(),
                 timeout.as_secs()
@@ -94,6 +98,12 @@ impl Backend for Launchd {
         description: "Runs sygen as a launchd Launch Agent",
     };
 
+    fn capabilities(&self) -> Vec<String> {
+        [INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR]
+            .map(str::to_owned)
+            .to_vec()
+    }
+
     fn is_service_available(&self, _cx: &Context) -> Result<bool> {
         Ok(sdk::find_executable("launchctl").is_some())
     }
@@ -111,20 +121,20 @@ impl Backend for Launchd {
     fn install_service(&self, cx: &Context) -> Result<()> {
         let path = plist_path(cx)?;
         let xml = plist::render(&cx.service)?;
-        let logs = &cx.service.logs_dir;
-        fs::create_dir_all(logs)
-            .map_err(|e| Error::io(format!("creating {}", logs.display()), e))?;
+        let changes = &cx.changes;
+        changes.create_dir_all(&cx.service.logs_dir)?;
         let ctl = Launchctl::detect(&cx.service.label, &path)?;
         if path.exists() || ctl.state()?.is_some() {
-            ctl.unload()?;
+            ctl.unload(changes)?;
             cx.console
                 .println(&format!("unloaded the previous {}", ctl.describe()));
         }
-        write_atomic(&path, &xml, Some(0o644))
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        changes.write(&path, &xml, Some(0o644))?;
         cx.console.println(&format!("wrote {}", path.display()));
-        ctl.load()?;
-        wait_for(&ctl, START_TIMEOUT, "start", is_running)?;
+        ctl.load(changes)?;
+        if changes.is_live() {
+            wait_for(&ctl, START_TIMEOUT, "start", is_running)?;
+        }
         cx.console
             .println(&format!("loaded and started {}", ctl.describe()));
         Ok(())
@@ -134,9 +144,9 @@ impl Backend for Launchd {
         let path = require_installed(cx)?;
         let ctl = Launchctl::detect(&cx.service.label, &path)?;
         if ctl.state()?.is_none() {
-            ctl.load()?;
+            ctl.load(&cx.changes)?;
         } else {
-            ctl.start()?;
+            ctl.start(&cx.changes)?;
         }
         wait_for(&ctl, START_TIMEOUT, "start", is_running)
     }
@@ -145,7 +155,7 @@ impl Backend for Launchd {
         let path = require_installed(cx)?;
         let ctl = Launchctl::detect(&cx.service.label, &path)?;
         if is_running(&ctl.state()?) {
-            ctl.stop()?;
+            ctl.stop(&cx.changes)?;
             wait_for(&ctl, STOP_TIMEOUT, "stop", |s| !is_running(s))?;
         }
         cx.console.println(&format!(
@@ -158,8 +168,8 @@ impl Backend for Launchd {
     fn uninstall_service(&self, cx: &Context) -> Result<()> {
         let path = require_installed(cx)?;
         let ctl = Launchctl::detect(&cx.service.label, &path)?;
-        ctl.unload()?;
-        fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        ctl.unload(&cx.changes)?;
+        cx.changes.remove_file(&path)?;
         cx.console.println(&format!(
             "removed {}; the logs in {} are kept",
             path.display(),
@@ -190,6 +200,13 @@ impl Backend for Launchd {
 
     fn print_service_logs(&self, cx: &Context, follow: bool, lines: u32) -> Result<()> {
         sdk::logs::print_file_logs(cx, follow, lines)
+    }
+
+    fn call(&self, cx: &Context, method: &str, _input: &str) -> Result<String> {
+        match method {
+            DOCTOR => sdk::doctor::answer(doctor::checks(cx)),
+            _ => Err(Error::unknown_method(method)),
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`script`]: what it writes, the service script supervised by `supervise-daemon`;
 //! - [`openrc`]: what it runs, `rc-service` and `rc-update`;
-//! - below: the nine operations gluing them.
+//! - below: the nine operations gluing them;
+//! - [`doctor`]: its checks for `sygen doctor`.
 //!
 //! On OpenRC before 0.60 (Debian bookworm has 0.45) there are no user services: sygen becomes
 //! the system service `/etc/init.d/sygen`, installed by root and run as the invoking user
@@ -11,13 +12,15 @@
 //! `~/.config/rc/init.d`. supervise-daemon restarts sygen after any exit, so the restart policy
 //! is "always", not "on failure" as with systemd.
 
+mod doctor;
 mod openrc;
 mod script;
 
 use std::{fs, path::PathBuf, thread, time::Duration};
 
-use sygen_backend_api::sdk::{
-    self, command, fs::write_atomic, Backend, Context, Error, Info, Result,
+use sygen_backend_api::{
+    methods::{DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
+    sdk::{self, command, Backend, Changes, Context, Error, Info, Result},
 };
 
 use crate::openrc::{Mode, State};
@@ -98,7 +101,7 @@ fn check_started(cx: &Context, mode: &Mode) -> Result<()> {
         }
         thread::sleep(Duration::from_millis(100));
     }
-    Err(Error::failed(format!(
+    Err(Error::service_failed(format!(
         "sygen did not start: OpenRC reports it {}",
         state.describe()
     ))
@@ -106,17 +109,22 @@ fn check_started(cx: &Context, mode: &Mode) -> Result<()> {
 }
 
 /// Root creates the logs directory in the user's home; the user's sygen must own it.
-fn give_to_user(user: &str, dirs: &[&std::path::Path]) -> Result<()> {
+fn give_to_user(changes: &Changes, user: &str, dirs: &[&std::path::Path]) -> Result<()> {
     if user == "root" || current_uid()? != 0 {
         return Ok(());
     }
     for dir in dirs {
-        let output = command::run("chown", [format!("{user}:"), dir.display().to_string()])?;
+        let output = changes.run("chown", [format!("{user}:"), dir.display().to_string()])?;
         if !output.success() {
             return Err(output.failure(&format!("chown {user}: {}", dir.display())));
         }
     }
     Ok(())
+}
+
+/// The script OpenRC runs sygen from; `user` is who sygen runs as.
+fn render(cx: &Context, mode: &Mode, user: &str) -> Result<String> {
+    script::render(&cx.service, (*mode == Mode::System).then_some(user))
 }
 
 impl Backend for OpenRc {
@@ -126,6 +134,12 @@ impl Backend for OpenRc {
         platform: "linux",
         description: "Runs sygen as an OpenRC service supervised by supervise-daemon",
     };
+
+    fn capabilities(&self) -> Vec<String> {
+        [INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR]
+            .map(str::to_owned)
+            .to_vec()
+    }
 
     /// OpenRC is there and booted this system (it keeps `/run/openrc/softlevel` then).
     fn is_service_available(&self, _cx: &Context) -> Result<bool> {
@@ -146,22 +160,21 @@ impl Backend for OpenRc {
         require_root(&mode, "install")?;
         let name = &cx.service.name;
         let user = invoking_user()?;
-        let script = script::render(&cx.service, (mode == Mode::System).then_some(user.as_str()))?;
+        let script = render(cx, &mode, &user)?;
+        let changes = &cx.changes;
         let logs = &cx.service.logs_dir;
-        fs::create_dir_all(logs)
-            .map_err(|e| Error::io(format!("creating {}", logs.display()), e))?;
-        give_to_user(&user, &[&cx.service.home, logs])?;
+        changes.create_dir_all(logs)?;
+        give_to_user(changes, &user, &[&cx.service.home, logs])?;
         let path = script_path(cx, &mode);
         let changed = fs::read_to_string(&path).ok().as_deref() != Some(script.as_str());
         if changed {
-            write_atomic(&path, script.as_bytes(), Some(0o755))
-                .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+            changes.write(&path, script.as_bytes(), Some(0o755))?;
             cx.console.println(&format!("wrote {}", path.display()));
         }
-        openrc::enable(&mode, name)?;
+        openrc::enable(changes, &mode, name)?;
         match openrc::status(&mode, name)? {
             State::Started if changed => {
-                openrc::service(&mode, name, "restart")?;
+                openrc::service(changes, &mode, name, "restart")?;
                 cx.console
                     .println(&format!("restarted {name}: its script changed"));
             }
@@ -169,11 +182,14 @@ impl Backend for OpenRc {
                 .console
                 .println(&format!("{name} is unchanged and running; left as it is")),
             _ => {
-                openrc::service(&mode, name, "start")?;
+                openrc::service(changes, &mode, name, "start")?;
                 cx.console.println(&format!("started {name} (as {user})"));
             }
         }
-        check_started(cx, &mode)
+        if changes.is_live() {
+            check_started(cx, &mode)?;
+        }
+        Ok(())
     }
 
     fn start_service(&self, cx: &Context) -> Result<()> {
@@ -181,7 +197,7 @@ impl Backend for OpenRc {
         require_installed(cx, &mode)?;
         require_root(&mode, "start")?;
         if openrc::status(&mode, &cx.service.name)? != State::Started {
-            openrc::service(&mode, &cx.service.name, "start")?;
+            openrc::service(&cx.changes, &mode, &cx.service.name, "start")?;
         }
         check_started(cx, &mode)
     }
@@ -191,7 +207,7 @@ impl Backend for OpenRc {
         require_installed(cx, &mode)?;
         require_root(&mode, "stop")?;
         if openrc::status(&mode, &cx.service.name)? != State::Stopped {
-            openrc::service(&mode, &cx.service.name, "stop")?;
+            openrc::service(&cx.changes, &mode, &cx.service.name, "stop")?;
         }
         Ok(())
     }
@@ -201,11 +217,12 @@ impl Backend for OpenRc {
         let path = require_installed(cx, &mode)?;
         require_root(&mode, "uninstall")?;
         let name = &cx.service.name;
+        let changes = &cx.changes;
         if openrc::status(&mode, name)? != State::Stopped {
-            openrc::service(&mode, name, "stop")?;
+            openrc::service(changes, &mode, name, "stop")?;
         }
-        openrc::disable(&mode, name, &path)?;
-        fs::remove_file(&path).map_err(|e| Error::io(format!("removing {}", path.display()), e))?;
+        openrc::disable(changes, &mode, name, &path)?;
+        changes.remove_file(&path)?;
         cx.console.println(&format!(
             "removed {}; the logs in {} are kept",
             path.display(),
@@ -235,6 +252,13 @@ impl Backend for OpenRc {
 
     fn print_service_logs(&self, cx: &Context, follow: bool, lines: u32) -> Result<()> {
         sdk::logs::print_file_logs(cx, follow, lines)
+    }
+
+    fn call(&self, cx: &Context, method: &str, _input: &str) -> Result<String> {
+        match method {
+            DOCTOR => sdk::doctor::answer(doctor::checks(cx)),
+            _ => Err(Error::unknown_method(method)),
+        }
     }
 }
 

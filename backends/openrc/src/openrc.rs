@@ -2,13 +2,14 @@
 //!
 //! OpenRC gained per-user services in 0.60. Before that (Debian bookworm ships 0.45) sygen can
 //! only be a system service, in `/etc/init.d`, started by root and run as the user. State is
-//! read from `rc-service <name> status` exit codes, never from its words.
+//! read from `rc-service <name> status` exit codes, never from its words. Queries run as they
+//! are; what changes OpenRC's state goes through [`Changes`], so a dry run lists it.
 
 use std::path::{Path, PathBuf};
 
 use sygen_backend_api::sdk::{
     command::{self, Output},
-    Error, Result,
+    Changes, Error, Result,
 };
 
 /// The first OpenRC with user services (`rc-service --user`).
@@ -98,13 +99,19 @@ impl State {
     }
 }
 
+/// Runs `program [--user] ARGS` to read state.
 fn rc(program: &str, mode: &Mode, args: &[&str]) -> Result<Output> {
-    let full: Vec<&str> = mode
-        .user_flag()
-        .into_iter()
-        .chain(args.iter().copied())
-        .collect();
-    command::run(program, &full)
+    command::run(program, with_mode(mode, args))
+}
+
+/// Runs `program [--user] ARGS` to change state, through `changes`; fails unless it exits 0.
+fn rc_change(changes: &Changes, program: &str, mode: &Mode, args: &[&str]) -> Result<()> {
+    let output = changes.run(program, with_mode(mode, args))?;
+    ok(output, &format!("{program} {}", args.join(" ")))
+}
+
+fn with_mode<'a>(mode: &Mode, args: &'a [&'a str]) -> impl Iterator<Item = &'a str> {
+    mode.user_flag().into_iter().chain(args.iter().copied())
 }
 
 fn ok(output: Output, command: &str) -> Result<()> {
@@ -122,27 +129,34 @@ pub fn status(mode: &Mode, name: &str) -> Result<State> {
 }
 
 /// `rc-service <name> start|stop|restart`.
-pub fn service(mode: &Mode, name: &str, verb: &str) -> Result<()> {
-    let output = rc("rc-service", mode, &[name, verb])?;
-    ok(output, &format!("rc-service {name} {verb}"))
+pub fn service(changes: &Changes, mode: &Mode, name: &str, verb: &str) -> Result<()> {
+    rc_change(changes, "rc-service", mode, &[name, verb])
 }
 
 /// Adds the service to the default runlevel (again is fine).
-pub fn enable(mode: &Mode, name: &str) -> Result<()> {
-    let output = rc("rc-update", mode, &["add", name, "default"])?;
-    ok(output, &format!("rc-update add {name} default"))
+pub fn enable(changes: &Changes, mode: &Mode, name: &str) -> Result<()> {
+    rc_change(changes, "rc-update", mode, &["add", name, "default"])
+}
+
+/// Whether the service is in the default runlevel: its link there exists (even dangling).
+pub fn in_default_runlevel(mode: &Mode, name: &str) -> bool {
+    let runlevels = match mode {
+        Mode::System => PathBuf::from("/etc/runlevels"),
+        Mode::User { config_home } => config_home.join("rc/runlevels"),
+    };
+    runlevels
+        .join("default")
+        .join(name)
+        .symlink_metadata()
+        .is_ok()
 }
 
 /// Removes the service from the default runlevel; not being in it is fine.
-pub fn disable(mode: &Mode, name: &str, script: &Path) -> Result<()> {
-    let runlevel_link = match mode {
-        Mode::System => PathBuf::from("/etc/runlevels/default").join(name),
-        Mode::User { config_home } => config_home.join("rc/runlevels/default").join(name),
-    };
-    if !runlevel_link.exists() && runlevel_link.symlink_metadata().is_err() {
+pub fn disable(changes: &Changes, mode: &Mode, name: &str, script: &Path) -> Result<()> {
+    if !in_default_runlevel(mode, name) {
         return Ok(());
     }
-    let output = rc("rc-update", mode, &["del", name, "default"])?;
+    let output = changes.run("rc-update", with_mode(mode, &["del", name, "default"]))?;
     ok(
         output,
         &format!("rc-update del {name} default ({})", script.display()),

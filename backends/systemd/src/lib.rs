@@ -18,7 +18,7 @@ use std::{
 };
 
 use sygen_backend_api::{
-    methods::{self, DOCTOR, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
+    methods::{DOCTOR, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
     sdk::{self, Backend, Context, Error, Info, Result},
 };
 
@@ -85,7 +85,7 @@ fn check_started(cx: &Context) -> Result<()> {
         let active = state.get("ActiveState").map_or("", String::as_str);
         let sub = state.get("SubState").map_or("", String::as_str);
         if active == "failed" || sub == "auto-restart" {
-            return Err(Error::failed(format!(
+            return Err(Error::service_failed(format!(
                 "sygen did not start: the service is {active} ({sub}), last exit: {}",
                 format_last_exit(&state)
             ))
@@ -283,15 +283,8 @@ impl Backend for Systemd {
     fn call(&self, cx: &Context, method: &str, _input: &str) -> Result<String> {
         match method {
             STATUS_DETAILS => status_details(cx),
-            DOCTOR => {
-                let checks = doctor::checks(cx);
-                serde_json::to_string(&methods::Doctor { checks })
-                    .map_err(|e| Error::failed(format!("encoding the checks: {e}")))
-            }
-            _ => Err(Error::new(
-                sygen_backend_api::ErrorKind::UNKNOWN_METHOD,
-                format!("the systemd backend has no method `{method}`"),
-            )),
+            DOCTOR => sdk::doctor::answer(doctor::checks(cx)),
+            _ => Err(Error::unknown_method(method)),
         }
     }
 }

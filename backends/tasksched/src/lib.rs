@@ -4,26 +4,33 @@
 //! - [`task_xml`]: what it writes, the task definition (UTF-16LE with a BOM, registered with
 //!   `schtasks /Create /XML` from `~/.sygen/sygen_task.xml`, which is removed afterwards);
 //! - [`schtasks`]: what it runs;
-//! - below: the nine operations gluing them.
+//! - below: the nine operations gluing them;
+//! - [`doctor`]: its check for `sygen doctor`.
 //!
 //! The task runs `sygenw.exe run --supervise --home <sygen home>` (the windowless build next to
 //! `sygen.exe`, else `sygen.exe`): Task Scheduler restarts only a start that failed, so
 //! restarting a worker that exited is the runtime's own job; and a task carries no
 //! environment variables, so the sygen home travels as an argument.
 
+mod doctor;
 mod schtasks;
 mod task_xml;
 
 use std::{
-    fs,
-    path::PathBuf,
+    path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
 
-use sygen_backend_api::sdk::{self, Backend, Context, Error, Info, Result};
+use sygen_backend_api::{
+    methods::{DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
+    sdk::{self, Backend, Context, Error, Info, Result},
+};
 
-use crate::{schtasks::TaskState, task_xml::TaskSpec};
+use crate::{
+    schtasks::TaskState,
+    task_xml::{Exec, TaskSpec},
+};
 
 /// `/Run` answers before the task has started; this long it may take to.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -48,27 +55,47 @@ fn user_id() -> Result<String> {
     )
 }
 
-/// The program the task starts: `sygenw` next to the host, else the host itself.
-fn action_program(cx: &Context) -> Result<String> {
-    let program = &cx.service.program;
+/// `sygenw` next to `program`: sygen built without a console window.
+fn windowless(program: &Path) -> PathBuf {
     let mut windowless = program.with_file_name("sygenw");
     if let Some(extension) = program.extension() {
         windowless.set_extension(extension);
     }
-    let chosen = if windowless.is_file() {
-        windowless
+    windowless
+}
+
+/// What the task runs: `sygenw` next to the host (else the host itself) with `run --supervise
+/// --home <sygen home>`, in the sygen home.
+fn exec(cx: &Context) -> Result<Exec> {
+    let program = &cx.service.program;
+    let windowless = windowless(program);
+    let command = if windowless.is_file() {
+        &windowless
     } else {
-        cx.console.eprintln(&format!(
-            "note: {} is missing, so the task runs {}, which opens a console window at logon",
-            windowless.display(),
-            program.display()
-        ));
-        program.clone()
+        program
     };
-    chosen
+    let command = command
         .to_str()
-        .map(str::to_owned)
-        .ok_or_else(|| Error::failed("the sygen executable's path is not valid Unicode"))
+        .ok_or_else(|| Error::failed("the sygen executable's path is not valid Unicode"))?;
+    let working_directory = cx
+        .service
+        .home
+        .to_str()
+        .ok_or_else(|| Error::failed("the sygen home path is not valid Unicode"))?;
+    let arguments = cx
+        .service
+        .args
+        .iter()
+        .map(String::as_str)
+        .chain(["--supervise", "--home", working_directory])
+        .map(windows_arg)
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(Exec {
+        command: command.to_owned(),
+        arguments,
+        working_directory: working_directory.to_owned(),
+    })
 }
 
 fn xml_path(cx: &Context) -> PathBuf {
@@ -93,7 +120,7 @@ fn wait_until_running(cx: &Context) -> Result<()> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            return Err(Error::failed(format!(
+            return Err(Error::service_failed(format!(
                 "the task {} did not start within {}s (last result {})",
                 cx.service.name,
                 START_TIMEOUT.as_secs(),
@@ -111,12 +138,11 @@ fn create_task(cx: &Context, xml: &str) -> Result<()> {
     let path_text = path
         .to_str()
         .ok_or_else(|| Error::failed("the sygen home path is not valid Unicode"))?;
-    fs::write(&path, task_xml::to_utf16le(xml))
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    let created = schtasks::create(&cx.service.name, path_text);
-    let removed = fs::remove_file(&path);
+    cx.changes.write(&path, &task_xml::to_utf16le(xml), None)?;
+    let created = schtasks::create(&cx.changes, &cx.service.name, path_text);
+    let removed = cx.changes.remove_file(&path);
     created?;
-    removed.map_err(|e| Error::io(format!("removing {}", path.display()), e))
+    removed
 }
 
 /// One argument as Windows programs split their command line (CommandLineToArgvW): quoted
@@ -156,6 +182,12 @@ impl Backend for TaskScheduler {
         description: "Runs sygen as a Windows Task Scheduler task",
     };
 
+    fn capabilities(&self) -> Vec<String> {
+        [INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR]
+            .map(str::to_owned)
+            .to_vec()
+    }
+
     fn is_service_available(&self, _cx: &Context) -> Result<bool> {
         Ok(sdk::find_executable("schtasks.exe").is_some())
     }
@@ -170,60 +202,56 @@ impl Backend for TaskScheduler {
 
     fn install_service(&self, cx: &Context) -> Result<()> {
         let name = &cx.service.name;
-        let home = &cx.service.home;
         let user = user_id()?;
-        let command = action_program(cx)?;
-        let working_directory = home
-            .to_str()
-            .ok_or_else(|| Error::failed("the sygen home path is not valid Unicode"))?;
-        let arguments = cx
-            .service
-            .args
-            .iter()
-            .map(String::as_str)
-            .chain(["--supervise", "--home", working_directory])
-            .map(windows_arg)
-            .collect::<Vec<_>>()
-            .join(" ");
+        let exec = exec(cx)?;
+        let windowless = windowless(&cx.service.program);
+        if Path::new(&exec.command) != windowless {
+            cx.console.eprintln(&format!(
+                "note: {} is missing, so the task runs {}, which opens a console window at logon",
+                windowless.display(),
+                exec.command
+            ));
+        }
         let xml = task_xml::render(&TaskSpec {
             description: &cx.service.description,
             user_id: &user,
-            command: &command,
-            arguments: &arguments,
-            working_directory,
+            exec: &exec,
         })?;
-        for dir in [home, &cx.service.logs_dir] {
-            fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+        let changes = &cx.changes;
+        for dir in [&cx.service.home, &cx.service.logs_dir] {
+            changes.create_dir_all(dir)?;
         }
         if let Some(previous) = schtasks::query(name)? {
             if previous.is_running() {
-                schtasks::end(name)?;
+                schtasks::end(changes, name)?;
             }
-            schtasks::delete(name)?;
+            schtasks::delete(changes, name)?;
             cx.console
                 .println(&format!("deleted the previous task {name}"));
         }
         create_task(cx, &xml)?;
         cx.console.println(&format!(
-            "created the task {name} (runs {command} at logon)"
+            "created the task {name} (runs {} at logon)",
+            exec.command
         ));
-        schtasks::run(name)?;
-        wait_until_running(cx)?;
+        schtasks::run(changes, name)?;
+        if changes.is_live() {
+            wait_until_running(cx)?;
+        }
         cx.console.println(&format!("started the task {name}"));
         Ok(())
     }
 
     fn start_service(&self, cx: &Context) -> Result<()> {
         if !require_installed(cx)?.is_running() {
-            schtasks::run(&cx.service.name)?;
+            schtasks::run(&cx.changes, &cx.service.name)?;
         }
         wait_until_running(cx)
     }
 
     fn stop_service(&self, cx: &Context) -> Result<()> {
         if require_installed(cx)?.is_running() {
-            schtasks::end(&cx.service.name)?;
+            schtasks::end(&cx.changes, &cx.service.name)?;
         }
         Ok(())
     }
@@ -231,9 +259,9 @@ impl Backend for TaskScheduler {
     fn uninstall_service(&self, cx: &Context) -> Result<()> {
         let name = &cx.service.name;
         if require_installed(cx)?.is_running() {
-            schtasks::end(name)?;
+            schtasks::end(&cx.changes, name)?;
         }
-        schtasks::delete(name)?;
+        schtasks::delete(&cx.changes, name)?;
         cx.console.println(&format!(
             "deleted the task {name}; the logs in {} are kept",
             cx.service.logs_dir.display()
@@ -259,13 +287,20 @@ impl Backend for TaskScheduler {
     fn print_service_logs(&self, cx: &Context, follow: bool, lines: u32) -> Result<()> {
         sdk::logs::print_file_logs(cx, follow, lines)
     }
+
+    fn call(&self, cx: &Context, method: &str, _input: &str) -> Result<String> {
+        match method {
+            DOCTOR => sdk::doctor::answer(doctor::checks(cx)),
+            _ => Err(Error::unknown_method(method)),
+        }
+    }
 }
 
 sygen_backend_api::export_backend!(TaskScheduler);
 
 #[cfg(test)]
 mod tests {
-    use super::windows_arg;
+    use super::*;
 
     #[test]
     fn quotes_arguments_as_windows_splits_them() {
@@ -278,5 +313,17 @@ mod tests {
         assert_eq!(windows_arg("say \"hi\""), "\"say \\\"hi\\\"\"");
         assert_eq!(windows_arg("a\\\"b"), "\"a\\\\\\\"b\"");
         assert_eq!(windows_arg(""), "\"\"");
+    }
+
+    #[test]
+    fn the_windowless_build_sits_next_to_sygen() {
+        assert_eq!(
+            windowless(Path::new("/opt/sygen/bin/sygen")),
+            Path::new("/opt/sygen/bin/sygenw")
+        );
+        assert_eq!(
+            windowless(Path::new("C:/sygen/sygen.exe")),
+            Path::new("C:/sygen/sygenw.exe")
+        );
     }
 }

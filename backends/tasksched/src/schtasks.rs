@@ -7,10 +7,13 @@
 //! column: 267009 (0x41301, SCHED_S_TASK_RUNNING) while the task runs. PowerShell's
 //! `Get-ScheduledTask` would also answer numerically, but costs a PowerShell start per query
 //! and is missing on stripped-down systems; schtasks is always there.
+//!
+//! Queries run as they are; `/Create`, `/Run`, `/End` and `/Delete` go through [`Changes`], so
+//! a dry run lists them.
 
 use sygen_backend_api::sdk::{
     command::{self, Output},
-    Error, Result,
+    Changes, Error, Result,
 };
 
 const PROGRAM: &str = "schtasks.exe";
@@ -54,11 +57,23 @@ fn failure(output: &Output) -> Failure {
     }
 }
 
-/// Runs `schtasks.exe ARGS /HRESULT`; a failure is an error, access denied with the fix.
+/// Runs `schtasks.exe ARGS /HRESULT` to read state; a failure is an error, access denied with
+/// the fix.
 fn schtasks(args: &[&str]) -> Result<Output> {
-    let mut full: Vec<&str> = args.to_vec();
-    full.push("/HRESULT");
-    let output = command::run(PROGRAM, &full).map_err(|e| {
+    checked(args, command::run(PROGRAM, with_hresult(args)))
+}
+
+/// Runs `schtasks.exe ARGS /HRESULT` to change state, through `changes`; fails as [`schtasks`].
+fn change(changes: &Changes, args: &[&str]) -> Result<()> {
+    checked(args, changes.run(PROGRAM, with_hresult(args))).map(drop)
+}
+
+fn with_hresult<'a>(args: &'a [&'a str]) -> impl Iterator<Item = &'a str> {
+    args.iter().copied().chain(["/HRESULT"])
+}
+
+fn checked(args: &[&str], output: Result<Output>) -> Result<Output> {
+    let output = output.map_err(|e| {
         Error::unavailable(format!("cannot run {PROGRAM}: {}", e.message))
             .with_hint("the Task Scheduler backend needs Windows' schtasks.exe on PATH")
     })?;
@@ -133,27 +148,41 @@ fn parse_query(csv_text: &str, name: &str) -> Option<TaskState> {
 
 /// The task's state, or `None` when there is no such task.
 pub fn query(name: &str) -> Result<Option<TaskState>> {
-    match schtasks(&["/Query", "/TN", name, "/FO", "CSV", "/V", "/NH"]) {
-        Ok(output) => Ok(parse_query(&output.stdout, name)),
+    found(schtasks(&[
+        "/Query", "/TN", name, "/FO", "CSV", "/V", "/NH",
+    ]))
+    .map(|output| output.and_then(|o| parse_query(&o.stdout, name)))
+}
+
+/// The task's definition as Task Scheduler keeps it (`/Query /XML`), or `None` when there is
+/// no such task.
+pub fn query_xml(name: &str) -> Result<Option<String>> {
+    found(schtasks(&["/Query", "/TN", name, "/XML"])).map(|output| output.map(|o| o.stdout))
+}
+
+/// An unknown task as `None`.
+fn found(output: Result<Output>) -> Result<Option<Output>> {
+    match output {
+        Ok(output) => Ok(Some(output)),
         Err(error) if error.kind == sygen_backend_api::ErrorKind::NOT_INSTALLED => Ok(None),
         Err(error) => Err(error),
     }
 }
 
-pub fn create(name: &str, xml_file: &str) -> Result<()> {
-    schtasks(&["/Create", "/TN", name, "/XML", xml_file, "/F"]).map(drop)
+pub fn create(changes: &Changes, name: &str, xml_file: &str) -> Result<()> {
+    change(changes, &["/Create", "/TN", name, "/XML", xml_file, "/F"])
 }
 
-pub fn run(name: &str) -> Result<()> {
-    schtasks(&["/Run", "/TN", name]).map(drop)
+pub fn run(changes: &Changes, name: &str) -> Result<()> {
+    change(changes, &["/Run", "/TN", name])
 }
 
-pub fn end(name: &str) -> Result<()> {
-    schtasks(&["/End", "/TN", name]).map(drop)
+pub fn end(changes: &Changes, name: &str) -> Result<()> {
+    change(changes, &["/End", "/TN", name])
 }
 
-pub fn delete(name: &str) -> Result<()> {
-    schtasks(&["/Delete", "/TN", name, "/F"]).map(drop)
+pub fn delete(changes: &Changes, name: &str) -> Result<()> {
+    change(changes, &["/Delete", "/TN", name, "/F"])
 }
 
 #[cfg(test)]

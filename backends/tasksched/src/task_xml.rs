@@ -10,8 +10,9 @@
 use std::io::Cursor;
 
 use quick_xml::{
+    escape::unescape,
     events::{BytesDecl, BytesText, Event},
-    Writer,
+    Reader, Writer,
 };
 use sygen_backend_api::sdk::{Error, Result};
 
@@ -26,16 +27,22 @@ pub struct TaskSpec<'a> {
     pub description: &'a str,
     /// `DOMAIN\user` of the user the task belongs to.
     pub user_id: &'a str,
-    pub command: &'a str,
-    pub arguments: &'a str,
-    pub working_directory: &'a str,
+    pub exec: &'a Exec,
+}
+
+/// The task's action: a program, its command line and where it starts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exec {
+    pub command: String,
+    pub arguments: String,
+    pub working_directory: String,
 }
 
 /// The task definition as XML text (its declaration says UTF-16; see [`to_utf16le`]).
 pub fn render(task: &TaskSpec) -> Result<String> {
     for (what, path) in [
-        ("program", task.command),
-        ("working directory", task.working_directory),
+        ("program", &task.exec.command),
+        ("working directory", &task.exec.working_directory),
     ] {
         if path.encode_utf16().count() > MAX_PATH {
             return Err(Error::failed(format!(
@@ -102,9 +109,9 @@ fn write(task: &TaskSpec) -> std::io::Result<String> {
                 .with_attribute(("Context", PRINCIPAL))
                 .write_inner_content(|w| {
                     w.create_element("Exec").write_inner_content(|w| {
-                        text(w, "Command", task.command)?;
-                        text(w, "Arguments", task.arguments)?;
-                        text(w, "WorkingDirectory", task.working_directory)
+                        text(w, "Command", &task.exec.command)?;
+                        text(w, "Arguments", &task.exec.arguments)?;
+                        text(w, "WorkingDirectory", &task.exec.working_directory)
                     })?;
                     Ok(())
                 })?;
@@ -114,6 +121,39 @@ fn write(task: &TaskSpec) -> std::io::Result<String> {
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
     xml.push('\n');
     Ok(xml)
+}
+
+/// The first `Exec` action of a task definition, as `/Query /XML` prints it (Task Scheduler
+/// rewrites what it was given, so only the action is read); `None` when it has none.
+pub fn read_exec(xml: &str) -> Result<Option<Exec>> {
+    let malformed =
+        |e: &dyn std::fmt::Display| Error::failed(format!("cannot read the task's XML: {e}"));
+    let is_action = |open: &[String], element: &str| matches!(open, [_task, actions, last] if actions == "Actions" && last == element);
+    let mut reader = Reader::from_str(xml);
+    // The elements open around the reader, outermost first.
+    let mut open: Vec<String> = Vec::new();
+    let mut exec = Exec::default();
+    loop {
+        match reader.read_event().map_err(|e| malformed(&e))? {
+            Event::Start(start) if is_action(&open, "Exec") => {
+                let raw = reader.read_text(start.name()).map_err(|e| malformed(&e))?;
+                let value = unescape(&raw).map_err(|e| malformed(&e))?.into_owned();
+                match start.local_name().as_ref() {
+                    "Command" => exec.command = value,
+                    "Arguments" => exec.arguments = value,
+                    "WorkingDirectory" => exec.working_directory = value,
+                    _ => {}
+                }
+            }
+            Event::Start(start) => open.push(start.local_name().as_ref().to_owned()),
+            Event::End(_) if is_action(&open, "Exec") => return Ok(Some(exec)),
+            Event::End(_) => {
+                open.pop();
+            }
+            Event::Eof => return Ok(None),
+            _ => {}
+        }
+    }
 }
 
 /// `text` as UTF-16LE with a byte-order mark, as its declaration promises.
@@ -132,14 +172,21 @@ mod tests {
 
     use super::*;
 
-    fn task(command: &str) -> TaskSpec<'_> {
-        TaskSpec {
+    fn exec(command: &str) -> Exec {
+        Exec {
+            command: command.into(),
+            arguments: "run --supervise".into(),
+            working_directory: "C:\\Users\\ada\\.sygen".into(),
+        }
+    }
+
+    /// The task that runs `command`.
+    fn render_task(command: &str) -> Result<String> {
+        render(&TaskSpec {
             description: "sygen agent",
             user_id: "DESKTOP-7\\ada",
-            command,
-            arguments: "run --supervise",
-            working_directory: "C:\\Users\\ada\\.sygen",
-        }
+            exec: &exec(command),
+        })
     }
 
     /// Validates UTF-16LE task XML against the Task Scheduler 1.3 schema with xmllint.
@@ -166,13 +213,13 @@ mod tests {
 
     #[test]
     fn renders_the_golden_task() {
-        let xml = render(&task("C:\\Program Files\\sygen\\sygenw.exe")).unwrap();
+        let xml = render_task("C:\\Program Files\\sygen\\sygenw.exe").unwrap();
         assert_eq!(xml, include_str!("../golden/sygen_task.xml"));
     }
 
     #[test]
     fn the_golden_task_is_utf16le_with_a_bom_and_valid() {
-        let xml = render(&task("C:\\Program Files\\sygen\\sygenw.exe")).unwrap();
+        let xml = render_task("C:\\Program Files\\sygen\\sygenw.exe").unwrap();
         let bytes = to_utf16le(&xml);
         assert_eq!(&bytes[..2], [0xFF, 0xFE]);
         let units: Vec<u16> = bytes[2..]
@@ -186,7 +233,7 @@ mod tests {
 
     #[test]
     fn the_1_4_version_of_old_is_refused_by_the_schema() {
-        let xml = render(&task("C:\\sygen.exe"))
+        let xml = render_task("C:\\sygen.exe")
             .unwrap()
             .replace("version=\"1.3\"", "version=\"1.4\"");
         assert!(validate(&to_utf16le(&xml)).is_err());
@@ -195,12 +242,45 @@ mod tests {
     #[test]
     fn refuses_paths_task_scheduler_cannot_hold() {
         let long = format!("C:\\{}\\sygenw.exe", "d".repeat(MAX_PATH));
-        let error = render(&task(&long)).unwrap_err();
+        let error = render_task(&long).unwrap_err();
         assert!(
             error.message.contains("up to 260 characters"),
             "{}",
             error.message
         );
+    }
+
+    #[test]
+    fn reads_the_action_back_from_the_golden_task() {
+        let xml = render_task("C:\\Program Files\\sygen\\sygenw.exe").unwrap();
+        assert_eq!(
+            read_exec(&xml).unwrap(),
+            Some(exec("C:\\Program Files\\sygen\\sygenw.exe"))
+        );
+    }
+
+    #[test]
+    fn reads_the_action_as_task_scheduler_prints_it() {
+        // As Task Scheduler keeps it: CRLF, its own URI, escaped text, a program without
+        // arguments; of two actions, the first counts.
+        let xml = "<?xml version=\"1.0\" encoding=\"UTF-16\"?>\r\n\
+            <Task version=\"1.3\" xmlns=\"http://schemas.microsoft.com/windows/2004/02/mit/task\">\r\n\
+            \x20 <RegistrationInfo>\r\n    <URI>\\sygen</URI>\r\n  </RegistrationInfo>\r\n\
+            \x20 <Actions Context=\"Author\">\r\n    <Exec>\r\n\
+            \x20     <Command>C:\\my &amp; &lt;apps&gt;\\sygenw.exe</Command>\r\n\
+            \x20   </Exec>\r\n    <Exec>\r\n      <Command>C:\\second.exe</Command>\r\n\
+            \x20   </Exec>\r\n  </Actions>\r\n</Task>\r\n";
+        assert_eq!(
+            read_exec(xml).unwrap(),
+            Some(Exec {
+                command: "C:\\my & <apps>\\sygenw.exe".into(),
+                ..Exec::default()
+            })
+        );
+        let no_action = "<Task><Actions Context=\"Author\"><ComHandler><ClassId>x</ClassId>\
+                         </ComHandler></Actions><Exec><Command>elsewhere</Command></Exec></Task>";
+        assert_eq!(read_exec(no_action).unwrap(), None);
+        assert!(read_exec("<Task><Actions><Exec><Command>x</Exec>").is_err());
     }
 
     proptest! {
@@ -211,8 +291,9 @@ mod tests {
             dir in "[a-zA-Z &<>\"'üé日%;]{1,24}",
         ) {
             let command = format!("C:\\Users\\ada\\{dir}\\sygenw.exe");
-            let xml = render(&task(&command)).unwrap();
+            let xml = render_task(&command).unwrap();
             prop_assert!(validate(&to_utf16le(&xml)).is_ok(), "{}", xml);
+            prop_assert_eq!(read_exec(&xml).unwrap(), Some(exec(&command)));
             // The Command element's text, unescaped, is the path exactly.
             let element = xml.split("<Command>").nth(1).unwrap();
             let escaped = element.split("</Command>").next().unwrap();

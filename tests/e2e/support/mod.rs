@@ -320,3 +320,60 @@ impl Drop for Namespace {
         }
     }
 }
+
+/// What [`tree`] records of each path: its kind, and a file's bytes or a link's target.
+pub type Tree = std::collections::BTreeMap<PathBuf, (&'static str, Vec<u8>)>;
+
+/// Every path under `root` with what it is and holds (a file's bytes, a link's target), to
+/// show that something changed nothing.
+pub fn tree(root: &Path) -> Tree {
+    let mut entries = Tree::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let kind = std::fs::symlink_metadata(&path).unwrap().file_type();
+            let entry = if kind.is_symlink() {
+                let target = std::fs::read_link(&path).unwrap();
+                ("link", target.into_os_string().into_encoded_bytes())
+            } else if kind.is_dir() {
+                dirs.push(path.clone());
+                ("dir", Vec::new())
+            } else {
+                ("file", std::fs::read(&path).unwrap())
+            };
+            entries.insert(path, entry);
+        }
+    }
+    entries
+}
+
+/// Asserts `root` holds what `before` recorded, naming every path that differs.
+pub fn assert_unchanged(root: &Path, before: &Tree) {
+    let after = tree(root);
+    let changed: Vec<&PathBuf> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|path| before.get(*path) != after.get(*path))
+        .collect();
+    assert!(changed.is_empty(), "the dry run changed {changed:?}");
+}
+
+/// The lines of a dry run that are not file contents.
+pub fn dry_run_lines(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("would ") || l.starts_with("dry run: "))
+        .collect()
+}
+
+/// The content a dry run printed for the file it would write: the lines after `header`, up to
+/// the dry run's next line.
+pub fn printed_content(stdout: &str, header: &str) -> String {
+    let mut lines = stdout.lines().skip_while(|l| *l != header);
+    assert!(lines.next().is_some(), "no `{header}` in {stdout}");
+    lines
+        .take_while(|l| !l.starts_with("would ") && !l.starts_with("dry run: "))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}

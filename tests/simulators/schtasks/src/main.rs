@@ -8,7 +8,9 @@
 //! (0x41303) before the first run. `/Create /XML` insists on a UTF-16LE file with a BOM and a
 //! matching declaration, validates it against the Task Scheduler schema
 //! (`$SCHTASKS_SIM_XSD`, with xmllint), and keeps a copy of every file it was given in
-//! `captured/` (the backend deletes its own). `/Query /FO CSV /V /NH` prints the verbose CSV row.
+//! `captured/` (the backend deletes its own). `/Query /FO CSV /V /NH` prints the verbose CSV row;
+//! `/Query /XML` prints the definition Task Scheduler keeps, which is not byte for byte the file
+//! it was given: here, with the task's path added as `RegistrationInfo/URI`, and CRLF line ends.
 //!
 //! `SCHTASKS_SIM_LANG` = `en` (default), `de`, `fr` or `ja` localizes the output as Windows
 //! does; `SCHTASKS_SIM_ACCESS_DENIED=1` refuses every change. With `/HRESULT` the exit code is
@@ -223,6 +225,7 @@ impl Sim {
             ("command", &definition.command),
             ("arguments", &definition.arguments),
             ("workdir", &definition.working_directory),
+            ("definition.xml", &definition.xml),
         ] {
             fs::write(dir.join(file), value).map_err(io)?;
         }
@@ -326,6 +329,11 @@ impl Sim {
         Ok(format!("\r\n{}", String::from_utf8_lossy(&csv)))
     }
 
+    fn query_xml(&self, name: &str) -> Answer {
+        let task = self.existing(name)?;
+        Ok(registered_xml(&task.read("definition.xml"), name))
+    }
+
     fn dispatch(&self, args: &[String]) -> Answer {
         let has = |flag: &str| args.iter().any(|a| a.eq_ignore_ascii_case(flag));
         let value = |flag: &str| {
@@ -347,6 +355,12 @@ impl Sim {
                 return Err(invalid());
             }
             self.delete(name)
+        } else if has("/Query") && has("/XML") {
+            // /XML prints definitions: the table's options do not go with it.
+            if has("/FO") || has("/V") || has("/NH") {
+                return Err(invalid());
+            }
+            self.query_xml(name)
         } else if has("/Query") {
             if value("/FO").map(str::to_uppercase).as_deref() != Some("CSV")
                 || !has("/V")
@@ -412,11 +426,32 @@ impl Sim {
     }
 }
 
-/// The parts of a task definition the simulator runs.
+/// A task definition: the parts the simulator runs, and the whole as text.
 struct Definition {
     command: String,
     arguments: String,
     working_directory: String,
+    xml: String,
+}
+
+/// The definition as `/Query /XML` prints it: what was registered, with the task's path added
+/// as the last `RegistrationInfo` child (in a definition that has that element, as sygen's
+/// does), line by line with CRLF.
+fn registered_xml(given: &str, name: &str) -> String {
+    let uri = format!("<URI>\\{}</URI>", quick_xml::escape::escape(name));
+    let with_uri = match given.find("</RegistrationInfo>") {
+        Some(end) => {
+            let line = given[..end].rfind('\n').map_or(0, |i| i + 1);
+            let indent = &given[line..end];
+            if indent.trim().is_empty() {
+                format!("{}{indent}  {uri}\n{}", &given[..line], &given[line..])
+            } else {
+                format!("{}{uri}{}", &given[..end], &given[end..])
+            }
+        }
+        None => given.to_owned(),
+    };
+    with_uri.lines().map(|line| format!("{line}\r\n")).collect()
 }
 
 /// Checks the file as Task Scheduler reads it: UTF-16LE with a BOM, a declaration saying
@@ -460,6 +495,7 @@ fn check_task_xml(bytes: &[u8], path: &str) -> Result<Definition, String> {
         command: element("Command"),
         arguments: element("Arguments"),
         working_directory: element("WorkingDirectory"),
+        xml,
     })
 }
 

@@ -129,13 +129,7 @@ fn backends_json_has_the_documented_shape() {
     names.sort();
     assert_eq!(names, ["launchd", "openrc", "systemd", "tasksched"]);
     for backend in backends {
-        let mut keys: Vec<&str> = backend
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
+        let keys = sorted_keys(backend);
         let mut documented = [
             "path",
             "loaded",
@@ -904,6 +898,18 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     );
 }
 
+/// The keys of a JSON object, sorted.
+fn sorted_keys(object: &serde_json::Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = object
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
+}
+
 /// `sygen doctor --json` with the misbehaving backend (installed and running, by its word).
 fn doctor_report(user: &User, extra: &[(&str, &Path)]) -> (Outcome, serde_json::Value) {
     let backend = library("misbehaving_backend");
@@ -936,24 +942,12 @@ fn check<'a>(report: &'a serde_json::Value, id: &str) -> (&'a str, &'a str) {
 fn doctor_json_has_the_documented_shape() {
     let user = User::new();
     let (out, report) = doctor_report(&user, &[]);
-    let mut keys: Vec<&str> = report
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    keys.sort_unstable();
+    let keys = sorted_keys(&report);
     assert_eq!(keys, ["checks", "failed", "passed", "warnings"]);
     let checks = report["checks"].as_array().unwrap();
     let mut counts = [0, 0, 0];
     for check in checks {
-        let mut keys: Vec<&str> = check
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
+        let keys = sorted_keys(check);
         assert_eq!(keys, ["hint", "id", "message", "status"], "{check}");
         let index = ["pass", "warn", "fail"]
             .iter()

@@ -12,6 +12,11 @@ pub fn answer(checks: Vec<Check>) -> Result<String> {
         .map_err(|e| Error::failed(format!("encoding the checks: {e}")))
 }
 
+/// A check that could not be made: the error that stopped it, as a failure.
+pub fn failed(id: &str, error: Error) -> Check {
+    Check::fail(id, error.message, error.hint.unwrap_or_default())
+}
+
 /// Compares the definition file at `path` (a unit, plist, task or init script, called `what`)
 /// with what the backend would write now, `expected`. A difference usually means sygen was
 /// moved or updated since the service was installed.

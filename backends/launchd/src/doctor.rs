@@ -2,7 +2,10 @@
 
 use sygen_backend_api::{
     methods::Check,
-    sdk::{doctor::definition_check, Context, Error},
+    sdk::{
+        doctor::{definition_check, failed},
+        Context,
+    },
 };
 
 use crate::{
@@ -34,10 +37,6 @@ pub fn checks(cx: &Context) -> Vec<Check> {
         });
     }
     checks
-}
-
-fn failed(id: &str, error: Error) -> Check {
-    Check::fail(id, error.message, error.hint.unwrap_or_default())
 }
 
 /// Whether launchd answers for the domain the agent lives in. `no_gui` is why there is no GUI

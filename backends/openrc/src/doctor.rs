@@ -3,7 +3,10 @@
 
 use sygen_backend_api::{
     methods::Check,
-    sdk::{doctor::definition_check, Context, Error},
+    sdk::{
+        doctor::{definition_check, failed},
+        Context,
+    },
 };
 
 use crate::{
@@ -32,10 +35,6 @@ pub fn checks(cx: &Context) -> Vec<Check> {
         },
         runlevel(&mode, name, openrc::in_default_runlevel(&mode, name)),
     ]
-}
-
-fn failed(id: &str, error: Error) -> Check {
-    Check::fail(id, error.message, error.hint.unwrap_or_default())
 }
 
 /// A service outside the default runlevel is not started at boot (a user service: at login).

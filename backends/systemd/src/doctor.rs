@@ -5,7 +5,10 @@ use std::path::Path;
 
 use sygen_backend_api::{
     methods::Check,
-    sdk::{doctor::definition_check, Context},
+    sdk::{
+        doctor::{definition_check, failed},
+        Context,
+    },
 };
 
 use crate::{
@@ -24,11 +27,7 @@ pub fn checks(cx: &Context) -> Vec<Check> {
         if path.exists() {
             checks.push(match unit::render(&cx.service) {
                 Ok(text) => definition_check("systemd.unit", "unit", &path, text.as_bytes()),
-                Err(error) => Check::fail(
-                    "systemd.unit",
-                    error.message,
-                    error.hint.unwrap_or_default(),
-                ),
+                Err(error) => failed("systemd.unit", error),
             });
             if reachable {
                 checks.push(daemon_reload(cx));
@@ -80,7 +79,7 @@ fn user_bus() -> Check {
             ),
             "`systemctl --user status` shows more",
         ),
-        Err(error) => Check::fail(ID, error.message, error.hint.unwrap_or_default()),
+        Err(error) => failed(ID, error),
     }
 }
 
@@ -111,6 +110,6 @@ fn daemon_reload(cx: &Context) -> Check {
             )
         }
         Ok(_) => Check::pass(ID, "systemd runs the unit file as it is on disk"),
-        Err(error) => Check::fail(ID, error.message, error.hint.unwrap_or_default()),
+        Err(error) => failed(ID, error),
     }
 }

@@ -95,9 +95,6 @@ impl ErrorKind {
     pub const UNKNOWN_METHOD: Self = Self(6);
     /// The request itself was malformed (for example a bad JSON payload).
     pub const INVALID_INPUT: Self = Self(7);
-    /// The service manager did as asked, but the service did not reach the state (it failed,
-    /// exited, or did not start in time); its logs say why. Since 1.1.
-    pub const SERVICE_FAILED: Self = Self(8);
 }
 
 /// Tracing levels as they cross the boundary.

@@ -20,6 +20,7 @@
 //! new description fields go into [`abi::ServiceSpec::extra`].
 
 pub mod abi;
+mod kinds;
 pub mod methods;
 pub mod sdk;
 mod service;

@@ -39,6 +39,7 @@ fn hosts_and_backends_of_interface_1_work_together_both_ways() {
         &["service", "install", "--no-wait"],
         &["service", "start", "--no-wait"],
         &["service", "stop", "--no-wait"],
+        &["stop"],
         &["service", "status"],
         &["service", "status", "--json"],
         &["service", "logs", "-n", "3"],

@@ -43,7 +43,7 @@ fn the_template_builds_outside_the_workspace_and_is_listed() {
         .unwrap_or_else(|| panic!("example not listed: {}", listing.stdout));
     assert_eq!(example["loaded"], true);
     assert_eq!(example["version"], "0.1.0");
-    assert_eq!(example["api_version"], "1.0.0");
+    assert_eq!(example["api_version"], "1.1.0");
     assert_eq!(example["available"], false);
     assert!(example["path"]
         .as_str()

@@ -404,7 +404,7 @@ fn pid_files(home: &Path, service_running: Option<bool>) -> Check {
             "harmless: the next start replaces it, and `sygen stop` removes it",
         );
     }
-    match pidfile::read(&home.join(WORKER_FILE)).filter(|&pid| is_alive(pid)) {
+    match pidfile::read_live(&home.join(WORKER_FILE)) {
         Some(worker) => Check::pass(
             ID,
             format!("runtime {runtime} holds bot.pid; its worker is {worker}"),

@@ -80,7 +80,7 @@ pub fn end_processes(home: &Path) -> Result<Vec<String>> {
 
 /// The live runtime and worker process group the pid files in `home` name.
 fn live_processes(home: &Path) -> (Option<i32>, Option<i32>) {
-    let runtime = pidfile::read(&home.join(RUNTIME_FILE)).filter(|&pid| is_alive(pid));
+    let runtime = pidfile::read_live(&home.join(RUNTIME_FILE));
     let worker = pidfile::read(&home.join(WORKER_FILE)).filter(|&pgid| group_alive(pgid));
     (runtime, worker)
 }
@@ -177,7 +177,7 @@ fn group_alive(pgid: i32) -> bool {
 pub fn restart() -> Result<()> {
     let home = description::sygen_home()?;
     let config = Config::load(&home.join("config.toml"))?;
-    let Some(runtime) = pidfile::read(&home.join(RUNTIME_FILE)).filter(|&pid| is_alive(pid)) else {
+    let Some(runtime) = pidfile::read_live(&home.join(RUNTIME_FILE)) else {
         return Err(
             Failure::new(Exit::Failed, "sygen is not running: nothing to restart")
                 .hint("start it with `sygen service start` (or in the foreground: `sygen run`)")

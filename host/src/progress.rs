@@ -9,6 +9,7 @@
 //! hides the spinner for the write so lines are never torn.
 
 use std::{
+    cell::RefCell,
     io::IsTerminal,
     sync::{Mutex, OnceLock},
     time::{Duration, Instant},
@@ -43,7 +44,7 @@ pub struct Progress {
     bar: Option<ProgressBar>,
     started: Instant,
     /// On plain output: the last line printed.
-    printed: Mutex<Option<String>>,
+    printed: RefCell<Option<String>>,
 }
 
 impl Progress {
@@ -53,7 +54,7 @@ impl Progress {
         let mut progress = Self {
             bar: None,
             started: Instant::now(),
-            printed: Mutex::new(None),
+            printed: RefCell::new(None),
         };
         if !DECORATED.get().copied().unwrap_or(false) {
             return progress;
@@ -83,11 +84,10 @@ impl Progress {
         if self.started.elapsed() < QUIET {
             return;
         }
-        if let Ok(mut printed) = self.printed.lock() {
-            if printed.as_deref() != Some(message) {
-                eprintln!("{message}…");
-                *printed = Some(message.to_owned());
-            }
+        let mut printed = self.printed.borrow_mut();
+        if printed.as_deref() != Some(message) {
+            eprintln!("{message}…");
+            *printed = Some(message.to_owned());
         }
     }
 

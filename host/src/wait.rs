@@ -20,7 +20,7 @@ use crate::{
     exit::{Exit, Failure},
     loader::Backend,
     progress::Progress,
-    runtime::pidfile::{self, is_alive, RUNTIME_FILE, WORKER_FILE},
+    runtime::pidfile::{self, RUNTIME_FILE, WORKER_FILE},
 };
 
 /// How often the state is looked at.
@@ -72,7 +72,7 @@ pub fn until_running(
     wait: WaitArgs,
     progress: &Progress,
 ) -> Result<Running> {
-    let live = |file: &str| pidfile::read(&home.join(file)).filter(|&pid| is_alive(pid));
+    let live = |file: &str| pidfile::read_live(&home.join(file));
     let deadline = Instant::now() + wait.timeout;
     loop {
         let pending = if !is_running(backend, spec)? {

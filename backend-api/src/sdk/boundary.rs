@@ -17,7 +17,7 @@ use abi_stable::std_types::{RErr, ROk, RStr, RString, RVec};
 use super::{forward, Backend, Changes, Console, Context, Error, Result};
 use crate::{
     abi::{self, BackendInfo, BackendResult, ErrorKind, ServiceSpec},
-    methods::{INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
+    methods::{DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
     ServiceDescription,
 };
 
@@ -187,21 +187,21 @@ pub(super) extern "C" fn call<B: Backend>(
     console: abi::Console,
 ) -> BackendResult<RString> {
     let method = method.as_str();
-    let dry_run_of: Option<fn(&B, &Context) -> Result<()>> = match method {
-        INSTALL_DRY_RUN => Some(B::install_service),
-        UNINSTALL_DRY_RUN => Some(B::uninstall_service),
-        _ => None,
-    };
-    // Only for a backend that says every change goes through `cx.changes`; for any other, a
-    // dry run could make real changes.
-    let supported = || {
+    // The methods the SDK answers from the trait, for a backend that lists them. A dry run only
+    // for one that says every change goes through `cx.changes`: for any other, it could make
+    // real changes.
+    let listed = || {
         matches!(
             contain(|| Ok(B::default().capabilities().iter().any(|c| c == method))),
             ROk(true)
         )
     };
-    match dry_run_of {
-        Some(operation) if supported() => dry_run(spec, console, operation),
+    match method {
+        INSTALL_DRY_RUN if listed() => dry_run(spec, console, B::install_service),
+        UNINSTALL_DRY_RUN if listed() => dry_run(spec, console, B::uninstall_service),
+        DOCTOR if listed() => with_backend(spec, console, |backend: &B, cx| {
+            super::doctor::answer(backend.doctor(cx)).map(RString::from)
+        }),
         _ => with_backend(spec, console, |backend: &B, cx| {
             backend.call(cx, method, input.as_str()).map(RString::from)
         }),

@@ -1,4 +1,4 @@
-//! Checks a backend answers for `sygen doctor` (see [`crate::methods::DOCTOR`]), and the one
+//! Checks a backend makes for `sygen doctor` (see [`super::Backend::doctor`]), and the one
 //! every backend needs: is the definition on disk what sygen would write now?
 
 use std::path::Path;
@@ -7,7 +7,7 @@ use super::{Error, Result};
 use crate::methods::{Check, Doctor};
 
 /// The answer to [`crate::methods::DOCTOR`]: the checks, as the JSON sygen reads.
-pub fn answer(checks: Vec<Check>) -> Result<String> {
+pub(super) fn answer(checks: Vec<Check>) -> Result<String> {
     serde_json::to_string(&Doctor { checks })
         .map_err(|e| Error::failed(format!("encoding the checks: {e}")))
 }

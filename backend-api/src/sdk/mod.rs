@@ -220,6 +220,7 @@ pub trait Backend: Default + 'static {
     /// (see [`crate::methods`]). List [`crate::methods::INSTALL_DRY_RUN`] and
     /// [`crate::methods::UNINSTALL_DRY_RUN`] once install and uninstall make every change
     /// through `cx.changes`: the SDK then answers them by running those operations in a dry run.
+    /// List [`crate::methods::DOCTOR`] to have [`Backend::doctor`] asked.
     fn capabilities(&self) -> Vec<String> {
         Vec::new()
     }
@@ -253,6 +254,11 @@ pub trait Backend: Default + 'static {
     /// until interrupted.
     fn print_service_logs(&self, _cx: &Context, _follow: bool, _lines: u32) -> Result<()> {
         Err(Error::not_implemented("print_service_logs"))
+    }
+    /// Checks for `sygen doctor` that only this backend's service manager can make (see
+    /// [`doctor`]); asked for when `capabilities()` lists [`crate::methods::DOCTOR`].
+    fn doctor(&self, _cx: &Context) -> Vec<crate::methods::Check> {
+        Vec::new()
     }
     /// The extension point: a named method with a JSON payload, answering JSON.
     fn call(&self, _cx: &Context, method: &str, _input: &str) -> Result<String> {

@@ -22,7 +22,7 @@ use std::{
 };
 
 use sygen_backend_api::{
-    methods::{DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
+    methods::{Check, DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
     sdk::{self, Backend, Context, Error, Info, Result},
 };
 
@@ -202,11 +202,8 @@ impl Backend for Launchd {
         sdk::logs::print_file_logs(cx, follow, lines)
     }
 
-    fn call(&self, cx: &Context, method: &str, _input: &str) -> Result<String> {
-        match method {
-            DOCTOR => sdk::doctor::answer(doctor::checks(cx)),
-            _ => Err(Error::unknown_method(method)),
-        }
+    fn doctor(&self, cx: &Context) -> Vec<Check> {
+        doctor::checks(cx)
     }
 }
 

@@ -18,7 +18,7 @@ use std::{
 };
 
 use sygen_backend_api::{
-    methods::{DOCTOR, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
+    methods::{Check, DOCTOR, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
     sdk::{self, Backend, Context, Error, Info, Result},
 };
 
@@ -280,10 +280,13 @@ impl Backend for Systemd {
         sdk::logs::print_file_logs(cx, follow, lines)
     }
 
+    fn doctor(&self, cx: &Context) -> Vec<Check> {
+        doctor::checks(cx)
+    }
+
     fn call(&self, cx: &Context, method: &str, _input: &str) -> Result<String> {
         match method {
             STATUS_DETAILS => status_details(cx),
-            DOCTOR => sdk::doctor::answer(doctor::checks(cx)),
             _ => Err(Error::unknown_method(method)),
         }
     }

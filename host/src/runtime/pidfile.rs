@@ -43,6 +43,11 @@ pub fn read(path: &Path) -> Option<i32> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+/// The pid in `path`, if it names a live process.
+pub fn read_live(path: &Path) -> Option<i32> {
+    read(path).filter(|&pid| is_alive(pid))
+}
+
 /// The runtime's claim on the sygen home; removes both pid files when dropped.
 pub struct Claim {
     home: PathBuf,

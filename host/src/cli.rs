@@ -172,12 +172,26 @@ pub struct DryRunFlag {
 
 #[derive(Args, Debug, Clone, Copy)]
 pub struct WaitArgs {
-    /// How long to wait for the service to reach its new state (e.g. 30s, 2m).
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, value_name = "DURATION")]
+    /// How long to wait for the service to reach its new state (e.g. 30s, 2m; at most 1 day).
+    #[arg(long, default_value = "30s", value_parser = parse_timeout, value_name = "DURATION")]
     pub timeout: std::time::Duration,
     /// Return once the service manager has the request, without waiting.
     #[arg(long, conflicts_with = "timeout")]
     pub no_wait: bool,
+}
+
+/// The longest `--timeout`: any longer wait is a mistake, and a bound keeps deadlines finite.
+const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    let timeout = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if timeout > MAX_TIMEOUT {
+        return Err(format!(
+            "{text} is out of range: allowed up to {}",
+            humantime::format_duration(MAX_TIMEOUT)
+        ));
+    }
+    Ok(timeout)
 }
 
 impl Default for WaitArgs {

@@ -19,7 +19,7 @@ use crate::{
     loader::{self, Backend, Choice},
     runtime::{
         config::Config,
-        pidfile::{self, is_alive, RUNTIME_FILE, WORKER_FILE},
+        instance::{self, Runtime, RUNTIME_FILE},
     },
 };
 
@@ -373,41 +373,50 @@ fn logs_dir(dir: &Path) -> Check {
 fn pid_files(home: &Path, service_running: Option<bool>) -> Check {
     const ID: &str = "pid-files";
     let runtime_file = home.join(RUNTIME_FILE);
-    if !runtime_file.exists() {
-        return if service_running == Some(true) {
-            Check::warn(
+    let runtime = match instance::runtime(home) {
+        Runtime::Running(runtime) => runtime.identity.pid,
+        Runtime::Unproven { pid } => {
+            let names = pid.map_or(String::new(), |p| format!(" (it names pid {p})"));
+            return Check::warn(
+                ID,
+                format!(
+                    "{} is locked, but not by a process sygen can prove is its runtime{names}",
+                    runtime_file.display()
+                ),
+                "sygen signals no process it cannot prove it started; `sygen service logs` shows what runs",
+            );
+        }
+        Runtime::NotRunning if runtime_file.exists() => {
+            return Check::warn(
+                ID,
+                format!(
+                    "{} is left from a runtime that is gone: no runtime holds it",
+                    runtime_file.display()
+                ),
+                "harmless: the next start takes it over, and `sygen stop` removes it",
+            );
+        }
+        Runtime::NotRunning if service_running == Some(true) => {
+            return Check::warn(
                 ID,
                 format!(
                     "the service manager reports sygen running, but no runtime holds {}",
                     runtime_file.display()
                 ),
                 "the installed service may use another SYGEN_HOME: `sygen service install` rewrites it for this one",
-            )
-        } else {
-            Check::pass(ID, "no sygen runtime is running here (no bot.pid)")
-        };
-    }
-    let Some(runtime) = pidfile::read(&runtime_file) else {
-        return Check::warn(
-            ID,
-            format!("{} does not hold a process id", runtime_file.display()),
-            format!("remove {}", runtime_file.display()),
-        );
+            );
+        }
+        Runtime::NotRunning => {
+            return Check::pass(ID, "no sygen runtime is running here (no bot.pid)")
+        }
     };
-    if !is_alive(runtime) {
-        return Check::warn(
-            ID,
-            format!(
-                "{} names process {runtime}, which is not running (a runtime that was killed left it)",
-                runtime_file.display()
-            ),
-            "harmless: the next start replaces it, and `sygen stop` removes it",
-        );
-    }
-    match pidfile::read_live(&home.join(WORKER_FILE)) {
+    match instance::live_worker(home) {
         Some(worker) => Check::pass(
             ID,
-            format!("runtime {runtime} holds bot.pid; its worker is {worker}"),
+            format!(
+                "runtime {runtime} holds bot.pid; its worker is {}",
+                worker.identity.pid
+            ),
         ),
         None => Check::warn(
             ID,

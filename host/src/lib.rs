@@ -15,12 +15,13 @@ mod install_backend;
 mod lifecycle;
 mod loader;
 mod onboarding;
+mod platform;
 mod progress;
 mod runtime;
 mod service;
 mod wait;
 
-use std::process::ExitCode;
+use std::{io::Write as _, process::ExitCode};
 
 use clap::{CommandFactory, Parser};
 use tracing_subscriber::EnvFilter;
@@ -86,10 +87,12 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             let (line, code) = exit::report(&error);
-            match line.strip_prefix("error:") {
-                Some(rest) if colour => eprintln!("\x1b[1;31merror:\x1b[0m{rest}"),
-                _ => eprintln!("{line}"),
-            }
+            // Not `eprintln!`, which panics when stderr is gone: the exit code still tells.
+            let mut stderr = std::io::stderr();
+            let _ = match line.strip_prefix("error:") {
+                Some(rest) if colour => writeln!(stderr, "\x1b[1;31merror:\x1b[0m{rest}"),
+                _ => writeln!(stderr, "{line}"),
+            };
             ExitCode::from(code)
         }
     }

@@ -1,5 +1,11 @@
-//! `sygen stop` and `sygen restart`: act on the running instance found through the pid files
-//! in the sygen home, whether a service manager started it or a person did.
+//! `sygen stop` and `sygen restart`: act on the running instance of the sygen home, whether a
+//! service manager started it or a person did.
+//!
+//! What they may touch: the runtime that holds the home's instance lock, proven by its start
+//! time, and the processes of its worker's tree (those carrying the home's tree marker, and
+//! the recorded worker's process group). Nothing else: not a process a stale pid file names,
+//! not pid 1, not another user's process. Neither reads more of `config.toml` than a warning
+//! about it, so a broken configuration never blocks the way out.
 
 use std::{
     path::Path,
@@ -8,19 +14,16 @@ use std::{
 };
 
 use anyhow::Result;
-use nix::{
-    sys::signal::{kill, killpg, Signal},
-    unistd::Pid,
-};
 
 use crate::{
     description,
     exit::{Exit, Failure},
     loader::{self, Choice},
+    platform::{self, Identity, Request},
     progress::Progress,
     runtime::{
         config::Config,
-        pidfile::{self, is_alive, RUNTIME_FILE, WORKER_FILE},
+        instance::{self, Runtime},
     },
     wait,
 };
@@ -28,14 +31,18 @@ use crate::{
 /// Extra time, beyond the worker's stop timeout, that the runtime gets to wind down.
 const GRACE: Duration = Duration::from_secs(5);
 
+/// The stop timeout when no record says one: the configuration's default.
+const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
 pub fn stop(backend_file: Option<&Path>) -> Result<()> {
     let home = description::sygen_home()?;
+    Config::warn_if_invalid(&home.join("config.toml"), "stop");
     let progress = Progress::start("stopping sygen");
     let mut stopped = Vec::new();
     if stop_service(backend_file, &home)? {
         stopped.push("the sygen service".to_owned());
     }
-    stopped.extend(end_processes(&home)?);
+    stopped.extend(end_processes(&home));
     drop(progress);
     if stopped.is_empty() {
         println!("nothing running: no sygen service or process to stop");
@@ -45,54 +52,66 @@ pub fn stop(backend_file: Option<&Path>) -> Result<()> {
     Ok(())
 }
 
-/// Ends what the pid files in `home` name and is still alive: the runtime (which stops its
-/// worker gracefully on SIGTERM), then whatever is left of the worker's process group.
-/// Removes the pid files and answers what it ended. Also what `sygen service stop` and
-/// `uninstall` run after the backend, for a service manager that ends only the runtime.
-pub fn end_processes(home: &Path) -> Result<Vec<String>> {
-    let config = Config::load(&home.join("config.toml"))?;
+/// Ends the runtime of `home` (which stops its worker's tree on the stop request), then
+/// whatever of a tree is left: what a killed runtime left behind, or what outlived the
+/// runtime's own stop. Removes stale pid files and answers what it ended. Also what `sygen
+/// service stop` and `uninstall` run after the backend, for a service manager that ends only
+/// the runtime.
+pub fn end_processes(home: &Path) -> Vec<String> {
     let mut ended = Vec::new();
-    let (runtime, worker) = live_processes(home);
-    let timeout = config.agent.stop_timeout + GRACE;
-    if let Some(pid) = runtime {
-        terminate(
-            pid,
-            timeout,
-            |signal| kill(Pid::from_raw(pid), signal),
-            || is_alive(pid),
-        );
-        ended.push(format!("runtime {pid}"));
+    let worker = instance::recorded_worker(home);
+    let mut stop_timeout = worker.map_or(DEFAULT_STOP_TIMEOUT, |w| w.stop_timeout);
+    match instance::runtime(home) {
+        Runtime::Running(runtime) => {
+            stop_timeout = runtime.stop_timeout;
+            end_runtime(runtime.identity, stop_timeout + GRACE);
+            ended.push(format!("runtime {}", runtime.identity.pid));
+        }
+        Runtime::Unproven { pid } => eprintln!("{}", unproven(home, pid)),
+        Runtime::NotRunning => {}
     }
-    if let Some(group) = worker.filter(|&pgid| group_alive(pgid)) {
-        terminate(
-            group,
-            timeout,
-            |signal| killpg(Pid::from_raw(group), signal),
-            || group_alive(group),
-        );
-        ended.push(format!("worker process group {group}"));
+    let marker = instance::marker(home);
+    let group = worker.map(|w| w.identity);
+    let left = platform::end_all(|| platform::strays(&marker, group), stop_timeout);
+    if !left.is_empty() {
+        ended.push(format!("what its worker left ({})", platform::pids(&left)));
     }
-    for file in [RUNTIME_FILE, WORKER_FILE] {
-        let _ = std::fs::remove_file(home.join(file));
-    }
-    Ok(ended)
+    instance::remove_stale(home);
+    ended
 }
 
-/// The live runtime and worker process group the pid files in `home` name.
-fn live_processes(home: &Path) -> (Option<i32>, Option<i32>) {
-    let runtime = pidfile::read_live(&home.join(RUNTIME_FILE));
-    let worker = pidfile::read(&home.join(WORKER_FILE)).filter(|&pgid| group_alive(pgid));
-    (runtime, worker)
+/// Asks the runtime to stop, then kills it if it has not within `timeout`.
+fn end_runtime(runtime: Identity, timeout: Duration) {
+    let _ = platform::send(runtime, Request::Stop);
+    if wait_until(timeout, || !runtime.is_alive()) {
+        return;
+    }
+    tracing::info!(
+        "runtime {} ignored the stop request: killing it",
+        runtime.pid
+    );
+    let _ = platform::send(runtime, Request::Kill);
+    wait_until(GRACE, || !runtime.is_alive());
+}
+
+fn unproven(home: &Path, pid: Option<u32>) -> String {
+    let pid = pid.map_or(String::new(), |p| format!(" (it names pid {p})"));
+    format!(
+        "warning: {} is locked, but not by a process sygen can prove is its runtime{pid}: not signalling it",
+        home.join(instance::RUNTIME_FILE).display()
+    )
 }
 
 /// What [`end_processes`] would end now.
 pub fn running_processes(home: &Path) -> Vec<String> {
-    let (runtime, worker) = live_processes(home);
-    runtime
-        .map(|pid| format!("runtime {pid}"))
-        .into_iter()
-        .chain(worker.map(|group| format!("worker process group {group}")))
-        .collect()
+    let runtime = match instance::runtime(home) {
+        Runtime::Running(runtime) => Some(format!("runtime {}", runtime.identity.pid)),
+        _ => None,
+    };
+    let worker = instance::recorded_worker(home).map(|w| w.identity);
+    let tree = platform::strays(&instance::marker(home), worker);
+    let tree = (!tree.is_empty()).then(|| format!("worker tree ({})", platform::pids(&tree)));
+    runtime.into_iter().chain(tree).collect()
 }
 
 /// Stops the service through the backend when it is installed and running, so the service
@@ -123,22 +142,6 @@ fn stop_service(backend_file: Option<&Path>, home: &Path) -> Result<bool> {
     }
 }
 
-/// Sends SIGTERM, waits up to `timeout` for `alive` to turn false, then sends SIGKILL.
-fn terminate(
-    id: i32,
-    timeout: Duration,
-    send: impl Fn(Signal) -> nix::Result<()>,
-    alive: impl Fn() -> bool,
-) {
-    let _ = send(Signal::SIGTERM);
-    if wait_until(timeout, || !alive()) {
-        return;
-    }
-    tracing::info!("{id} ignored SIGTERM: killing it");
-    let _ = send(Signal::SIGKILL);
-    wait_until(GRACE, || !alive());
-}
-
 /// Polls `done` every 20 ms until it holds or `timeout` passes; answers whether it held.
 fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -153,57 +156,51 @@ fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
     }
 }
 
-/// Whether any live (not zombie) process is in process group `pgid`.
-fn group_alive(pgid: i32) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return killpg(Pid::from_raw(pgid), None).is_ok();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .any(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    // Fields after the command name: state, ppid, pgrp, …
-                    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
-                    let state = fields.next()?;
-                    let pgrp: i32 = fields.nth(1)?.parse().ok()?;
-                    Some(pgrp == pgid && state != "Z")
-                })
-                .unwrap_or(false)
-        })
-}
-
 pub fn restart() -> Result<()> {
     let home = description::sygen_home()?;
-    let config = Config::load(&home.join("config.toml"))?;
-    let Some(runtime) = pidfile::read_live(&home.join(RUNTIME_FILE)) else {
-        return Err(
-            Failure::new(Exit::Failed, "sygen is not running: nothing to restart")
-                .hint("start it with `sygen service start` (or in the foreground: `sygen run`)")
-                .into(),
-        );
+    Config::warn_if_invalid(&home.join("config.toml"), "restart");
+    let not_running = || {
+        Failure::new(Exit::Failed, "sygen is not running: nothing to restart")
+            .hint("start it with `sygen service start` (or in the foreground: `sygen run`)")
     };
-    let worker_file = home.join(WORKER_FILE);
-    let old = pidfile::read(&worker_file);
-    kill(Pid::from_raw(runtime), Signal::SIGUSR1).map_err(|e| {
-        Failure::new(
-            Exit::Failed,
-            format!("cannot signal the sygen runtime (pid {runtime}): {e}"),
-        )
-    })?;
-    let timeout = config.agent.stop_timeout + GRACE;
-    let waiting = format!("waiting for the runtime (pid {runtime}) to replace the worker");
+    let runtime = match instance::runtime(&home) {
+        Runtime::Running(runtime) => runtime,
+        Runtime::Unproven { pid } => {
+            eprintln!("{}", unproven(&home, pid));
+            return Err(not_running().into());
+        }
+        Runtime::NotRunning => return Err(not_running().into()),
+    };
+    let pid = runtime.identity.pid;
+    let old = instance::live_worker(&home).map(|w| w.identity);
+    match platform::send(runtime.identity, Request::Restart) {
+        Ok(true) => {}
+        Ok(false) => return Err(not_running().into()),
+        Err(e) => {
+            return Err(Failure::new(
+                Exit::Failed,
+                format!("cannot signal the sygen runtime (pid {pid}): {e}"),
+            )
+            .into())
+        }
+    }
+    let timeout = runtime.stop_timeout + GRACE;
+    let waiting = format!("waiting for the runtime (pid {pid}) to replace the worker");
     let progress = Progress::start(&waiting);
+    let new_worker = || {
+        instance::live_worker(&home)
+            .map(|w| w.identity)
+            .filter(|new| Some(*new) != old)
+    };
     let started = wait_until(timeout, || {
         progress.update(&waiting);
-        pidfile::read(&worker_file).is_some_and(|new| Some(new) != old && is_alive(new))
+        new_worker().is_some()
     });
     drop(progress);
-    match pidfile::read(&worker_file).filter(|_| started) {
+    match new_worker().filter(|_| started) {
         Some(new) => {
-            let old = old.map_or("none".to_owned(), |pid| pid.to_string());
-            println!("restarted the worker: pid {old} → {new}");
+            let old = old.map_or("none".to_owned(), |w| w.pid.to_string());
+            println!("restarted the worker: pid {old} → {}", new.pid);
             Ok(())
         }
         None => {
@@ -212,7 +209,7 @@ pub fn restart() -> Result<()> {
             Err(Failure::new(
                 Exit::Failed,
                 format!(
-                    "the runtime (pid {runtime}) did not start a new worker within {}",
+                    "the runtime (pid {pid}) did not start a new worker within {}",
                     humantime::format_duration(timeout)
                 ),
             )

@@ -17,6 +17,7 @@ use crate::{
     install_backend, lifecycle,
     loader::{self, Backend, Choice},
     progress::Progress,
+    runtime::config::Config,
     wait,
 };
 
@@ -49,6 +50,7 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
             println!("sygen service started{running}");
         }
         ServiceCommand::Stop(wait) => {
+            Config::warn_if_invalid(&home.join("config.toml"), "stop");
             let (backend, spec) = prepare()?;
             let progress = Progress::start("stopping sygen");
             operate(&backend, &spec, &progress, Backend::stop_service)?;
@@ -56,7 +58,7 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
                 wait::until_stopped(&backend, &spec, *wait, &progress)?;
             }
             drop(progress);
-            end_leftovers(&home)?;
+            end_leftovers(&home);
             println!("sygen service stopped");
         }
         ServiceCommand::Uninstall(flag) => {
@@ -64,8 +66,9 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
             if flag.dry_run {
                 return dry_run(&backend, &spec, UNINSTALL_DRY_RUN, &home);
             }
+            Config::warn_if_invalid(&home.join("config.toml"), "uninstall");
             backend.uninstall_service(&spec)?;
-            end_leftovers(&home)?;
+            end_leftovers(&home);
             println!("sygen service uninstalled");
         }
         ServiceCommand::Status(flag) => {
@@ -201,12 +204,11 @@ fn dry_run(backend: &Backend, spec: &ServiceSpec, method: &str, home: &Path) -> 
 
 /// Some service managers end only the process they started (Task Scheduler's `/End`); the
 /// worker it ran is ended here, so a stopped service leaves nothing running.
-fn end_leftovers(home: &Path) -> Result<()> {
-    let ended = lifecycle::end_processes(home)?;
+fn end_leftovers(home: &Path) {
+    let ended = lifecycle::end_processes(home);
     if !ended.is_empty() {
         println!("also ended {}", ended.join(", "));
     }
-    Ok(())
 }
 
 #[derive(Serialize)]

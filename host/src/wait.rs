@@ -20,7 +20,7 @@ use crate::{
     exit::{Exit, Failure},
     loader::Backend,
     progress::Progress,
-    runtime::pidfile::{self, RUNTIME_FILE, WORKER_FILE},
+    runtime::instance::{self, Runtime, RUNTIME_FILE},
 };
 
 /// How often the state is looked at.
@@ -31,8 +31,8 @@ const LOG_LINES: u32 = 20;
 
 /// sygen, running.
 pub struct Running {
-    pub runtime: i32,
-    pub worker: i32,
+    pub runtime: u32,
+    pub worker: u32,
 }
 
 /// What "running" still waits for.
@@ -72,16 +72,20 @@ pub fn until_running(
     wait: WaitArgs,
     progress: &Progress,
 ) -> Result<Running> {
-    let live = |file: &str| pidfile::read_live(&home.join(file));
     let deadline = Instant::now() + wait.timeout;
     loop {
         let pending = if !is_running(backend, spec)? {
             Pending::Manager
         } else {
-            match (live(RUNTIME_FILE), live(WORKER_FILE)) {
-                (Some(runtime), Some(worker)) => return Ok(Running { runtime, worker }),
-                (None, _) => Pending::Runtime,
-                (Some(_), None) => Pending::Worker,
+            match (instance::runtime(home), instance::live_worker(home)) {
+                (Runtime::Running(runtime), Some(worker)) => {
+                    return Ok(Running {
+                        runtime: runtime.identity.pid,
+                        worker: worker.identity.pid,
+                    })
+                }
+                (Runtime::Running(_), None) => Pending::Worker,
+                _ => Pending::Runtime,
             }
         };
         progress.update(pending.waiting());

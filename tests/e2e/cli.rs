@@ -1064,7 +1064,7 @@ fn doctor_reports_backend_files_config_logs_and_pid_files() {
         (
             "pid-files",
             "warn",
-            "names process 999999999, which is not running",
+            "is left from a runtime that is gone: no runtime holds it",
         ),
     ] {
         let (status, message) = check(&report, id);
@@ -1136,4 +1136,28 @@ fn a_wait_that_times_out_shows_the_logs_then_one_error() {
         Some(2),
         "--no-wait and --timeout exclude each other"
     );
+}
+
+#[test]
+fn a_broken_config_does_not_stop_the_service_from_being_stopped_or_removed() {
+    let user = User::new();
+    fs::create_dir_all(user.sygen_home()).unwrap();
+    let config = user.sygen_home().join("config.toml");
+    fs::write(&config, "[agent]\nstop_timeout = \"2h\"\n").unwrap();
+    for (command, done) in [
+        (&["stop", "--no-wait"][..], "sygen service stopped\n"),
+        (&["uninstall"], "sygen service uninstalled\n"),
+    ] {
+        let out = user.misbehaving("ok", &[&["service"], command].concat());
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        assert!(out.stdout.ends_with(done), "{}", out.stdout);
+        assert!(
+            out.stderr.starts_with(&format!(
+                "warning: {} line 2: key `agent.stop_timeout`: `2h` is out of range: allowed from 0s to 1h",
+            config.display()
+            )) && out.stderr.contains(&format!("({} does not need it;", command[0])),
+            "{}",
+            out.stderr
+        );
+    }
 }

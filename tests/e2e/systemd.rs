@@ -127,9 +127,8 @@ impl Harness {
     }
 
     fn worker_pid(&self) -> Option<String> {
-        fs::read_to_string(self.sygen_home().join("worker.pid"))
-            .ok()
-            .map(|s| s.trim().to_owned())
+        let record = fs::read_to_string(self.sygen_home().join("worker.pid")).ok()?;
+        Some(record.lines().next()?.trim().to_owned())
     }
 
     /// Writes `config.toml` (and anything else) into the sygen home as the test user's.
@@ -716,7 +715,7 @@ fn dry_runs_show_exactly_what_install_and_uninstall_do_and_change_nothing() {
              would remove {}\n\
              would run: systemctl --user daemon-reload\n\
              would run: systemctl --user reset-failed sygen.service\n\
-             would end, if still running after that: runtime {main_pid}, worker process group {worker}\n\
+             would end, if still running after that: runtime {main_pid}, worker tree (pid {worker})\n\
              dry run: nothing was changed\n",
             h.unit_path().display()
         )

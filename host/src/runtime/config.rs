@@ -1,8 +1,10 @@
 //! `$SYGEN_HOME/config.toml`: which worker to run and how to supervise and log it.
 //!
 //! Every key has a default, so a missing file is a valid (empty) configuration. Unknown keys are
-//! errors, so a typo is reported instead of silently ignored; every error names the file, the
-//! line and the key.
+//! errors, so a typo is reported instead of silently ignored; every duration, count and size
+//! has a range, checked here, so no later arithmetic on it can overflow or spin; every error
+//! names the file, the line and the key. Only a regular file (or a link to one) is read, and
+//! only up to [`MAX_FILE_BYTES`].
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
@@ -28,13 +30,14 @@ pub struct AgentConfig {
     /// The worker's working directory; default: the sygen home.
     pub working_dir: Option<String>,
     /// How often the built-in agent logs a heartbeat.
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "bounded::duration::<_, 100, DAY_MS>")]
     pub heartbeat_interval: Duration,
     /// How long a worker has after SIGTERM before it is killed.
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "bounded::duration::<_, 0, HOUR_MS>")]
     pub stop_timeout: Duration,
     /// Restarts on exit 42 of workers that lived under a second, allowed in a row before the
     /// runtime starts waiting between them (so a crash loop never becomes a fork storm).
+    #[serde(deserialize_with = "bounded::count::<_, u32, 0, 10_000>")]
     pub quick_restarts: u32,
 }
 
@@ -55,8 +58,10 @@ impl Default for AgentConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct LogsConfig {
     /// Size at which `agent.log` is rotated.
+    #[serde(deserialize_with = "bounded::count::<_, u64, 1024, TIB>")]
     pub max_bytes: u64,
     /// How many rotated files are kept besides `agent.log`.
+    #[serde(deserialize_with = "bounded::count::<_, u32, 0, 100>")]
     pub keep: u32,
 }
 
@@ -73,9 +78,10 @@ impl Default for LogsConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SuperviseConfig {
     /// Retries after a failed worker when sygen supervises itself.
+    #[serde(deserialize_with = "bounded::count::<_, u32, 0, 10_000>")]
     pub retries: u32,
     /// The wait before each retry.
-    #[serde(with = "humantime_serde")]
+    #[serde(deserialize_with = "bounded::duration::<_, 0, DAY_MS>")]
     pub delay: Duration,
 }
 
@@ -88,32 +94,80 @@ impl Default for SuperviseConfig {
     }
 }
 
-/// Durations are written as humans write them: `"60s"`, `"1m"`, `"250ms"`.
-mod humantime_serde {
-    use std::time::Duration;
+const HOUR_MS: u64 = 3_600_000;
+const DAY_MS: u64 = 24 * HOUR_MS;
+const TIB: u64 = 1 << 40;
 
-    use serde::{Deserialize, Deserializer};
+/// The largest configuration file read.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+/// Values with a range. Durations are written as humans write them: `"60s"`, `"1m"`,
+/// `"250ms"`.
+mod bounded {
+    use std::{fmt::Display, time::Duration};
+
+    use serde::{de::Error as _, Deserialize, Deserializer};
+
+    pub fn duration<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX_MS: u64>(
+        deserializer: D,
+    ) -> Result<Duration, D::Error> {
         let text = String::deserialize(deserializer)?;
-        humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration ({e}); write e.g. \"30s\""
+        let (min, max) = (Duration::from_millis(MIN_MS), Duration::from_millis(MAX_MS));
+        let range = || {
+            format!(
+                "from {} to {}",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            )
+        };
+        let duration = humantime::parse_duration(&text).map_err(|e| {
+            D::Error::custom(format!(
+                "`{text}` is not a duration ({e}); write e.g. \"30s\", {}",
+                range()
             ))
-        })
+        })?;
+        if duration < min || duration > max {
+            return Err(D::Error::custom(format!(
+                "`{text}` is out of range: allowed {}",
+                range()
+            )));
+        }
+        Ok(duration)
+    }
+
+    pub fn count<'de, D, T, const MIN: u64, const MAX: u64>(deserializer: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<u64> + Display,
+    {
+        let value = u64::deserialize(deserializer)
+            .map_err(|e| D::Error::custom(format!("{e}; allowed from {MIN} to {MAX}")))?;
+        if !(MIN..=MAX).contains(&value) {
+            return Err(D::Error::custom(format!(
+                "{value} is out of range: allowed from {MIN} to {MAX}"
+            )));
+        }
+        T::try_from(value).map_err(|_| D::Error::custom(format!("{value} is too large")))
     }
 }
 
 impl Config {
     /// Reads the configuration at `path`; a missing file is the default configuration.
     pub fn load(path: &Path) -> Result<Self, Failure> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Self::parse(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
-            Err(e) => Err(Failure::new(
-                Exit::Failed,
-                format!("cannot read {}: {e}", path.display()),
-            )),
+        match read(path)? {
+            Some(text) => Self::parse(&text, path),
+            None => Ok(Self::default()),
+        }
+    }
+
+    /// Checks the configuration at `path` for a command that does not need it (`stop`,
+    /// `restart`, `uninstall`): a broken file is a warning there, never a reason to refuse.
+    pub fn warn_if_invalid(path: &Path, verb: &str) {
+        if let Err(failure) = Self::load(path) {
+            eprintln!(
+                "warning: {} ({verb} does not need it; `sygen run` refuses it until it is fixed)",
+                failure.message
+            );
         }
     }
 
@@ -145,6 +199,62 @@ impl Config {
             let inner = e.into_inner();
             failure(inner.span().map(|s| line_of(s.start)), key, inner.message())
         })
+    }
+}
+
+/// The text of the configuration file at `path`, `None` when there is none. Anything but a
+/// regular file (a FIFO, a device, a directory, a link to nothing) is refused before it is
+/// read, and so is a file larger than [`MAX_FILE_BYTES`].
+fn read(path: &Path) -> Result<Option<String>, Failure> {
+    let refuse = |why: String| {
+        Failure::new(Exit::Failed, format!("{}: {why}", path.display()))
+            .hint("sygen reads its configuration only from a regular file; replace it with one, or remove it to use the defaults")
+    };
+    let metadata = match std::fs::metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return match std::fs::symlink_metadata(path) {
+                Ok(_) => Err(refuse(format!(
+                    "is a link to {}, which does not exist",
+                    std::fs::read_link(path)
+                        .map_or_else(|_| "?".to_owned(), |t| t.display().to_string())
+                ))),
+                Err(_) => Ok(None),
+            };
+        }
+        Err(e) => return Err(refuse(format!("cannot be read: {e}"))),
+    };
+    if !metadata.is_file() {
+        return Err(refuse(format!(
+            "is not a regular file ({})",
+            kind(&metadata)
+        )));
+    }
+    if metadata.len() > MAX_FILE_BYTES {
+        return Err(refuse(format!(
+            "is {} bytes; a configuration is at most {MAX_FILE_BYTES}",
+            metadata.len()
+        )));
+    }
+    let mut text = String::new();
+    // Checked again on the open file: the path may have been replaced since.
+    let file = std::fs::File::open(path).map_err(|e| refuse(format!("cannot be read: {e}")))?;
+    let opened = file
+        .metadata()
+        .map_err(|e| refuse(format!("cannot be read: {e}")))?;
+    if !opened.is_file() {
+        return Err(refuse(format!("is not a regular file ({})", kind(&opened))));
+    }
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE_BYTES), &mut text)
+        .map_err(|e| refuse(format!("cannot be read: {e}")))?;
+    Ok(Some(text))
+}
+
+fn kind(metadata: &std::fs::Metadata) -> &'static str {
+    if metadata.is_dir() {
+        "a directory"
+    } else {
+        crate::platform::special_file_kind(metadata)
     }
 }
 

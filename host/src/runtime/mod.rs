@@ -1,6 +1,6 @@
-//! `sygen run`: the process every service definition starts. It runs the worker as a child
-//! in its own process group, logs what happens to `agent.log`, and decides what a worker's exit
-//! means:
+//! `sygen run`: the process every service definition starts. It holds the sygen home's
+//! instance lock, runs the worker as the root of a process tree it owns, logs what happens to
+//! `agent.log`, and decides what a worker's exit means:
 //!
 //! - 42, "restart me": a new worker at once (with a growing pause only after many quick ones,
 //!   so a crash loop never becomes a fork storm);
@@ -9,35 +9,34 @@
 //!   code so the manager's restart policy applies; otherwise (`--supervise`, or run by hand) it
 //!   retries itself a few times with a pause, then gives up with that code.
 //!
-//! SIGTERM and SIGINT stop the worker (TERM, then KILL after a timeout) and exit 0; SIGUSR1
-//! (`sygen restart`) replaces the worker. The runtime idles on blocking waits only: one thread
-//! per signal source, worker exit and output pipe, and the main thread on a channel.
+//! Whenever a worker is gone (it exited, or was stopped for a restart or a stop request), so is
+//! everything it started: the tree gets SIGTERM, then SIGKILL after `stop_timeout`. A stop
+//! request (SIGTERM, SIGINT) ends the tree and exits 0; a restart request (SIGUSR1, `sygen
+//! restart`) replaces it. What a killed runtime left behind, the next one ends first. The
+//! runtime idles on blocking waits only: a thread each for requests, reaping, each output pipe
+//! and the echo, and the main thread on a channel.
 
 pub mod config;
+mod echo;
+pub mod instance;
 mod log;
-pub mod pidfile;
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{BufRead, BufReader, Read},
     path::Path,
-    process::{Command, ExitCode, ExitStatus, Stdio},
+    process::{Command, ExitCode, Stdio},
     sync::mpsc::{self, Receiver, RecvTimeoutError, Sender},
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, Result};
-use nix::{
-    sys::signal::{killpg, Signal},
-    unistd::Pid,
-};
-use signal_hook::{
-    consts::{SIGINT, SIGTERM, SIGUSR1},
-    iterator::Signals,
-};
 
-use self::{config::Config, log::AgentLog, pidfile::Claim};
-use crate::description;
+use self::{config::Config, echo::Echo, instance::Claim, log::AgentLog};
+use crate::{
+    description,
+    platform::{self, pids, Exit, Identity, Request, StdStream, Tree},
+};
 
 /// The exit code with which a worker asks to be restarted.
 pub const RESTART_CODE: i32 = 42;
@@ -45,15 +44,19 @@ pub const RESTART_CODE: i32 = 42;
 /// A worker that lived less than this counts as a quick restart.
 const QUICK: Duration = Duration::from_secs(1);
 
-/// How long, after a worker exits, its output may take to arrive in full.
+/// How long, once a worker's tree is gone, its output may take to arrive in full.
 const OUTPUT_DRAIN: Duration = Duration::from_secs(1);
 
+/// The longest line written as one; a longer one is split, so memory stays bounded.
+const MAX_LINE: usize = 64 * 1024;
+
 enum Event {
+    /// A child of the runtime exited (the worker, or an orphan of its tree).
     Exited {
-        status: ExitStatus,
-        ran_for: Duration,
+        pid: u32,
+        exit: Exit,
     },
-    Signal(i32),
+    Request(Request),
 }
 
 /// What to do after a worker is gone.
@@ -64,15 +67,45 @@ enum Next {
 
 struct Worker {
     pid: u32,
+    identity: Option<Identity>,
+    started: Instant,
+    /// One message per output pipe, once it is closed and written out.
+    outputs: Receiver<()>,
+    pipes: usize,
+}
+
+/// Everything the runtime says: to `agent.log`, and echoed to its own streams.
+#[derive(Clone)]
+struct Output {
+    log: AgentLog,
+    echo: Echo,
+}
+
+impl Output {
+    fn event(&self, message: &str) {
+        let problem = self.log.line("runtime", message);
+        self.echo.event(message);
+        if let Some(problem) = problem {
+            self.echo.event(&problem);
+        }
+    }
+
+    fn worker(&self, stream: StdStream, line: &[u8]) {
+        let problem = self.log.line(stream.name(), &String::from_utf8_lossy(line));
+        self.echo.worker(stream, line);
+        if let Some(problem) = problem {
+            self.echo.event(&problem);
+        }
+    }
 }
 
 struct Runtime {
     home: std::path::PathBuf,
     config: Config,
-    log: AgentLog,
+    output: Output,
     claim: Claim,
+    tree: Tree,
     events: Receiver<Event>,
-    sender: Sender<Event>,
     self_supervised: bool,
     failures_in_a_row: u32,
     quick_restarts_in_a_row: u32,
@@ -81,44 +114,62 @@ struct Runtime {
 pub fn run(supervise: bool) -> Result<ExitCode> {
     let home = description::sygen_home()?;
     let config = Config::load(&home.join("config.toml"))?;
-    let claim = Claim::acquire(&home)?;
+    std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    let claim = Claim::acquire(&home, config.agent.stop_timeout)?;
     let logs = home.join("logs");
     let log = AgentLog::open(&logs, config.logs.max_bytes, config.logs.keep)
         .with_context(|| format!("cannot open the agent log in {}", logs.display()))?;
+    let output = Output {
+        echo: Echo::start(log.clone()),
+        log,
+    };
     let (sender, events) = mpsc::channel();
-    let mut signals =
-        Signals::new([SIGTERM, SIGINT, SIGUSR1]).context("cannot install signal handlers")?;
-    let signal_sender = sender.clone();
-    thread::spawn(move || {
-        for signal in signals.forever() {
-            if signal_sender.send(Event::Signal(signal)).is_err() {
-                break;
-            }
-        }
-    });
+    let requests = sender.clone();
+    platform::listen(move |request| {
+        let _ = requests.send(Event::Request(request));
+    })
+    .context("cannot listen for stop and restart requests")?;
+    let marker = instance::marker(&home);
+    let tree = Tree::new(marker.clone(), move |pid, exit| {
+        let _ = sender.send(Event::Exited { pid, exit });
+    })
+    .context("cannot take charge of the worker's processes")?;
     let under_service_manager = std::env::var("SYGEN_SUPERVISOR").as_deref() == Ok("1");
     let mut runtime = Runtime {
         home,
         config,
-        log,
+        output,
         claim,
+        tree,
         events,
-        sender,
         self_supervised: supervise || !under_service_manager,
         failures_in_a_row: 0,
         quick_restarts_in_a_row: 0,
     };
     runtime.note(&format!("runtime started (pid {})", std::process::id()));
+    runtime.end_strays(&marker);
     let code = runtime.supervise();
     runtime.note(&format!("runtime exiting with code {code}"));
     Ok(ExitCode::from(code))
 }
 
 impl Runtime {
-    /// One of the runtime's own events: to `agent.log` and to stderr (the service's journal).
     fn note(&self, message: &str) {
-        self.log.line("runtime", message);
-        eprintln!("sygen: {message}");
+        self.output.event(message);
+    }
+
+    /// Ends what a runtime that was killed left of its tree.
+    fn end_strays(&self, marker: &str) {
+        let previous = instance::recorded_worker(&self.home).map(|w| w.identity);
+        let timeout = self.config.agent.stop_timeout;
+        let ended = platform::end_all(|| platform::strays(marker, previous), timeout);
+        if !ended.is_empty() {
+            self.note(&format!(
+                "ended {} process(es) a previous runtime left behind ({})",
+                ended.len(),
+                pids(&ended)
+            ));
+        }
     }
 
     fn supervise(&mut self) -> u8 {
@@ -161,95 +212,106 @@ impl Runtime {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        #[cfg(target_os = "linux")]
-        end_with_the_runtime(&mut command);
-        let mut child = command.spawn().with_context(|| {
+        let mut child = self.tree.spawn(&mut command).with_context(|| {
             let program = command.get_program().to_string_lossy().into_owned();
             format!("{program} (in {})", working_dir.display())
         })?;
         let started = Instant::now();
         let pid = child.id();
-        // The exit is reported once the output is written (or after a second, when a
-        // grandchild keeps the pipes open), so no line is lost to the runtime exiting.
-        let (drained, outputs_done) = mpsc::channel();
-        let mut outputs = 0;
+        let identity = Identity::of(pid);
+        let (drained, outputs) = mpsc::channel();
+        let mut pipes = 0;
         if let Some(out) = child.stdout.take() {
-            pump(
-                out,
-                self.log.clone(),
-                "stdout",
-                std::io::stdout,
-                drained.clone(),
-            );
-            outputs += 1;
+            pump(out, self.output.clone(), StdStream::Out, drained.clone());
+            pipes += 1;
         }
         if let Some(err) = child.stderr.take() {
-            pump(err, self.log.clone(), "stderr", std::io::stderr, drained);
-            outputs += 1;
+            pump(err, self.output.clone(), StdStream::Err, drained);
+            pipes += 1;
         }
-        let sender = self.sender.clone();
-        thread::spawn(move || {
-            if let Ok(status) = child.wait() {
-                let ran_for = started.elapsed();
-                let deadline = Instant::now() + OUTPUT_DRAIN;
-                for _ in 0..outputs {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if outputs_done.recv_timeout(left).is_err() {
-                        break;
-                    }
-                }
-                let _ = sender.send(Event::Exited { status, ran_for });
+        // The reaper owns the child's exit status: `child` is dropped without a wait.
+        drop(child);
+        if let Some(identity) = identity {
+            if let Err(e) = self.claim.set_worker(identity) {
+                self.note(&format!("cannot record the worker in worker.pid: {e}"));
             }
-        });
-        self.claim.set_worker(pid);
+        }
         self.note(&format!("worker started (pid {pid})"));
-        Ok(Worker { pid })
+        Ok(Worker {
+            pid,
+            identity,
+            started,
+            outputs,
+            pipes,
+        })
     }
 
-    /// Waits for the worker to exit or a signal to arrive, and says what comes next.
+    /// Waits for the worker to exit or a request to arrive, and says what comes next.
     fn watch(&mut self, worker: &Worker) -> Next {
-        match self.events.recv() {
-            Ok(Event::Exited { status, ran_for }) => self.after_exit(status, ran_for),
-            Ok(Event::Signal(SIGUSR1)) => {
-                self.note("restart requested");
-                if self.stop(worker) {
-                    self.note("stopping: a stop signal arrived during the restart");
+        loop {
+            match self.events.recv() {
+                Ok(Event::Exited { pid, exit }) if pid == worker.pid => {
+                    let ran_for = worker.started.elapsed();
+                    let left = self.end_tree(worker, self.config.agent.stop_timeout);
+                    self.drain(worker);
+                    if !left.is_empty() {
+                        self.note(&format!(
+                            "ended {} process(es) the worker left behind ({})",
+                            left.len(),
+                            pids(&left)
+                        ));
+                    }
+                    return self.after_exit(exit, ran_for);
+                }
+                Ok(Event::Exited { .. }) => continue,
+                Ok(Event::Request(Request::Restart)) => {
+                    self.note("restart requested");
+                    if self.stop(worker) {
+                        self.note("stopping: a stop request arrived during the restart");
+                        return Next::Exit(0);
+                    }
+                    self.quick_restarts_in_a_row = 0;
+                    return Next::Restart;
+                }
+                Ok(Event::Request(_)) => {
+                    self.note("stopping on request");
+                    self.stop(worker);
                     return Next::Exit(0);
                 }
-                self.quick_restarts_in_a_row = 0;
-                Next::Restart
+                Err(_) => return Next::Exit(1),
             }
-            Ok(Event::Signal(signal)) => {
-                self.note(&format!("stopping on signal {signal}"));
-                self.stop(worker);
-                Next::Exit(0)
-            }
-            Err(_) => Next::Exit(1),
         }
     }
 
-    fn after_exit(&mut self, status: ExitStatus, ran_for: Duration) -> Next {
-        use std::os::unix::process::ExitStatusExt;
-        let code = status
-            .code()
-            .or_else(|| status.signal().map(|s| 128 + s))
-            .unwrap_or(1);
-        let how = match (status.code(), status.signal()) {
-            (Some(code), _) => format!("exited with code {code}"),
-            (None, Some(signal)) => format!("was killed by signal {signal}"),
-            _ => "ended".to_owned(),
-        };
-        match code {
+    /// Ends what is left of `worker`'s tree: SIGTERM, SIGKILL after `timeout`. Answers the
+    /// processes other than the worker that it signalled.
+    fn end_tree(&self, worker: &Worker, timeout: Duration) -> Vec<Identity> {
+        let ended = platform::end_all(|| self.tree.members(worker.identity), timeout);
+        ended.into_iter().filter(|p| p.pid != worker.pid).collect()
+    }
+
+    /// Waits, briefly, for the worker's output to be written out.
+    fn drain(&self, worker: &Worker) {
+        let deadline = Instant::now() + OUTPUT_DRAIN;
+        for _ in 0..worker.pipes {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if worker.outputs.recv_timeout(left).is_err() {
+                break;
+            }
+        }
+    }
+
+    fn after_exit(&mut self, exit: Exit, ran_for: Duration) -> Next {
+        match exit.code() {
             0 => {
-                self.note(&format!("worker {how}: done"));
+                self.note(&format!("worker {exit}: done"));
                 Next::Exit(0)
             }
             RESTART_CODE => {
-                self.note(&format!("worker {how}: restarting it"));
+                self.note(&format!("worker {exit}: restarting it"));
                 self.failures_in_a_row = 0;
                 self.quick_restarts_in_a_row = if ran_for < QUICK {
-                    self.quick_restarts_in_a_row + 1
+                    self.quick_restarts_in_a_row.saturating_add(1)
                 } else {
                     0
                 };
@@ -270,7 +332,7 @@ impl Runtime {
                 self.pause(pause)
             }
             code => {
-                self.note(&format!("worker {how}"));
+                self.note(&format!("worker {exit}"));
                 self.after_failure(code, ran_for)
             }
         }
@@ -288,7 +350,7 @@ impl Runtime {
         if ran_for >= supervise.delay {
             self.failures_in_a_row = 0;
         }
-        self.failures_in_a_row += 1;
+        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
         if self.failures_in_a_row > supervise.retries {
             self.note(&format!(
                 "giving up: the worker failed {} times in a row (last code {code})",
@@ -306,16 +368,17 @@ impl Runtime {
         self.pause(delay)
     }
 
-    /// Waits `length` before the next worker, still answering signals.
+    /// Waits `length` (bounded by the configuration) before the next worker, still answering
+    /// requests.
     fn pause(&mut self, length: Duration) -> Next {
         let deadline = Instant::now() + length;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Err(RecvTimeoutError::Timeout) => return Next::Restart,
-                Ok(Event::Signal(SIGUSR1)) => return Next::Restart,
-                Ok(Event::Signal(signal)) => {
-                    self.note(&format!("stopping on signal {signal}"));
+                Ok(Event::Request(Request::Restart)) => return Next::Restart,
+                Ok(Event::Request(_)) => {
+                    self.note("stopping on request");
                     return Next::Exit(0);
                 }
                 Ok(Event::Exited { .. }) => continue,
@@ -324,75 +387,117 @@ impl Runtime {
         }
     }
 
-    /// Stops the worker's process group: TERM, then KILL after the stop timeout; then KILL
-    /// whatever of the group outlived the worker. Answers whether SIGTERM or SIGINT arrived
-    /// meanwhile (which matters when stopping for a restart).
+    /// Stops the worker's whole tree: SIGTERM to every process of it, SIGKILL to what is left
+    /// after the stop timeout. Answers whether a stop request arrived meanwhile (which matters
+    /// when stopping for a restart).
     fn stop(&self, worker: &Worker) -> bool {
-        let group = Pid::from_raw(worker.pid as i32);
-        let _ = killpg(group, Signal::SIGTERM);
-        let deadline = Instant::now() + self.config.agent.stop_timeout;
-        let mut exited = false;
+        let timeout = self.config.agent.stop_timeout;
+        for process in self.tree.members(worker.identity) {
+            let _ = platform::send(process, Request::Stop);
+        }
+        let deadline = Instant::now() + timeout;
         let mut stop_requested = false;
+        let mut exited = false;
         while !exited {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(Event::Exited { .. }) => exited = true,
-                Ok(Event::Signal(signal)) => stop_requested |= signal != SIGUSR1,
+                Ok(Event::Exited { pid, .. }) => exited = pid == worker.pid,
+                Ok(Event::Request(request)) => stop_requested |= request != Request::Restart,
                 Err(RecvTimeoutError::Timeout) => {
                     self.note(&format!(
                         "worker {} ignored SIGTERM for {}: killing it",
                         worker.pid,
-                        humantime::format_duration(self.config.agent.stop_timeout)
+                        humantime::format_duration(timeout)
                     ));
-                    let _ = killpg(group, Signal::SIGKILL);
-                    let _ = self.events.recv();
-                    exited = true;
+                    break;
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
-        let _ = killpg(group, Signal::SIGKILL);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ended = self.end_tree(worker, left);
+        if !exited {
+            // Killed just now: its exit is reported by the reaper.
+            let deadline = Instant::now() + OUTPUT_DRAIN;
+            while let Ok(event) = self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                match event {
+                    Event::Exited { pid, .. } if pid == worker.pid => break,
+                    Event::Request(request) => stop_requested |= request != Request::Restart,
+                    Event::Exited { .. } => {}
+                }
+            }
+        }
+        self.drain(worker);
+        if !ended.is_empty() {
+            self.note(&format!(
+                "ended {} more process(es) of the worker's tree ({})",
+                ended.len(),
+                pids(&ended)
+            ));
+        }
         stop_requested
     }
 }
 
-/// Makes the worker receive SIGTERM when the runtime dies, however it dies (SIGKILL, the OOM
-/// killer, a service manager that ends only the process it started): a worker must never run
-/// on unsupervised and unknown.
-#[cfg(target_os = "linux")]
-fn end_with_the_runtime(command: &mut Command) {
-    use nix::{errno::Errno, sys::prctl, unistd::getppid};
-    let runtime = nix::unistd::Pid::this();
-    // SAFETY: between fork and exec this runs only prctl and getppid, both async-signal-safe
-    // system calls, and builds its error without allocating.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(command, move || {
-            prctl::set_pdeathsig(Signal::SIGTERM).map_err(std::io::Error::from)?;
-            // The runtime may have died before the line above took effect.
-            if getppid() != runtime {
-                return Err(std::io::Error::from(Errno::ESRCH));
-            }
-            Ok(())
-        });
-    }
-}
-
-/// Copies a worker's output, line by line, to the agent log and to the runtime's own stream;
-/// says on `done` when the pipe is closed and everything is written.
-fn pump<R, W, F>(pipe: R, log: AgentLog, source: &'static str, stream: F, done: Sender<()>)
-where
-    R: Read + Send + 'static,
-    W: Write,
-    F: Fn() -> W + Send + 'static,
-{
+/// Copies a worker's output, line by line, to the agent log and the runtime's own stream; a
+/// line longer than [`MAX_LINE`] goes as several. Says on `done` when the pipe is closed and
+/// everything is written.
+fn pump(pipe: impl Read + Send + 'static, output: Output, stream: StdStream, done: Sender<()>) {
     thread::spawn(move || {
-        let mut reader = BufReader::new(pipe);
-        let mut line = Vec::new();
-        while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-            log.line(source, &String::from_utf8_lossy(&line));
-            let _ = stream().write_all(&line);
-            line.clear();
+        let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
+        let mut line = Vec::with_capacity(1024);
+        loop {
+            let room = (MAX_LINE - line.len()) as u64;
+            let read = (&mut reader).take(room).read_until(b'\n', &mut line);
+            let ended = !matches!(read, Ok(n) if n > 0);
+            if line.ends_with(b"\n") || line.len() >= MAX_LINE || (ended && !line.is_empty()) {
+                let carry = if line.len() >= MAX_LINE {
+                    split_at_a_character(&mut line)
+                } else {
+                    Vec::new()
+                };
+                output.worker(stream, &line);
+                line = carry;
+            }
+            if ended {
+                if !line.is_empty() {
+                    output.worker(stream, &line);
+                }
+                break;
+            }
         }
         let _ = done.send(());
     });
+}
+
+/// Cuts an over-long `line` at the last whole UTF-8 character, answering the cut-off bytes.
+fn split_at_a_character(line: &mut Vec<u8>) -> Vec<u8> {
+    if line.ends_with(b"\n") {
+        return Vec::new();
+    }
+    let tail = line.len().saturating_sub(3);
+    let cut = match std::str::from_utf8(&line[tail..]) {
+        Ok(_) => line.len(),
+        Err(e) if e.error_len().is_none() => tail + e.valid_up_to(),
+        Err(_) => line.len(),
+    };
+    line.split_off(cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_is_cut_between_characters() {
+        let mut line = "ab€".as_bytes()[..4].to_vec();
+        assert_eq!(split_at_a_character(&mut line), "€".as_bytes()[..2]);
+        assert_eq!(line, b"ab");
+        let mut whole = b"abc".to_vec();
+        assert!(split_at_a_character(&mut whole).is_empty());
+        assert_eq!(whole, b"abc");
+    }
 }

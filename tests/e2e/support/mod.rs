@@ -4,6 +4,8 @@
 // Each suite uses its own part of this module.
 #![allow(dead_code)]
 
+pub mod runtime;
+
 use std::{
     path::{Path, PathBuf},
     process::{Command, Output},
@@ -238,9 +240,15 @@ pub fn build_out_of_tree(dir: &str, prepare: impl FnOnce(&Path)) -> PathBuf {
     target.join("debug")
 }
 
-/// The pid in the pid file at `path`, if there is one.
+/// The pid in the pid file at `path` (its first line), if there is one.
 pub fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+    std::fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
 }
 
 /// A service manager in a namespace of its own, run by a harness script (`tests/<name>/harness`

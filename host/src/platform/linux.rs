@@ -1,0 +1,203 @@
+//! Linux: the process table from `/proc`, signals through a pidfd (so the process proven is the
+//! process signalled), and the runtime as a child subreaper: a process its worker orphans is
+//! reparented to the runtime instead of init, so the runtime sees and ends the whole tree.
+
+use std::{
+    fs,
+    io::{self, Read as _},
+    os::unix::{fs::MetadataExt as _, process::CommandExt as _},
+    process::{Child, Command},
+    sync::{mpsc, Arc, Mutex},
+    thread,
+};
+
+use nix::{
+    errno::Errno,
+    sys::{
+        prctl,
+        signal::Signal,
+        wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus},
+    },
+    unistd::{getppid, Pid},
+};
+
+use super::{
+    unix::{self, Entry},
+    Exit, Identity, Request, TREE_MARKER,
+};
+
+/// What `/proc/<pid>/stat` says of a process.
+struct Stat {
+    zombie: bool,
+    parent: u32,
+    group: u32,
+    /// Field 22: when it started, in clock ticks since boot.
+    start: u64,
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may hold spaces and parentheses of its own.
+    let mut fields = text.rsplit_once(')')?.1.split_whitespace();
+    let state = fields.next()?;
+    let parent = fields.next()?.parse().ok()?;
+    let group = fields.next()?.parse().ok()?;
+    // Fields 6 to 21 lie between the group (5) and the start time (22).
+    let start = fields.nth(16)?.parse().ok()?;
+    Some(Stat {
+        zombie: state == "Z" || state == "X",
+        parent,
+        group,
+        start,
+    })
+}
+
+fn is_ours(pid: u32) -> bool {
+    fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == unix::owner())
+}
+
+pub(super) fn boot_id() -> Option<String> {
+    let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    Some(id.trim().to_owned())
+}
+
+pub(super) fn identify(pid: u32) -> Option<Identity> {
+    if pid == 0 || !is_ours(pid) {
+        return None;
+    }
+    let stat = stat(pid).filter(|s| !s.zombie)?;
+    Some(Identity {
+        pid,
+        start: stat.start,
+    })
+}
+
+pub(super) fn signal(target: Identity, request: Request) -> io::Result<bool> {
+    let pid = rustix::process::Pid::from_raw(target.pid as i32)
+        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let pidfd = match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::SRCH) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    // With the pidfd held, the pid cannot pass to another process before the check below.
+    if identify(target.pid) != Some(target) {
+        return Ok(false);
+    }
+    let signal = match request {
+        Request::Stop => rustix::process::Signal::TERM,
+        Request::Restart => rustix::process::Signal::USR1,
+        Request::Kill => rustix::process::Signal::KILL,
+    };
+    match rustix::process::pidfd_send_signal(&pidfd, signal) {
+        Ok(()) => Ok(true),
+        Err(rustix::io::Errno::SRCH) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether `pid`'s environment holds `TREE_MARKER=home`.
+fn is_marked(pid: u32, marker: &[u8]) -> bool {
+    let mut environ = Vec::new();
+    // An environment is at most a few hundred KiB; a marker is found in its first MiB or not.
+    let read = fs::File::open(format!("/proc/{pid}/environ"))
+        .and_then(|file| file.take(1 << 20).read_to_end(&mut environ));
+    read.is_ok() && environ.split(|&b| b == 0).any(|var| var == marker)
+}
+
+/// This user's live processes other than this one, with whether each carries `home`'s marker.
+pub(super) fn table(home: &str) -> Vec<Entry> {
+    let marker = format!("{TREE_MARKER}={home}").into_bytes();
+    let this = std::process::id();
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid > 1 && pid != this && is_ours(pid))
+        .filter_map(|pid| {
+            let stat = stat(pid).filter(|s| !s.zombie)?;
+            Some(Entry {
+                identity: Identity {
+                    pid,
+                    start: stat.start,
+                },
+                parent: stat.parent,
+                group: stat.group,
+                marked: is_marked(pid, &marker),
+            })
+        })
+        .collect()
+}
+
+pub(super) fn strays(home: &str, group: Option<Identity>) -> Vec<Identity> {
+    unix::members(&table(home), None, group)
+}
+
+type Exited = Arc<Mutex<dyn Fn(u32, Exit) + Send>>;
+
+/// The runtime as subreaper, with a thread that reaps every child, orphans included.
+pub(super) struct Tree {
+    /// Held while a worker is started: the standard library reaps a child whose `exec` failed
+    /// itself, so the reaper must not take that child first.
+    spawning: Arc<Mutex<()>>,
+    children: mpsc::Sender<()>,
+}
+
+impl Tree {
+    pub fn new(exited: Exited) -> io::Result<Self> {
+        prctl::set_child_subreaper(true)?;
+        let spawning = Arc::new(Mutex::new(()));
+        let (children, new_child) = mpsc::channel();
+        let lock = Arc::clone(&spawning);
+        thread::spawn(move || reap(&lock, &new_child, &exited));
+        Ok(Self { spawning, children })
+    }
+
+    pub fn spawn(&self, command: &mut Command) -> io::Result<Child> {
+        let runtime = Pid::this();
+        // SAFETY: between fork and exec this runs only prctl and getppid, both
+        // async-signal-safe system calls, and builds its error without allocating.
+        unsafe {
+            command.pre_exec(move || {
+                // However the runtime dies (SIGKILL, the OOM killer), its worker hears of it.
+                prctl::set_pdeathsig(Signal::SIGTERM).map_err(io::Error::from)?;
+                // The runtime may have died before the line above took effect.
+                if getppid() != runtime {
+                    return Err(io::Error::from(Errno::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let _spawning = self.spawning.lock().unwrap_or_else(|p| p.into_inner());
+        let child = command.spawn();
+        let _ = self.children.send(());
+        child
+    }
+}
+
+/// Reaps children as they exit and tells `exited`; waits for a new child while there is none.
+fn reap(spawning: &Mutex<()>, new_child: &mpsc::Receiver<()>, exited: &Exited) {
+    loop {
+        // Looked at without reaping, so that a child being spawned is left to the spawner.
+        match waitid(Id::All, WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT) {
+            Ok(status) => {
+                let Some(pid) = status.pid() else { continue };
+                let _spawning = spawning.lock().unwrap_or_else(|p| p.into_inner());
+                let exit = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+                    Ok(WaitStatus::Exited(_, code)) => Exit::Code(code),
+                    Ok(WaitStatus::Signaled(_, signal, _)) => Exit::Signal(signal as i32),
+                    _ => continue,
+                };
+                let exited = exited.lock().unwrap_or_else(|p| p.into_inner());
+                exited(pid.as_raw() as u32, exit);
+            }
+            Err(Errno::EINTR) => continue,
+            Err(_) => {
+                if new_child.recv().is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

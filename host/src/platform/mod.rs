@@ -1,0 +1,172 @@
+//! What the runtime, `sygen stop` and `sygen restart` need from the operating system, behind
+//! one small interface with one file per platform (`linux.rs`, `macos.rs`; `unix.rs` holds
+//! what those two share):
+//!
+//! - **Identity.** A process is known by its pid *and* its start time. A pid left in a file by a
+//!   crash, a `kill -9` or a power cut may name an unrelated process by now; the start time
+//!   cannot be recycled. [`send`] proves a process's identity before it signals it, and never
+//!   signals pid 1 or another user's process.
+//! - **The tree.** Every process a worker starts belongs to the runtime ([`Tree`]): when the
+//!   worker exits, restarts or stops, what it left behind is ended too. Each process of the
+//!   tree carries [`TREE_MARKER`] in its environment, so what survives a killed runtime is
+//!   found ([`strays`]) and ended by the next `sygen run` or `sygen stop`.
+//! - **The instance lock.** `bot.pid` is held under an exclusive lock for the runtime's whole
+//!   life ([`try_lock`], [`is_locked`]): "is it running" is "is the lock held".
+//! - **Requests.** Stop and restart ([`Request`]; SIGTERM and SIGUSR1 on Unix), heard by the
+//!   runtime through [`listen`].
+
+#[cfg(unix)]
+mod unix;
+#[cfg(unix)]
+pub use unix::{
+    is_locked, is_same_file, listen, regular_file_behind, send, special_file_kind, try_lock, Tree,
+};
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as os;
+
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as os;
+
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
+/// The environment variable every process of a worker's tree inherits; its value is the sygen
+/// home the tree belongs to.
+pub const TREE_MARKER: &str = "SYGEN_TREE";
+
+/// A process as sygen knows it: a pid and when that process started, in the platform's own
+/// unit. The pair names one process for as long as the machine runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Identity {
+    pub pid: u32,
+    pub start: u64,
+}
+
+impl Identity {
+    /// This process.
+    pub fn this_process() -> Option<Self> {
+        os::identify(std::process::id())
+    }
+
+    /// The process that has `pid` now, if it is alive (zombies are not) and this user's.
+    pub fn of(pid: u32) -> Option<Self> {
+        os::identify(pid)
+    }
+
+    /// Whether this very process is still alive.
+    pub fn is_alive(self) -> bool {
+        os::identify(self.pid) == Some(self)
+    }
+}
+
+/// This boot of the machine: start times count from it, so a record from another boot names no
+/// live process.
+pub fn boot_id() -> Option<String> {
+    os::boot_id()
+}
+
+/// What sygen asks of a process it started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Stop gracefully (SIGTERM).
+    Stop,
+    /// Replace the worker (SIGUSR1, to a runtime).
+    Restart,
+    /// End at once (SIGKILL).
+    Kill,
+}
+
+/// One of a process's two output streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StdStream {
+    Out,
+    Err,
+}
+
+impl StdStream {
+    pub fn name(self) -> &'static str {
+        match self {
+            StdStream::Out => "stdout",
+            StdStream::Err => "stderr",
+        }
+    }
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl Exit {
+    /// The exit code a shell would report: the code, or 128 + the signal.
+    pub fn code(self) -> i32 {
+        match self {
+            Exit::Code(code) => code,
+            Exit::Signal(signal) => 128 + signal,
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Exit::Code(code) => write!(f, "exited with code {code}"),
+            Exit::Signal(signal) => write!(f, "was killed by signal {signal}"),
+        }
+    }
+}
+
+/// "pid 12", "pids 12, 13".
+pub fn pids(processes: &[Identity]) -> String {
+    let list: Vec<String> = processes.iter().map(|p| p.pid.to_string()).collect();
+    let plural = if list.len() == 1 { "" } else { "s" };
+    format!("pid{plural} {}", list.join(", "))
+}
+
+/// The processes carrying the tree marker of `home`, and the live members of the process group
+/// led by `group` (a recorded worker), other than this process: what a runtime that is gone
+/// left behind.
+pub fn strays(home: &str, group: Option<Identity>) -> Vec<Identity> {
+    os::strays(home, group)
+}
+
+/// Ends what `find` names: [`Request::Stop`] to all, a wait of up to `timeout` for them to go,
+/// then [`Request::Kill`] to whatever is left, looking again for processes started meanwhile.
+/// Answers every process it signalled.
+pub fn end_all(find: impl Fn() -> Vec<Identity>, timeout: Duration) -> Vec<Identity> {
+    let mut ended = find();
+    for &process in &ended {
+        let _ = send(process, Request::Stop);
+    }
+    let deadline = Instant::now().checked_add(timeout);
+    while ended.iter().any(|p| p.is_alive()) && deadline.is_some_and(|d| Instant::now() < d) {
+        thread::sleep(Duration::from_millis(10));
+    }
+    // A process forking as fast as it is killed is not waited for without end.
+    for _ in 0..20 {
+        let left: Vec<Identity> = find()
+            .into_iter()
+            .chain(ended.iter().copied().filter(|p| p.is_alive()))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        for &process in &left {
+            let _ = send(process, Request::Kill);
+            if !ended.contains(&process) {
+                ended.push(process);
+            }
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    ended
+}

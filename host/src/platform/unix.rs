@@ -1,0 +1,247 @@
+//! What Linux and macOS share: signals as requests, `flock` as the instance lock, and which
+//! processes of a process table belong to a tree.
+
+use std::{
+    fs::{File, TryLockError},
+    io,
+    process::Command,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use signal_hook::{
+    consts::{SIGINT, SIGTERM, SIGUSR1},
+    iterator::Signals,
+};
+
+use super::{os, Exit, Identity, Request, StdStream, TREE_MARKER};
+
+/// Whose processes sygen may look at and signal: the caller's own; for root acting on another
+/// user's sygen home (a system service run as that user, as OpenRC's is), that user's.
+pub(super) fn owner() -> u32 {
+    static OWNER: OnceLock<u32> = OnceLock::new();
+    *OWNER.get_or_init(|| {
+        let euid = nix::unistd::geteuid().as_raw();
+        if euid != 0 {
+            return euid;
+        }
+        use std::os::unix::fs::MetadataExt as _;
+        crate::description::sygen_home()
+            .ok()
+            .and_then(|home| std::fs::metadata(home).ok())
+            .map_or(0, |m| m.uid())
+    })
+}
+
+/// Sends `request` to `target` if it is still that very process, never to pid 0 or 1 or to
+/// another user's process. Answers whether it was sent (false: the process is gone).
+pub fn send(target: Identity, request: Request) -> io::Result<bool> {
+    if target.pid <= 1 {
+        return Ok(false);
+    }
+    os::signal(target, request)
+}
+
+/// Takes the exclusive lock on `file` if no one holds it; answers whether it did.
+pub fn try_lock(file: &File) -> io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Whether someone holds the exclusive lock on `file`. The shared lock taken to find out is
+/// released at once.
+pub fn is_locked(file: &File) -> io::Result<bool> {
+    match file.try_lock_shared() {
+        Ok(()) => {
+            file.unlock()?;
+            Ok(false)
+        }
+        Err(TryLockError::WouldBlock) => Ok(true),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Whether `file` is the file at `path` now.
+pub fn is_same_file(file: &File, path: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(open), Ok(named)) => open.dev() == named.dev() && open.ino() == named.ino(),
+        _ => false,
+    }
+}
+
+/// What a file that is neither regular nor a directory is, in words.
+pub fn special_file_kind(metadata: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    let kind = metadata.file_type();
+    if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a file"
+    }
+}
+
+/// A duplicate of `stream`'s descriptor when a regular file is behind it.
+pub fn regular_file_behind(stream: StdStream) -> Option<File> {
+    use std::os::fd::AsFd as _;
+    let fd = match stream {
+        StdStream::Out => io::stdout().as_fd().try_clone_to_owned(),
+        StdStream::Err => io::stderr().as_fd().try_clone_to_owned(),
+    };
+    let file = File::from(fd.ok()?);
+    file.metadata().ok()?.is_file().then_some(file)
+}
+
+/// Calls `heard` with each stop (SIGTERM, SIGINT) and restart (SIGUSR1) request, on a thread of
+/// its own.
+pub fn listen(heard: impl Fn(Request) + Send + 'static) -> io::Result<()> {
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1])?;
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            heard(if signal == SIGUSR1 {
+                Request::Restart
+            } else {
+                Request::Stop
+            });
+        }
+    });
+    Ok(())
+}
+
+/// One process of the table a platform reads.
+pub(super) struct Entry {
+    pub identity: Identity,
+    pub parent: u32,
+    pub group: u32,
+    /// Whether it carries the tree marker asked for.
+    pub marked: bool,
+}
+
+/// The processes in `table` that belong to the tree: descendants of `root`, carriers of the
+/// marker, members of the group `group` leads.
+pub(super) fn members(
+    table: &[Entry],
+    root: Option<u32>,
+    group: Option<Identity>,
+) -> Vec<Identity> {
+    // A recorded worker's group counts while its leader is that very process and carries the
+    // marker, or is gone: a pid is not reused while its group has members, so then the group
+    // is the one recorded, and its members started after the worker did.
+    let group = group.filter(
+        |leader| match table.iter().find(|e| e.identity.pid == leader.pid) {
+            Some(entry) => entry.identity == *leader && entry.marked,
+            None => true,
+        },
+    );
+    let mut tree: Vec<u32> = root.into_iter().collect();
+    let mut found = Vec::new();
+    // Parents are found before their children in a few passes; a table is small.
+    loop {
+        let before = found.len();
+        for entry in table {
+            let pid = entry.identity.pid;
+            if found.contains(&entry.identity) || root == Some(pid) {
+                continue;
+            }
+            let in_group =
+                group.is_some_and(|g| g.pid == entry.group && entry.identity.start >= g.start);
+            if entry.marked || in_group || tree.contains(&entry.parent) {
+                tree.push(pid);
+                found.push(entry.identity);
+            }
+        }
+        if found.len() == before {
+            return found;
+        }
+    }
+}
+
+/// The runtime's hold on the processes its workers start.
+pub struct Tree {
+    home: String,
+    inner: os::Tree,
+}
+
+impl Tree {
+    /// Takes ownership of every process a worker will start for `home`; `exited` hears the exit
+    /// of each child of the runtime.
+    pub fn new(home: String, exited: impl Fn(u32, Exit) + Send + 'static) -> io::Result<Self> {
+        Ok(Self {
+            home,
+            inner: os::Tree::new(Arc::new(Mutex::new(exited)))?,
+        })
+    }
+
+    /// Starts `command` as a worker: in a process group of its own, marked as this tree's, and
+    /// ended with the runtime where the platform can arrange it.
+    pub fn spawn(&self, command: &mut Command) -> io::Result<std::process::Child> {
+        command.env(TREE_MARKER, &self.home);
+        std::os::unix::process::CommandExt::process_group(command, 0);
+        self.inner.spawn(command)
+    }
+
+    /// Every live process of the tree now, the runtime itself excepted.
+    pub fn members(&self, worker: Option<Identity>) -> Vec<Identity> {
+        let table = os::table(&self.home);
+        members(&table, Some(std::process::id()), worker)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(pid: u32, start: u64, parent: u32, group: u32, marked: bool) -> Entry {
+        Entry {
+            identity: Identity { pid, start },
+            parent,
+            group,
+            marked,
+        }
+    }
+
+    fn pids(found: Vec<Identity>) -> Vec<u32> {
+        let mut pids: Vec<u32> = found.into_iter().map(|i| i.pid).collect();
+        pids.sort();
+        pids
+    }
+
+    #[test]
+    fn the_tree_is_descendants_marked_processes_and_the_worker_group() {
+        let table = [
+            entry(10, 1, 1, 10, false),  // the runtime
+            entry(30, 3, 20, 20, false), // child of 20, listed before it
+            entry(20, 2, 10, 20, true),  // the worker
+            entry(40, 4, 1, 40, true),   // a daemon that left the tree, still marked
+            entry(50, 5, 1, 20, false),  // left, but still in the worker's group
+            entry(60, 6, 1, 60, false),  // unrelated
+        ];
+        let worker = Identity { pid: 20, start: 2 };
+        assert_eq!(
+            pids(members(&table, Some(10), Some(worker))),
+            [20, 30, 40, 50]
+        );
+        // Without a root: the marked processes and their children.
+        assert_eq!(pids(members(&table, None, None)), [20, 30, 40]);
+    }
+
+    #[test]
+    fn only_a_group_the_recorded_worker_led_is_ours() {
+        let recorded = Identity { pid: 20, start: 2 };
+        // The pid was recycled: another leader, another group.
+        let table = [entry(20, 99, 1, 20, false), entry(21, 100, 20, 20, false)];
+        assert!(members(&table, None, Some(recorded)).is_empty());
+        // The very process, but without the marker: not a worker sygen started.
+        let table = [entry(20, 2, 1, 20, false), entry(21, 3, 20, 20, false)];
+        assert!(members(&table, None, Some(recorded)).is_empty());
+        // With the leader gone, the members started after it are the recorded group's.
+        let table = [entry(21, 3, 1, 20, false), entry(22, 1, 1, 20, false)];
+        assert_eq!(pids(members(&table, None, Some(recorded))), [21]);
+    }
+}

@@ -1,0 +1,702 @@
+//! The runtime under faults, through the real binary: stale and recycled pid files, runtimes
+//! started together, killed runtimes with stubborn trees, workers that leave children, broken
+//! and unread streams, a full disk, odd files in the log directory, endless lines, and
+//! configuration values out of range or in files that are not files.
+
+mod support;
+
+use std::{
+    fs,
+    io::{BufRead, BufReader},
+    os::unix::{fs::symlink, process::CommandExt as _},
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use support::{
+    alive, eventually,
+    runtime::{terminate, Home},
+};
+
+/// The live processes carrying `home`'s tree marker.
+fn tree_of(home: &Home) -> Vec<u32> {
+    let home = fs::canonicalize(home.sygen_home()).unwrap();
+    let marker = format!("SYGEN_TREE={}", home.display()).into_bytes();
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| alive(pid))
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == marker))
+        })
+        .collect()
+}
+
+/// Waits for `child` to exit, at most `timeout`; answers its exit code.
+fn exit_code(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code();
+        }
+        assert!(Instant::now() < deadline, "the process did not exit");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A process that is not sygen's, in a process group of its own.
+fn bystander() -> Child {
+    Command::new("sleep")
+        .arg("1000")
+        .process_group(0)
+        .spawn()
+        .unwrap()
+}
+
+fn start_time(pid: u32) -> String {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    fields[19].to_owned()
+}
+
+#[test]
+fn stop_and_restart_never_signal_what_a_stale_pid_file_names() {
+    let home = Home::new();
+    fs::create_dir_all(home.sygen_home()).unwrap();
+    let mut other = bystander();
+    let pid = other.id();
+    let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let boot = boot.trim();
+    let records = [
+        format!("{pid}\n"),
+        format!("{pid}\nstart=1\nstop_timeout_ms=10\n"),
+        format!(
+            "{pid}\nstart={}\nboot={boot}\nstop_timeout_ms=10\n",
+            start_time(pid)
+        ),
+        format!(
+            "{pid}\nstart={}\nboot=0-another-boot\nstop_timeout_ms=10\n",
+            start_time(pid)
+        ),
+        "1\nstart=1\nstop_timeout_ms=10\n".to_owned(),
+    ];
+    for record in &records {
+        for file in ["bot.pid", "worker.pid"] {
+            fs::write(home.sygen_home().join(file), record).unwrap();
+        }
+        assert_eq!(
+            home.sygen(&["stop"]).succeeds(),
+            "nothing running: no sygen service or process to stop\n",
+            "{record:?}"
+        );
+        home.sygen(&["restart"])
+            .fails_with(1, "sygen is not running: nothing to restart");
+        assert!(alive(pid), "{record:?} got the process named in it killed");
+    }
+    other.kill().unwrap();
+    other.wait().unwrap();
+}
+
+#[test]
+fn a_lock_held_by_a_process_sygen_cannot_prove_is_never_signalled() {
+    let home = Home::new();
+    fs::create_dir_all(home.sygen_home()).unwrap();
+    let bot_pid = home.sygen_home().join("bot.pid");
+    fs::write(&bot_pid, "1\nstart=1\nstop_timeout_ms=10\n").unwrap();
+    let mut holder = Command::new("flock")
+        .arg(&bot_pid)
+        .args(["sleep", "1000"])
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    eventually("the lock", Duration::from_secs(5), || {
+        !Command::new("flock")
+            .args(["-n", "-s"])
+            .arg(&bot_pid)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+    });
+    let out = home.sygen(&["stop"]);
+    assert_eq!(
+        out.succeeds(),
+        "nothing running: no sygen service or process to stop\n"
+    );
+    assert_eq!(
+        out.stderr,
+        format!(
+            "warning: {} is locked, but not by a process sygen can prove is its runtime (it names pid 1): not signalling it\n",
+            bot_pid.display()
+        )
+    );
+    assert!(alive(holder.id()));
+    let refused = home.sygen(&["run"]);
+    refused.fails_with(1, "sygen is already running (pid unknown");
+    let group = format!("-{}", holder.id());
+    Command::new("kill")
+        .args(["-KILL", "--", &group])
+        .status()
+        .unwrap();
+    holder.wait().unwrap();
+}
+
+#[test]
+fn of_two_runtimes_started_together_exactly_one_runs() {
+    let home = Home::new();
+    home.worker("exec sleep 30", "");
+    let start = || {
+        home.command(&["run"])
+            .env("SYGEN_SUPERVISOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    for round in 0..100 {
+        let mut pair = [start(), start()];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let loser = loop {
+            if let Some(i) = (0..2).find(|&i| pair[i].try_wait().unwrap().is_some()) {
+                break i;
+            }
+            assert!(Instant::now() < deadline, "round {round}: both still run");
+            thread::sleep(Duration::from_millis(5));
+        };
+        let [first, second] = &mut pair;
+        let (lost, won) = if loser == 0 {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        let output = lost.wait_with_output_ref();
+        assert_eq!(output.0, Some(1), "round {round}: {}", output.1);
+        assert!(
+            output.1.contains("sygen is already running"),
+            "round {round}: {}",
+            output.1
+        );
+        thread::sleep(Duration::from_millis(20));
+        assert!(
+            won.try_wait().unwrap().is_none(),
+            "round {round}: no runtime is left"
+        );
+        assert_eq!(home.pid_file("bot.pid"), Some(won.id()), "round {round}");
+        assert_eq!(terminate(won), Some(0), "round {round}");
+    }
+}
+
+/// Reading what is left of a finished child's stderr.
+trait Finished {
+    fn wait_with_output_ref(&mut self) -> (Option<i32>, String);
+}
+
+impl Finished for Child {
+    fn wait_with_output_ref(&mut self) -> (Option<i32>, String) {
+        let code = self.wait().unwrap().code();
+        let mut stderr = String::new();
+        if let Some(pipe) = self.stderr.as_mut() {
+            std::io::Read::read_to_string(pipe, &mut stderr).unwrap();
+        }
+        (code, stderr)
+    }
+}
+
+/// A worker that ignores SIGTERM (and so do its children) and has a child of its own.
+const STUBBORN: &str =
+    "trap '' TERM\nsleep 300 &\necho $! > grandchild.pid\nwhile :; do sleep 1; done";
+
+fn stubborn_tree_of_a_killed_runtime(home: &Home) -> Vec<u32> {
+    home.worker(STUBBORN, "stop_timeout = \"300ms\"");
+    let (mut run, worker) = home.start();
+    let grandchild = home.sygen_home().join("grandchild.pid");
+    eventually("the grandchild", Duration::from_secs(5), || {
+        grandchild.exists()
+    });
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // The worker is told of its runtime's death, and ignores it.
+    thread::sleep(Duration::from_millis(300));
+    assert!(alive(worker));
+    let tree = tree_of(home);
+    assert!(tree.len() >= 2, "{tree:?}");
+    tree
+}
+
+#[test]
+fn stop_ends_the_stubborn_tree_a_killed_runtime_left() {
+    let home = Home::new();
+    let tree = stubborn_tree_of_a_killed_runtime(&home);
+    let stdout = home.sygen(&["stop"]).succeeds().to_owned();
+    assert!(
+        stdout.starts_with("stopped what its worker left (pids "),
+        "{stdout}"
+    );
+    for pid in &tree {
+        assert!(!alive(*pid), "{pid} survived");
+    }
+    assert!(tree_of(&home).is_empty());
+    assert!(!home.sygen_home().join("worker.pid").exists());
+}
+
+#[test]
+fn the_next_run_ends_what_a_killed_runtime_left() {
+    let home = Home::new();
+    let tree = stubborn_tree_of_a_killed_runtime(&home);
+    let old_worker = home.pid_file("worker.pid").unwrap();
+    let mut run = home.spawn_run(&[], true);
+    eventually("a new worker", Duration::from_secs(5), || {
+        home.pid_file("worker.pid").is_some_and(|w| w != old_worker)
+    });
+    for pid in &tree {
+        assert!(!alive(*pid), "{pid} survived");
+    }
+    assert!(home
+        .log()
+        .contains("process(es) a previous runtime left behind (pids "));
+    // The new worker ignores SIGTERM too: it is killed after the stop timeout.
+    assert_eq!(terminate(&mut run), Some(0));
+    assert!(tree_of(&home).is_empty());
+}
+
+#[test]
+fn a_workers_children_end_with_it_and_no_thread_is_left_waiting() {
+    let home = Home::new();
+    home.worker("sleep 600 &\nsleep 0.3\nexit 42", "quick_restarts = 1000");
+    let mut run = home.spawn_run(&[], true);
+    eventually("six workers", Duration::from_secs(20), || {
+        home.worker_pids().len() >= 6
+    });
+    // At most the current worker, its `sleep 600` and its `sleep 0.3`.
+    let tree = tree_of(&home);
+    assert!(tree.len() <= 3, "{tree:?}");
+    let status = fs::read_to_string(format!("/proc/{}/status", run.id())).unwrap();
+    let threads: u32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(threads <= 8, "{threads} threads");
+    assert!(
+        home.log()
+            .contains("ended 1 process(es) the worker left behind (pid "),
+        "{}",
+        home.log()
+    );
+    assert_eq!(terminate(&mut run), Some(0));
+    assert!(tree_of(&home).is_empty());
+}
+
+#[test]
+fn closed_stdout_and_stderr_cost_only_the_echo() {
+    let home = Home::new();
+    home.worker(
+        "i=0; while [ $i -lt 500 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done\nsleep 0.5\necho last\nexit 0",
+        "",
+    );
+    let mut run = home
+        .command(&["run"])
+        .env("SYGEN_SUPERVISOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // As `sygen run 2>&1 | head -n 2` does: two lines, then the pipes close.
+    let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
+    lines.next().unwrap().unwrap();
+    lines.next().unwrap().unwrap();
+    drop(lines);
+    drop(run.stderr.take());
+    assert_eq!(exit_code(&mut run, Duration::from_secs(20)), Some(0));
+    let log = home.log();
+    for needle in [
+        "[stdout] out 499",
+        "[stderr] err 499",
+        "[stdout] last",
+        "failed (Broken pipe (os error 32)): nothing more is echoed there; agent.log keeps everything",
+        "runtime exiting with code 0",
+    ] {
+        assert!(log.contains(needle), "{needle} is missing:\n{log}");
+    }
+}
+
+#[test]
+fn a_runtime_whose_stdout_nobody_reads_never_blocks_its_worker() {
+    let home = Home::new();
+    home.worker(
+        "i=0; while [ $i -lt 20000 ]; do echo \"line $i of a worker that talks a lot\"; i=$((i+1)); done",
+        "",
+    );
+    let mut run = home
+        .command(&["run"])
+        .env("SYGEN_SUPERVISOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The pipe holds 64 KiB; the worker writes 0.8 MB, and nothing reads it.
+    assert_eq!(exit_code(&mut run, Duration::from_secs(60)), Some(0));
+    assert!(home.log().contains("[stdout] line 19999 of"));
+}
+
+#[test]
+fn an_endless_line_is_split_and_memory_stays_bounded() {
+    let home = Home::new();
+    home.worker(
+        "head -c 100000000 /dev/zero | tr '\\0' x\necho\necho after\nexit 0",
+        "[logs]\nmax_bytes = 1048576\nkeep = 2",
+    );
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "peak %M KiB"])
+        .arg(support::artifacts().join("sygen"))
+        .arg("run")
+        .env("HOME", home.dir.path())
+        .env("SYGEN_HOME", home.sygen_home())
+        .env("SYGEN_SUPERVISOR", "1")
+        .stdout(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let peak: u64 = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak ")?.strip_suffix(" KiB")?.parse().ok())
+        .unwrap();
+    assert!(peak < 40 * 1024, "peak RSS {peak} KiB for a 100 MB line");
+    let logs = home.sygen_home().join("logs");
+    for name in ["agent.log", "agent.log.1", "agent.log.2"] {
+        let size = fs::metadata(logs.join(name)).unwrap().len();
+        assert!(size <= 1048576, "{name} is {size} bytes");
+    }
+    let log = home.log();
+    assert!(log.contains("[stdout] after"), "{log}");
+    let longest = log.lines().map(str::len).max().unwrap();
+    assert!(longest <= 64 * 1024 + 100, "a line of {longest} bytes");
+}
+
+#[test]
+fn a_directory_in_the_way_of_rotation_loses_no_line() {
+    let home = Home::new();
+    home.worker(
+        "i=0; while [ $i -lt 300 ]; do echo \"line $i\"; i=$((i+1)); done",
+        "[logs]\nmax_bytes = 2048\nkeep = 3",
+    );
+    fs::create_dir_all(home.sygen_home().join("logs/agent.log.1")).unwrap();
+    let (code, log) = home.run_to_end(&[], true);
+    assert_eq!(code, Some(0));
+    for i in 0..300 {
+        assert!(log.contains(&format!("[stdout] line {i}\n")), "line {i}");
+    }
+    let notices = log.matches("agent.log.1 is a directory").count();
+    assert_eq!(notices, 1, "{log}");
+    assert!(home.sygen_home().join("logs/agent.log.1").is_dir());
+}
+
+/// A tmpfs of `size` mounted at `dir`, unmounted when dropped. Needs root; `None` (after
+/// saying why) without it, except under CI.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Option<Self> {
+        fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .unwrap();
+        if mounted.status.success() {
+            return Some(Self(dir.to_path_buf()));
+        }
+        let why = String::from_utf8_lossy(&mounted.stderr);
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot mount a tmpfs under CI: {why}"
+        );
+        eprintln!("skipped: cannot mount a tmpfs (needs root): {why}");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_loses_whole_lines_counted_once_and_rotation_goes_on() {
+    let home = Home::new();
+    let logs = home.sygen_home().join("logs");
+    let Some(_tmpfs) = Tmpfs::mount(&logs, "2m") else {
+        return;
+    };
+    // Numbered lines of 100 bytes, about 2000 a second.
+    home.worker(
+        "i=0; while :; do printf 'n %08d %088d\\n' $i 0; i=$((i+1)); [ $((i % 20)) = 0 ] && sleep 0.01; done",
+        "[logs]\nmax_bytes = 262144\nkeep = 1",
+    );
+    let stderr_file = home.dir.path().join("runtime.err");
+    let mut run = home
+        .command(&["run"])
+        .env("SYGEN_SUPERVISOR", "1")
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr_file).unwrap())
+        .spawn()
+        .unwrap();
+    eventually("the first rotation", Duration::from_secs(20), || {
+        logs.join("agent.log.1").exists()
+    });
+    // Fill the rest of the disk: lines are lost from here.
+    let filler = logs.join("filler");
+    let _ = Command::new("dd")
+        .args(["if=/dev/zero", "bs=64k"])
+        .arg(format!("of={}", filler.display()))
+        .stderr(Stdio::null())
+        .status();
+    thread::sleep(Duration::from_millis(800));
+    fs::remove_file(&filler).unwrap();
+    let both = || {
+        let mut text = fs::read_to_string(logs.join("agent.log.1")).unwrap_or_default();
+        text.push_str(&fs::read_to_string(logs.join("agent.log")).unwrap_or_default());
+        text
+    };
+    eventually("the loss notice", Duration::from_secs(10), || {
+        both().contains(" lines lost: ")
+    });
+    let text = both();
+    let counter = |line: &str| -> Option<u64> {
+        line.split_once("[stdout] n ")?
+            .1
+            .split(' ')
+            .next()?
+            .parse()
+            .ok()
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.contains(" lines lost: "))
+        .unwrap();
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(" lost: ")).count(),
+        1,
+        "one notice per outage"
+    );
+    let notice = lines[at];
+    assert!(
+        notice.ends_with("could not be written (No space left on device (os error 28))"),
+        "{notice}"
+    );
+    let lost: u64 = notice
+        .split_once("[runtime] ")
+        .and_then(|(_, rest)| rest.split(' ').next()?.parse().ok())
+        .unwrap();
+    let before = lines[..at].iter().rev().find_map(|l| counter(l)).unwrap();
+    let after = lines[at + 1..].iter().find_map(|l| counter(l)).unwrap();
+    assert_eq!(
+        after - before - 1,
+        lost,
+        "the notice counts every line lost"
+    );
+    let whole = |line: &str| {
+        let Some((_, rest)) = line.split_once(' ') else {
+            return false;
+        };
+        rest.starts_with("[runtime] ")
+            || (rest.starts_with("[stdout] n ") && rest.len() == "[stdout] ".len() + 99)
+    };
+    for line in &lines {
+        assert!(whole(line), "not a whole line: {line:?}");
+    }
+    eventually("rotation after the outage", Duration::from_secs(20), || {
+        let rotated = fs::read_to_string(logs.join("agent.log.1")).unwrap_or_default();
+        rotated.lines().filter_map(counter).any(|n| n > after) && !rotated.contains(" lost: ")
+    });
+    assert_eq!(terminate(&mut run), Some(0));
+    let errors = fs::read_to_string(&stderr_file).unwrap();
+    assert_eq!(
+        errors.matches("No space left on device").count(),
+        1,
+        "the runtime says so once: {errors}"
+    );
+}
+
+#[test]
+fn out_of_range_values_are_one_line_naming_file_line_key_and_range() {
+    let home = Home::new();
+    fs::create_dir_all(home.sygen_home()).unwrap();
+    let config = home.sygen_home().join("config.toml");
+    let cases = [
+        (
+            "[agent]\nstop_timeout = \"18446744073709551615s\"",
+            "agent.stop_timeout",
+            "allowed from 0s to 1h",
+        ),
+        (
+            "[agent]\nheartbeat_interval = \"0s\"",
+            "agent.heartbeat_interval",
+            "allowed from 100ms to 1day",
+        ),
+        (
+            "[agent]\nquick_restarts = 4294967296",
+            "agent.quick_restarts",
+            "allowed from 0 to 10000",
+        ),
+        (
+            "[supervise]\ndelay = \"18446744073709551615s\"",
+            "supervise.delay",
+            "allowed from 0s to 1day",
+        ),
+        (
+            "[supervise]\nretries = -1",
+            "supervise.retries",
+            "allowed from 0 to 10000",
+        ),
+        (
+            "[logs]\nkeep = 4294967295",
+            "logs.keep",
+            "allowed from 0 to 100",
+        ),
+        (
+            "[logs]\nmax_bytes = 1",
+            "logs.max_bytes",
+            "allowed from 1024 to 1099511627776",
+        ),
+    ];
+    for (text, key, range) in cases {
+        fs::write(&config, format!("{text}\n")).unwrap();
+        for command in ["run", "agent"] {
+            let out = home.sygen(&[command]);
+            let line = out.fails_with(1, range);
+            assert!(
+                line.starts_with(&format!(
+                    "error: {} line 2: key `{key}`: ",
+                    config.display()
+                )),
+                "{line}"
+            );
+        }
+        // Stopping needs none of it.
+        let stop = home.sygen(&["stop"]);
+        assert_eq!(
+            stop.succeeds(),
+            "nothing running: no sygen service or process to stop\n"
+        );
+        assert!(stop.stderr.starts_with("warning: "), "{}", stop.stderr);
+        assert!(stop.stderr.contains(range), "{}", stop.stderr);
+    }
+}
+
+#[test]
+fn a_timeout_out_of_range_is_refused_before_anything_happens() {
+    let home = Home::new();
+    for command in ["start", "stop", "install"] {
+        let out = home.sygen(&["service", command, "--timeout", "18446744073709551615s"]);
+        assert_eq!(out.code, Some(2), "{}", out.stderr);
+        assert!(
+            out.stderr
+                .contains("18446744073709551615s is out of range: allowed up to 1day"),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
+fn only_a_regular_file_is_read_as_configuration() {
+    let home = Home::new();
+    fs::create_dir_all(home.sygen_home()).unwrap();
+    let config = home.sygen_home().join("config.toml");
+    let fifo = |path: &Path| {
+        assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+    };
+    type Make<'a> = &'a dyn Fn(&Path);
+    let cases: [(&str, Make); 5] = [
+        ("is not a regular file (a FIFO)", &fifo),
+        ("is not a regular file (a device)", &|p| {
+            symlink("/dev/zero", p).unwrap()
+        }),
+        ("is not a regular file (a directory)", &|p| {
+            fs::create_dir(p).unwrap()
+        }),
+        ("which does not exist", &|p| {
+            symlink("/nonexistent/config.toml", p).unwrap()
+        }),
+        (
+            "is 2000000 bytes; a configuration is at most 1048576",
+            &|p| fs::write(p, "#".repeat(2_000_000)).unwrap(),
+        ),
+    ];
+    for (needle, make) in cases {
+        make(&config);
+        let started = Instant::now();
+        let line = home.sygen(&["run"]).fails_with(1, needle).to_owned();
+        assert!(
+            line.starts_with(&format!("error: {}: ", config.display())),
+            "{line}"
+        );
+        assert!(line.contains("(hint: sygen reads its configuration only from a regular file"));
+        let stop = home.sygen(&["stop"]);
+        stop.succeeds();
+        assert!(stop.stderr.contains(needle), "{}", stop.stderr);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{needle}: it hung"
+        );
+        if config.is_dir() {
+            fs::remove_dir(&config).unwrap();
+        } else {
+            fs::remove_file(&config).unwrap();
+        }
+    }
+    // A link to a regular file is a configuration like any other.
+    let real = home.dir.path().join("real.toml");
+    fs::write(&real, "[agent]\nheartbeat_interval = \"2s\"\n").unwrap();
+    symlink(&real, &config).unwrap();
+    home.sygen(&["stop"]).succeeds();
+    assert_eq!(home.sygen(&["stop"]).stderr, "");
+}
+
+#[test]
+fn a_broken_config_never_blocks_the_way_out() {
+    let home = Home::new();
+    home.worker("exec sleep 30", "");
+    let (mut run, old) = home.start();
+    let config = home.sygen_home().join("config.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    text.push_str("bogus = 1\n");
+    fs::write(&config, text).unwrap();
+
+    let restart = home.sygen(&["restart"]);
+    let new = home.pid_file("worker.pid").unwrap();
+    assert_eq!(
+        restart.succeeds(),
+        format!("restarted the worker: pid {old} → {new}\n")
+    );
+    assert!(
+        restart.stderr.starts_with("warning: ")
+            && restart.stderr.contains("unknown field `bogus`")
+            && restart.stderr.contains("restart does not need it"),
+        "{}",
+        restart.stderr
+    );
+    let stop = home.sygen(&["stop"]);
+    assert_eq!(stop.succeeds(), format!("stopped runtime {}\n", run.id()));
+    assert!(
+        stop.stderr.contains("unknown field `bogus`"),
+        "{}",
+        stop.stderr
+    );
+    assert_eq!(exit_code(&mut run, Duration::from_secs(10)), Some(0));
+    assert!(!alive(new));
+}

@@ -368,11 +368,14 @@ wait",
         .unwrap();
 
     // /End terminates only the task's own process; the worker follows its runtime, and the
-    // host ends what is left of the worker's process group.
+    // host ends what is left of the worker's tree.
     let out = windows.sygen(&["service", "stop"]);
+    let ended = out
+        .succeeds()
+        .lines()
+        .find(|l| l.starts_with("also ended what its worker left (pid"));
     assert!(
-        out.succeeds()
-            .contains(&format!("also ended worker process group {worker}")),
+        ended.is_some_and(|l| l.contains(&child.to_string())),
         "{}",
         out.stdout
     );

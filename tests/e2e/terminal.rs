@@ -189,9 +189,7 @@ impl Home {
     }
 
     fn worker_pid(&self) -> Option<String> {
-        fs::read_to_string(self.sygen_home().join("worker.pid"))
-            .ok()
-            .map(|p| p.trim().to_owned())
+        support::read_pid(&self.sygen_home().join("worker.pid")).map(|pid| pid.to_string())
     }
 
     /// `sygen run` in the background, not on the terminal, until its worker is up.
@@ -314,10 +312,9 @@ fn install_and_stop_on_a_terminal_end_with_the_state_reached() {
     };
     let last = screens.last().unwrap();
     let worker = home.worker_pid().unwrap();
-    let runtime = fs::read_to_string(home.sygen_home().join("bot.pid")).unwrap();
+    let runtime = support::read_pid(&home.sygen_home().join("bot.pid")).unwrap();
     let state_line = format!(
-        "sygen service installed (launchd backend); running: runtime pid {}, worker pid {worker}",
-        runtime.trim()
+        "sygen service installed (launchd backend); running: runtime pid {runtime}, worker pid {worker}",
     );
     if !last.contains(&state_line) || !last.contains("exit=0") {
         shutdown();

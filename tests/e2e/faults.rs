@@ -153,14 +153,7 @@ fn a_lock_held_by_a_process_sygen_cannot_prove_is_never_signalled() {
 fn of_two_runtimes_started_together_exactly_one_runs() {
     let home = Home::new();
     home.worker("exec sleep 30", "");
-    let start = || {
-        home.command(&["run"])
-            .env("SYGEN_SUPERVISOR", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let start = || home.run_with(Stdio::null(), Stdio::piped());
     for round in 0..100 {
         let mut pair = [start(), start()];
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -304,13 +297,7 @@ fn closed_stdout_and_stderr_cost_only_the_echo() {
         "i=0; while [ $i -lt 500 ]; do echo \"out $i\"; echo \"err $i\" >&2; i=$((i+1)); done\nsleep 0.5\necho last\nexit 0",
         "",
     );
-    let mut run = home
-        .command(&["run"])
-        .env("SYGEN_SUPERVISOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut run = home.run_with(Stdio::piped(), Stdio::piped());
     // As `sygen run 2>&1 | head -n 2` does: two lines, then the pipes close.
     let mut lines = BufReader::new(run.stdout.take().unwrap()).lines();
     lines.next().unwrap().unwrap();
@@ -337,13 +324,7 @@ fn a_runtime_whose_stdout_nobody_reads_never_blocks_its_worker() {
         "i=0; while [ $i -lt 20000 ]; do echo \"line $i of a worker that talks a lot\"; i=$((i+1)); done",
         "",
     );
-    let mut run = home
-        .command(&["run"])
-        .env("SYGEN_SUPERVISOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = home.run_with(Stdio::piped(), Stdio::null());
     // The pipe holds 64 KiB; the worker writes 0.8 MB, and nothing reads it.
     assert_eq!(exit_code(&mut run, Duration::from_secs(60)), Some(0));
     assert!(home.log().contains("[stdout] line 19999 of"));
@@ -446,13 +427,7 @@ fn a_full_disk_loses_whole_lines_counted_once_and_rotation_goes_on() {
         "[logs]\nmax_bytes = 262144\nkeep = 1",
     );
     let stderr_file = home.dir.path().join("runtime.err");
-    let mut run = home
-        .command(&["run"])
-        .env("SYGEN_SUPERVISOR", "1")
-        .stdout(Stdio::null())
-        .stderr(fs::File::create(&stderr_file).unwrap())
-        .spawn()
-        .unwrap();
+    let mut run = home.run_with(Stdio::null(), fs::File::create(&stderr_file).unwrap());
     eventually("the first rotation", Duration::from_secs(20), || {
         logs.join("agent.log.1").exists()
     });

@@ -16,7 +16,7 @@ use nix::{
     sys::{
         prctl,
         signal::Signal,
-        wait::{waitid, waitpid, Id, WaitPidFlag, WaitStatus},
+        wait::{waitid, waitpid, Id, WaitPidFlag},
     },
     unistd::{getppid, Pid},
 };
@@ -184,10 +184,9 @@ fn reap(spawning: &Mutex<()>, new_child: &mpsc::Receiver<()>, exited: &Exited) {
             Ok(status) => {
                 let Some(pid) = status.pid() else { continue };
                 let _spawning = spawning.lock().unwrap_or_else(|p| p.into_inner());
-                let exit = match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::Exited(_, code)) => Exit::Code(code),
-                    Ok(WaitStatus::Signaled(_, signal, _)) => Exit::Signal(signal as i32),
-                    _ => continue,
+                let reaped = waitpid(pid, Some(WaitPidFlag::WNOHANG));
+                let Some(exit) = reaped.ok().and_then(unix::exit_of) else {
+                    continue;
                 };
                 let exited = exited.lock().unwrap_or_else(|p| p.into_inner());
                 exited(pid.as_raw() as u32, exit);

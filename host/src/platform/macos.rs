@@ -13,7 +13,7 @@ use std::{
 use nix::{
     sys::{
         signal::{kill, Signal},
-        wait::{waitpid, WaitStatus},
+        wait::waitpid,
     },
     unistd::Pid,
 };
@@ -189,10 +189,8 @@ impl Tree {
         let pid = Pid::from_raw(child.id() as i32);
         let exited = std::sync::Arc::clone(&self.exited);
         thread::spawn(move || {
-            let exit = match waitpid(pid, None) {
-                Ok(WaitStatus::Exited(_, code)) => Exit::Code(code),
-                Ok(WaitStatus::Signaled(_, signal, _)) => Exit::Signal(signal as i32),
-                _ => return,
+            let Some(exit) = waitpid(pid, None).ok().and_then(unix::exit_of) else {
+                return;
             };
             let exited = exited.lock().unwrap_or_else(|p| p.into_inner());
             exited(pid.as_raw() as u32, exit);

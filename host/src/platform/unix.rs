@@ -114,6 +114,15 @@ pub fn listen(heard: impl Fn(Request) + Send + 'static) -> io::Result<()> {
     Ok(())
 }
 
+/// How a child that `waitpid` reaped ended; `None` for anything but an exit.
+pub(super) fn exit_of(status: nix::sys::wait::WaitStatus) -> Option<Exit> {
+    match status {
+        nix::sys::wait::WaitStatus::Exited(_, code) => Some(Exit::Code(code)),
+        nix::sys::wait::WaitStatus::Signaled(_, signal, _) => Some(Exit::Signal(signal as i32)),
+        _ => None,
+    }
+}
+
 /// One process of the table a platform reads.
 pub(super) struct Entry {
     pub identity: Identity,

@@ -15,10 +15,11 @@ use std::{
     io::{self, Seek as _, Write},
     sync::{
         atomic::{AtomicU64, AtomicUsize, Ordering},
-        mpsc::{self, Receiver, SyncSender},
+        mpsc::{self, Receiver, SyncSender, TrySendError},
         Arc,
     },
     thread,
+    time::{Duration, Instant},
 };
 
 use super::log::AgentLog;
@@ -30,6 +31,12 @@ const QUEUED_BYTES: usize = 1 << 20;
 /// The size at which a file behind stdout or stderr is started afresh.
 pub const FILE_BYTES: u64 = 1 << 20;
 
+enum Message {
+    Line(Line),
+    /// Answered once everything sent before it is written.
+    Flush(mpsc::Sender<()>),
+}
+
 struct Line {
     stream: StdStream,
     /// One of the runtime's own events, rather than the worker's output.
@@ -40,7 +47,7 @@ struct Line {
 /// The sending side; cloning shares the queue.
 #[derive(Clone)]
 pub struct Echo {
-    queue: SyncSender<Line>,
+    queue: SyncSender<Message>,
     queued: Arc<AtomicUsize>,
     dropped: Arc<AtomicU64>,
 }
@@ -81,10 +88,29 @@ impl Echo {
         });
     }
 
+    /// Waits up to `timeout` for what was sent to be written: the runtime's last words must
+    /// reach the journal before it exits.
+    pub fn flush(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let (done, written) = mpsc::channel();
+        let mut message = Message::Flush(done);
+        loop {
+            match self.queue.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    message = back;
+                    thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => return,
+            }
+        }
+        let _ = written.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
+
     fn send(&self, line: Line) {
         let size = line.bytes.len();
         let room = self.queued.fetch_add(size, Ordering::AcqRel) + size <= QUEUED_BYTES;
-        if !room || self.queue.try_send(line).is_err() {
+        if !room || self.queue.try_send(Message::Line(line)).is_err() {
             self.queued.fetch_sub(size, Ordering::AcqRel);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -137,10 +163,22 @@ fn write_flushed(stream: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
     stream.flush()
 }
 
-fn write_lines(lines: &Receiver<Line>, log: &AgentLog, queued: &AtomicUsize, dropped: &AtomicU64) {
+fn write_lines(
+    messages: &Receiver<Message>,
+    log: &AgentLog,
+    queued: &AtomicUsize,
+    dropped: &AtomicU64,
+) {
     let mut out = Target::of(StdStream::Out);
     let mut err = Target::of(StdStream::Err);
-    for line in lines {
+    for message in messages {
+        let line = match message {
+            Message::Line(line) => line,
+            Message::Flush(done) => {
+                let _ = done.send(());
+                continue;
+            }
+        };
         queued.fetch_sub(line.bytes.len(), Ordering::AcqRel);
         let target = match line.stream {
             StdStream::Out => &mut out,

@@ -150,6 +150,7 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
     runtime.end_strays(&marker);
     let code = runtime.supervise();
     runtime.note(&format!("runtime exiting with code {code}"));
+    runtime.output.echo.flush(OUTPUT_DRAIN);
     Ok(ExitCode::from(code))
 }
 

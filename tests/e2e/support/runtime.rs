@@ -62,6 +62,16 @@ impl Home {
             .expect("sygen run starts")
     }
 
+    /// Starts `sygen run` as a service manager would, its output going to `stdout` and `stderr`.
+    pub fn run_with(&self, stdout: impl Into<Stdio>, stderr: impl Into<Stdio>) -> Child {
+        self.command(&["run"])
+            .env("SYGEN_SUPERVISOR", "1")
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("sygen run starts")
+    }
+
     /// Starts `sygen run` under a service manager; answers it and its first worker's pid.
     pub fn start(&self) -> (Child, u32) {
         let run = self.spawn_run(&[], true);

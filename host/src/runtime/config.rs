@@ -33,7 +33,7 @@ pub struct AgentConfig {
     #[serde(deserialize_with = "bounded::duration::<_, 100, DAY_MS>")]
     pub heartbeat_interval: Duration,
     /// How long a worker has after SIGTERM before it is killed.
-    #[serde(deserialize_with = "bounded::duration::<_, 0, HOUR_MS>")]
+    #[serde(deserialize_with = "bounded::duration::<_, 0, MAX_STOP_TIMEOUT_MS>")]
     pub stop_timeout: Duration,
     /// Restarts on exit 42 of workers that lived under a second, allowed in a row before the
     /// runtime starts waiting between them (so a crash loop never becomes a fork storm).
@@ -96,6 +96,8 @@ impl Default for SuperviseConfig {
 
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
+/// The longest `stop_timeout`; also what a pid file may record.
+pub const MAX_STOP_TIMEOUT_MS: u64 = HOUR_MS;
 const TIB: u64 = 1 << 40;
 
 /// The largest configuration file read.

@@ -15,6 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use super::config;
 use crate::{
     exit::{Exit, Failure},
     platform::{self, Identity},
@@ -57,7 +58,12 @@ impl Record {
             match line.split_once('=') {
                 Some(("start", value)) => start = value.parse().ok(),
                 Some(("boot", value)) => boot = Some(value),
-                Some(("stop_timeout_ms", value)) => stop_timeout_ms = value.parse().ok(),
+                Some(("stop_timeout_ms", value)) => {
+                    stop_timeout_ms = value
+                        .parse()
+                        .ok()
+                        .filter(|&ms| ms <= config::MAX_STOP_TIMEOUT_MS);
+                }
                 _ => {}
             }
         }

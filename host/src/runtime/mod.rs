@@ -164,11 +164,16 @@ impl Runtime {
         let previous = instance::recorded_worker(&self.home).map(|w| w.identity);
         let timeout = self.config.agent.stop_timeout;
         let ended = platform::end_all(|| platform::strays(marker, previous), timeout);
+        self.note_ended(&ended, "a previous runtime left behind");
+    }
+
+    /// Says which processes, `what` they were, were ended; nothing when none were.
+    fn note_ended(&self, ended: &[Identity], what: &str) {
         if !ended.is_empty() {
             self.note(&format!(
-                "ended {} process(es) a previous runtime left behind ({})",
+                "ended {} process(es) {what} ({})",
                 ended.len(),
-                pids(&ended)
+                pids(ended)
             ));
         }
     }
@@ -255,13 +260,7 @@ impl Runtime {
                     let ran_for = worker.started.elapsed();
                     let left = self.end_tree(worker, self.config.agent.stop_timeout);
                     self.drain(worker);
-                    if !left.is_empty() {
-                        self.note(&format!(
-                            "ended {} process(es) the worker left behind ({})",
-                            left.len(),
-                            pids(&left)
-                        ));
-                    }
+                    self.note_ended(&left, "the worker left behind");
                     return self.after_exit(exit, ran_for);
                 }
                 Ok(Event::Exited { .. }) => continue,
@@ -415,30 +414,12 @@ impl Runtime {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        // What is left, the worker included if it ignored SIGTERM, is killed; `end_all` waits
+        // until it is gone.
         let left = deadline.saturating_duration_since(Instant::now());
         let ended = self.end_tree(worker, left);
-        if !exited {
-            // Killed just now: its exit is reported by the reaper.
-            let deadline = Instant::now() + OUTPUT_DRAIN;
-            while let Ok(event) = self
-                .events
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                match event {
-                    Event::Exited { pid, .. } if pid == worker.pid => break,
-                    Event::Request(request) => stop_requested |= request != Request::Restart,
-                    Event::Exited { .. } => {}
-                }
-            }
-        }
         self.drain(worker);
-        if !ended.is_empty() {
-            self.note(&format!(
-                "ended {} more process(es) of the worker's tree ({})",
-                ended.len(),
-                pids(&ended)
-            ));
-        }
+        self.note_ended(&ended, "more of the worker's tree");
         stop_requested
     }
 }
@@ -453,21 +434,19 @@ fn pump(pipe: impl Read + Send + 'static, output: Output, stream: StdStream, don
         loop {
             let room = (MAX_LINE - line.len()) as u64;
             let read = (&mut reader).take(room).read_until(b'\n', &mut line);
-            let ended = !matches!(read, Ok(n) if n > 0);
-            if line.ends_with(b"\n") || line.len() >= MAX_LINE || (ended && !line.is_empty()) {
-                let carry = if line.len() >= MAX_LINE {
-                    split_at_a_character(&mut line)
-                } else {
-                    Vec::new()
-                };
-                output.worker(stream, &line);
-                line = carry;
-            }
-            if ended {
+            if !matches!(read, Ok(n) if n > 0) {
                 if !line.is_empty() {
                     output.worker(stream, &line);
                 }
                 break;
+            }
+            if line.ends_with(b"\n") {
+                output.worker(stream, &line);
+                line.clear();
+            } else if line.len() >= MAX_LINE {
+                let carry = split_at_a_character(&mut line);
+                output.worker(stream, &line);
+                line = carry;
             }
         }
         let _ = done.send(());
@@ -476,9 +455,6 @@ fn pump(pipe: impl Read + Send + 'static, output: Output, stream: StdStream, don
 
 /// Cuts an over-long `line` at the last whole UTF-8 character, answering the cut-off bytes.
 fn split_at_a_character(line: &mut Vec<u8>) -> Vec<u8> {
-    if line.ends_with(b"\n") {
-        return Vec::new();
-    }
     let tail = line.len().saturating_sub(3);
     let cut = match std::str::from_utf8(&line[tail..]) {
         Ok(_) => line.len(),

@@ -129,7 +129,7 @@ fn restart_latency() -> Vec<f64> {
     fs::write(
         sygen_home.join("config.toml"),
         format!(
-            "[agent]\ncommand = [{:?}]\nquick_restarts = 100000\nenv = {{ SYGEN_BENCH_WORKER = {:?} }}\n",
+            "[agent]\ncommand = [{:?}]\nquick_restarts = 10000\nenv = {{ SYGEN_BENCH_WORKER = {:?} }}\n",
             exe.to_str().unwrap(),
             record.to_str().unwrap()
         ),
@@ -185,11 +185,7 @@ fn idle_costs() -> Idle {
     let pid = runtime.id();
     wait_for("the agent", || sygen_home.join("worker.pid").exists());
     thread::sleep(Duration::from_secs(1));
-    let agent: u32 = fs::read_to_string(sygen_home.join("worker.pid"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let agent = support::read_pid(&sygen_home.join("worker.pid")).unwrap();
     let (ticks, switches) = (cpu_ticks(pid), wakeups(pid));
     thread::sleep(IDLE);
     let idle = Idle {

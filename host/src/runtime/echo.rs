@@ -25,8 +25,10 @@ use std::{
 use super::log::AgentLog;
 use crate::platform::{self, StdStream};
 
-/// How much may wait for a slow reader before lines are dropped from the echo.
+/// How much may wait for a slow reader before lines are dropped from the echo: bytes, and
+/// lines (each slot of the queue is memory the runtime holds all day).
 const QUEUED_BYTES: usize = 1 << 20;
+const QUEUED_LINES: usize = 256;
 
 /// The size at which a file behind stdout or stderr is started afresh.
 pub const FILE_BYTES: u64 = 1 << 20;
@@ -55,7 +57,7 @@ pub struct Echo {
 impl Echo {
     /// Starts the writer, which tells `log` what becomes of the streams.
     pub fn start(log: AgentLog) -> Self {
-        let (queue, lines) = mpsc::sync_channel(4096);
+        let (queue, lines) = mpsc::sync_channel(QUEUED_LINES);
         let echo = Self {
             queue,
             queued: Arc::default(),

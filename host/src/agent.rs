@@ -6,6 +6,7 @@ use std::{
     process::ExitCode,
     sync::mpsc::{self, RecvTimeoutError},
     thread,
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result};
@@ -19,11 +20,16 @@ use crate::{
     runtime::{config::Config, RESTART_CODE},
 };
 
-pub fn run() -> Result<ExitCode> {
-    let home = description::sygen_home()?;
-    let interval = Config::load(&home.join("config.toml"))?
-        .agent
-        .heartbeat_interval;
+pub fn run(heartbeat_interval: Option<Duration>) -> Result<ExitCode> {
+    let interval = match heartbeat_interval {
+        Some(interval) => interval,
+        None => {
+            let home = description::sygen_home()?;
+            Config::load(&home.join("config.toml"))?
+                .agent
+                .heartbeat_interval
+        }
+    };
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP]).context("cannot install signal handlers")?;
     let (sender, signal) = mpsc::channel();

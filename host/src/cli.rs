@@ -90,7 +90,12 @@ pub enum Command {
     /// Check the set-up: backend, service manager, service, configuration, logs; each with a fix.
     Doctor(JsonFlag),
     /// The built-in agent (the default worker of `sygen run`).
-    Agent,
+    Agent {
+        /// How often to log a heartbeat; default: `heartbeat_interval` of config.toml. The
+        /// runtime passes its own, so a later edit of config.toml cannot stop a restart.
+        #[arg(long, value_parser = crate::runtime::config::parse_heartbeat_interval, value_name = "DURATION")]
+        heartbeat_interval: Option<std::time::Duration>,
+    },
     /// Print the completion script for a shell (e.g. `sygen completions bash > ~/.local/share/bash-completion/completions/sygen`).
     Completions {
         #[arg(value_enum)]
@@ -173,25 +178,11 @@ pub struct DryRunFlag {
 #[derive(Args, Debug, Clone, Copy)]
 pub struct WaitArgs {
     /// How long to wait for the service to reach its new state (e.g. 30s, 2m; at most 1 day).
-    #[arg(long, default_value = "30s", value_parser = parse_timeout, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = crate::runtime::config::parse_timeout, value_name = "DURATION")]
     pub timeout: std::time::Duration,
     /// Return once the service manager has the request, without waiting.
     #[arg(long, conflicts_with = "timeout")]
     pub no_wait: bool,
-}
-
-/// The longest `--timeout`: any longer wait is a mistake, and a bound keeps deadlines finite.
-const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
-
-fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
-    let timeout = humantime::parse_duration(text).map_err(|e| e.to_string())?;
-    if timeout > MAX_TIMEOUT {
-        return Err(format!(
-            "{text} is out of range: allowed up to {}",
-            humantime::format_duration(MAX_TIMEOUT)
-        ));
-    }
-    Ok(timeout)
 }
 
 impl Default for WaitArgs {

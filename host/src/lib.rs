@@ -34,7 +34,10 @@ pub fn main() -> ExitCode {
     let colour = cli.color.on_stderr();
     progress::init(colour);
     init_tracing(cli.verbose, colour);
-    if !matches!(cli.command, Some(Command::Run { .. } | Command::Agent)) {
+    if !matches!(
+        cli.command,
+        Some(Command::Run { .. } | Command::Agent { .. })
+    ) {
         quiet_on_closed_pipes();
     }
     // Before any thread starts, so everything below (and child processes) sees them.
@@ -52,7 +55,7 @@ pub fn main() -> ExitCode {
         Some(Command::Stop) => done(lifecycle::stop(backend)),
         Some(Command::Restart) => done(lifecycle::restart()),
         Some(Command::Doctor(flag)) => done(doctor::run(backend, flag.json, cli.color.on_stdout())),
-        Some(Command::Agent) => agent::run(),
+        Some(Command::Agent { heartbeat_interval }) => agent::run(*heartbeat_interval),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(*shell, &mut Cli::command(), "sygen", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -580,7 +580,7 @@ fn a_timeout_out_of_range_is_refused_before_anything_happens() {
         assert_eq!(out.code, Some(2), "{}", out.stderr);
         assert!(
             out.stderr
-                .contains("18446744073709551615s is out of range: allowed up to 1day"),
+                .contains("`18446744073709551615s` is out of range: allowed from 0s to 1day"),
             "{}",
             out.stderr
         );
@@ -645,12 +645,12 @@ fn only_a_regular_file_is_read_as_configuration() {
 #[test]
 fn a_broken_config_never_blocks_the_way_out() {
     let home = Home::new();
-    home.worker("exec sleep 30", "");
-    let (mut run, old) = home.start();
+    // The built-in agent: it must not read config.toml again when it is restarted.
+    fs::create_dir_all(home.sygen_home()).unwrap();
     let config = home.sygen_home().join("config.toml");
-    let mut text = fs::read_to_string(&config).unwrap();
-    text.push_str("bogus = 1\n");
-    fs::write(&config, text).unwrap();
+    fs::write(&config, "[agent]\nheartbeat_interval = \"1h\"\n").unwrap();
+    let (mut run, old) = home.start();
+    fs::write(&config, "[agent]\nheartbeat_interval = \"1h\"\nbogus = 1\n").unwrap();
 
     let restart = home.sygen(&["restart"]);
     let new = home.pid_file("worker.pid").unwrap();
@@ -674,4 +674,10 @@ fn a_broken_config_never_blocks_the_way_out() {
     );
     assert_eq!(exit_code(&mut run, Duration::from_secs(10)), Some(0));
     assert!(!alive(new));
+    let log = home.log();
+    assert!(
+        log.contains(&format!("[stdout] agent started (pid {new})"))
+            && !log.contains("worker exited with code 1"),
+        "the new agent ran until stopped: {log}"
+    );
 }

@@ -297,7 +297,10 @@ fn the_built_in_agent_is_the_default_worker_and_restarts_on_request() {
     });
     let agent = home.pid_file("worker.pid").unwrap();
     let cmdline = fs::read_to_string(format!("/proc/{agent}/cmdline")).unwrap();
-    assert!(cmdline.ends_with("sygen\0agent\0"), "{cmdline:?}");
+    assert!(
+        cmdline.ends_with("sygen\0agent\0--heartbeat-interval\0100ms\0"),
+        "{cmdline:?}"
+    );
 
     // SIGHUP asks the agent for a fresh start: it exits 42 and the runtime replaces it.
     Command::new("kill")

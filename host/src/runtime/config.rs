@@ -30,7 +30,7 @@ pub struct AgentConfig {
     /// The worker's working directory; default: the sygen home.
     pub working_dir: Option<String>,
     /// How often the built-in agent logs a heartbeat.
-    #[serde(deserialize_with = "bounded::duration::<_, 100, DAY_MS>")]
+    #[serde(deserialize_with = "bounded::duration::<_, MIN_HEARTBEAT_MS, DAY_MS>")]
     pub heartbeat_interval: Duration,
     /// How long a worker has after SIGTERM before it is killed.
     #[serde(deserialize_with = "bounded::duration::<_, 0, MAX_STOP_TIMEOUT_MS>")]
@@ -96,12 +96,40 @@ impl Default for SuperviseConfig {
 
 const HOUR_MS: u64 = 3_600_000;
 const DAY_MS: u64 = 24 * HOUR_MS;
+const MIN_HEARTBEAT_MS: u64 = 100;
 /// The longest `stop_timeout`; also what a pid file may record.
 pub const MAX_STOP_TIMEOUT_MS: u64 = HOUR_MS;
 const TIB: u64 = 1 << 40;
 
 /// The largest configuration file read.
 pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// The duration `text` ("30s", "1m", "250ms") if it lies from `min_ms` to `max_ms`; the error
+/// says the range. Also what command-line durations go through.
+pub fn parse_duration(text: &str, min_ms: u64, max_ms: u64) -> Result<Duration, String> {
+    let (min, max) = (Duration::from_millis(min_ms), Duration::from_millis(max_ms));
+    let range = format!(
+        "from {} to {}",
+        humantime::format_duration(min),
+        humantime::format_duration(max)
+    );
+    let duration = humantime::parse_duration(text)
+        .map_err(|e| format!("`{text}` is not a duration ({e}); write e.g. \"30s\", {range}"))?;
+    if duration < min || duration > max {
+        return Err(format!("`{text}` is out of range: allowed {range}"));
+    }
+    Ok(duration)
+}
+
+/// A heartbeat interval, in its configured range.
+pub fn parse_heartbeat_interval(text: &str) -> Result<Duration, String> {
+    parse_duration(text, MIN_HEARTBEAT_MS, DAY_MS)
+}
+
+/// A wait the user asks for on the command line (`--timeout`).
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    parse_duration(text, 0, DAY_MS)
+}
 
 /// Values with a range. Durations are written as humans write them: `"60s"`, `"1m"`,
 /// `"250ms"`.
@@ -114,27 +142,7 @@ mod bounded {
         deserializer: D,
     ) -> Result<Duration, D::Error> {
         let text = String::deserialize(deserializer)?;
-        let (min, max) = (Duration::from_millis(MIN_MS), Duration::from_millis(MAX_MS));
-        let range = || {
-            format!(
-                "from {} to {}",
-                humantime::format_duration(min),
-                humantime::format_duration(max)
-            )
-        };
-        let duration = humantime::parse_duration(&text).map_err(|e| {
-            D::Error::custom(format!(
-                "`{text}` is not a duration ({e}); write e.g. \"30s\", {}",
-                range()
-            ))
-        })?;
-        if duration < min || duration > max {
-            return Err(D::Error::custom(format!(
-                "`{text}` is out of range: allowed {}",
-                range()
-            )));
-        }
-        Ok(duration)
+        super::parse_duration(&text, MIN_MS, MAX_MS).map_err(D::Error::custom)
     }
 
     pub fn count<'de, D, T, const MIN: u64, const MAX: u64>(deserializer: D) -> Result<T, D::Error>

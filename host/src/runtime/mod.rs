@@ -204,7 +204,8 @@ impl Runtime {
             }
             None => {
                 let mut command = Command::new(std::env::current_exe()?);
-                command.arg("agent");
+                let interval = humantime::format_duration(agent.heartbeat_interval).to_string();
+                command.args(["agent", "--heartbeat-interval", &interval]);
                 command
             }
         };

@@ -298,7 +298,7 @@ fn the_built_in_agent_is_the_default_worker_and_restarts_on_request() {
     let agent = home.pid_file("worker.pid").unwrap();
     let cmdline = fs::read_to_string(format!("/proc/{agent}/cmdline")).unwrap();
     assert!(
-        cmdline.ends_with("sygen\0agent\0--heartbeat-interval\0100ms\0"),
+        cmdline.ends_with("sygen\0agent\0--heartbeat-interval\x00100ms\0"),
         "{cmdline:?}"
     );
 

@@ -1,22 +1,20 @@
 //! `sygen agent`: the built-in worker, run when `config.toml` names no other command, so a
 //! fresh install runs something real. It logs a heartbeat at the configured interval, exits 0
-//! on SIGTERM or SIGINT, and on SIGHUP exits with the restart code to ask for a fresh start.
+//! on a stop request (SIGTERM or SIGINT; on Windows its stop event, Ctrl+C or Ctrl+Break), and
+//! on a restart request (SIGHUP; on Windows its restart event) exits with the restart code to
+//! ask for a fresh start.
 
 use std::{
     process::ExitCode,
     sync::mpsc::{self, RecvTimeoutError},
-    thread,
     time::Duration,
 };
 
 use anyhow::{Context as _, Result};
-use signal_hook::{
-    consts::{SIGHUP, SIGINT, SIGTERM},
-    iterator::Signals,
-};
 
 use crate::{
     description,
+    platform::{self, Listener, Request},
     runtime::{config::Config, RESTART_CODE},
 };
 
@@ -30,16 +28,11 @@ pub fn run(heartbeat_interval: Option<Duration>) -> Result<ExitCode> {
                 .heartbeat_interval
         }
     };
-    let mut signals =
-        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("cannot install signal handlers")?;
-    let (sender, signal) = mpsc::channel();
-    thread::spawn(move || {
-        for received in signals.forever() {
-            if sender.send(received).is_err() {
-                break;
-            }
-        }
-    });
+    let (sender, request) = mpsc::channel();
+    platform::listen(Listener::Agent, move |heard| {
+        let _ = sender.send(heard);
+    })
+    .context("cannot listen for stop and restart requests")?;
     println!(
         "agent started (pid {}), heartbeat every {}",
         std::process::id(),
@@ -47,12 +40,12 @@ pub fn run(heartbeat_interval: Option<Duration>) -> Result<ExitCode> {
     );
     let mut beats: u64 = 0;
     loop {
-        match signal.recv_timeout(interval) {
+        match request.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {
                 beats += 1;
                 println!("heartbeat {beats}");
             }
-            Ok(SIGHUP) => {
+            Ok(Request::Restart) => {
                 println!("restart requested: exiting with code {RESTART_CODE}");
                 return Ok(ExitCode::from(RESTART_CODE as u8));
             }

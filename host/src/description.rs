@@ -36,7 +36,7 @@ pub fn build() -> Result<ServiceDescription> {
     let user_home = user_home()?;
     let sygen_home = sygen_home()?;
     let program = env::current_exe()
-        .and_then(|p| p.canonicalize())
+        .and_then(dunce::canonicalize)
         .context("could not locate the sygen executable")?;
     let nvm_dir = env::var_os("NVM_DIR")
         .map(PathBuf::from)

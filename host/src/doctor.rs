@@ -331,10 +331,11 @@ fn worker_path(config: &Config, service: &ServiceDescription) -> Check {
 fn logs_dir(dir: &Path) -> Check {
     const ID: &str = "logs-dir";
     let existing = dir.ancestors().find(|d| d.exists()).unwrap_or(dir);
-    let access = nix::unistd::access(
-        existing,
-        nix::unistd::AccessFlags::W_OK | nix::unistd::AccessFlags::X_OK,
-    );
+    // Writing is the one test every platform answers truly (ACLs, read-only mounts, root).
+    let access = tempfile::Builder::new()
+        .prefix(".sygen-write-check")
+        .tempfile_in(existing)
+        .map(drop);
     match (existing.is_dir(), access) {
         (true, Ok(())) if existing == dir => Check::pass(
             ID,
@@ -363,9 +364,22 @@ fn logs_dir(dir: &Path) -> Check {
         ),
         (true, Err(error)) => Check::fail(
             ID,
-            format!("cannot write to {}: {}", existing.display(), error.desc()),
+            format!(
+                "cannot write to {}: {}",
+                existing.display(),
+                os_message(&error)
+            ),
             format!("run `chmod u+w {}`", existing.display()),
         ),
+    }
+}
+
+/// An OS error's words, without the " (os error 13)" that follows them.
+fn os_message(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rsplit_once(" (os error ") {
+        Some((words, _)) => words.to_owned(),
+        None => text,
     }
 }
 

@@ -20,7 +20,7 @@ use sygen_backend_api::sdk::fs::write_atomic;
 use crate::{
     description,
     exit::{Exit, Failure},
-    loader,
+    loader, platform,
 };
 
 /// What the probe learns from a backend file.
@@ -56,12 +56,16 @@ fn probe_in_child(file: &Path) -> Result<Probe> {
         return serde_json::from_slice(&output.stdout)
             .context("the backend check answered something unreadable");
     }
-    #[cfg(unix)]
-    if let Some(signal) = std::os::unix::process::ExitStatusExt::signal(&output.status) {
+    let crash = match platform::exit_status(output.status) {
+        platform::Exit::Signal(signal) => Some(format!("killed by signal {signal}")),
+        platform::Exit::Crash(status) => Some(format!("exception {status:#010X}")),
+        platform::Exit::Code(_) => None,
+    };
+    if let Some(crash) = crash {
         return Err(Failure::new(
             Exit::NoBackend,
             format!(
-                "backend {}: loading it crashed the check (killed by signal {signal}); nothing was installed",
+                "backend {}: loading it crashed the check ({crash}); nothing was installed",
                 file.display()
             ),
         )
@@ -117,10 +121,11 @@ impl Store {
     }
 
     /// Holds the store's lock until dropped: one change at a time.
-    fn lock(&self) -> Result<nix::fcntl::Flock<File>> {
+    fn lock(&self) -> Result<File> {
         let file = File::create(self.dir.join(".lock")).context("cannot create the lock file")?;
-        nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", self.dir.display()))
+        file.lock()
+            .with_context(|| format!("cannot lock {}", self.dir.display()))?;
+        Ok(file)
     }
 }
 

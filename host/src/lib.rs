@@ -38,7 +38,8 @@ pub fn main() -> ExitCode {
         cli.command,
         Some(Command::Run { .. } | Command::Agent { .. })
     ) {
-        quiet_on_closed_pipes();
+        // Not for `run` and `agent`: a service must outlive whatever read its output.
+        platform::quiet_on_closed_pipes();
     }
     // Before any thread starts, so everything below (and child processes) sees them.
     if let Some(home) = &cli.home {
@@ -98,18 +99,6 @@ pub fn main() -> ExitCode {
             };
             ExitCode::from(code)
         }
-    }
-}
-
-/// A command whose output is cut short (`sygen service backends | head`) ends quietly, as
-/// Unix tools do, instead of failing on the closed pipe. Not for `run` and `agent`: a service
-/// must outlive whatever read its output.
-fn quiet_on_closed_pipes() {
-    #[cfg(unix)]
-    {
-        use nix::sys::signal::{signal, SigHandler, Signal};
-        // SAFETY: restores the default disposition at startup, before any thread exists.
-        let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
     }
 }
 

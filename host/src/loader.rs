@@ -22,6 +22,7 @@ use sygen_backend_api::{abi::BackendResult, BackendError, BackendModuleRef, Serv
 use crate::{
     console,
     exit::{Exit, Failure},
+    platform,
 };
 
 /// A loaded backend library.
@@ -111,46 +112,11 @@ impl LoadError {
     }
 }
 
-/// Refuses a library that someone other than this user (or root) could have put there: a
-/// file or directory writable by group or others, or owned by another user. Loading it runs
-/// its code with this user's rights.
-#[cfg(unix)]
+/// Refuses a library that someone other than this user could have put there
+/// ([`platform::check_trust`]): loading it runs its code with this user's rights.
 pub fn check_trust(path: &Path) -> Result<(), LoadError> {
-    use std::os::unix::fs::MetadataExt;
-    let me = nix::unistd::geteuid().as_raw();
-    let dir = path.parent().unwrap_or(Path::new("/"));
-    for (what, place) in [("it", path), ("its directory", dir)] {
-        let metadata = std::fs::metadata(place).map_err(|e| {
-            LoadError::new(
-                format!("cannot check {}: {e}", place.display()),
-                NOT_A_BACKEND_HINT,
-            )
-        })?;
-        let mode = metadata.mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(LoadError::new(
-                format!(
-                    "refusing to load it: {what} ({}) is writable by group or others (mode {mode:04o})",
-                    place.display()
-                ),
-                format!("run `chmod go-w {}` if you trust its contents", place.display()),
-            ));
-        }
-        let owner = metadata.uid();
-        if owner != me && owner != 0 {
-            return Err(LoadError::new(
-                format!(
-                    "refusing to load it: {what} ({}) belongs to user {owner}, not to you or root",
-                    place.display()
-                ),
-                format!(
-                    "copy it somewhere of yours, or `chown` {} to yourself if you trust it",
-                    place.display()
-                ),
-            ));
-        }
-    }
-    Ok(())
+    platform::check_trust(path)
+        .map_err(|untrusted| LoadError::new(untrusted.reason, untrusted.hint))
 }
 
 /// The keys of trusted backend publishers (minisign `.pub` files in `$SYGEN_HOME/trusted-keys/`),
@@ -274,10 +240,9 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
         return Err(LoadError::new("empty file", NOT_A_BACKEND_HINT));
     }
     // An absolute path keeps the dynamic loader from searching LD_LIBRARY_PATH and friends.
-    let path = path
-        .canonicalize()
+    // `dunce` keeps Windows paths free of the `\\?\` prefix in what is shown and written.
+    let path = dunce::canonicalize(path)
         .map_err(|e| LoadError::new(format!("cannot resolve it ({e})"), NOT_A_BACKEND_HINT))?;
-    #[cfg(unix)]
     check_trust(&path)?;
     check_signature(&path)?;
     let module = lib_header_from_path(&path)
@@ -384,7 +349,7 @@ pub fn search_dirs(sygen_home: &Path) -> Vec<PathBuf> {
     let mut dirs = vec![sygen_home.join("backends")];
     if let Some(exe_dir) = env::current_exe()
         .ok()
-        .and_then(|p| p.canonicalize().ok())
+        .and_then(|p| dunce::canonicalize(p).ok())
         .and_then(|p| p.parent().map(Path::to_path_buf))
     {
         dirs.push(exe_dir.join("backends"));

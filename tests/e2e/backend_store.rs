@@ -1,6 +1,8 @@
 //! `sygen service backend add|list|remove|rollback` through the real binary: updates never
 //! break a working install, and no file that fails its checks gets installed.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{

@@ -4,6 +4,8 @@
 //! Needs `cargo build --workspace` first (the binary and the backend cdylibs are build
 //! artifacts of other packages; the README's test command does both).
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{

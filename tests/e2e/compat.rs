@@ -2,6 +2,8 @@
 //! backend and a host built against it. Today's host must load that backend and reach all nine
 //! operations; that host must load a backend built against today's interface.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{fs, process::Command};

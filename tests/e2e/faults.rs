@@ -3,6 +3,8 @@
 //! and unread streams, a full disk, odd files in the log directory, endless lines, and
 //! configuration values out of range or in files that are not files.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{

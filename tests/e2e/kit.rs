@@ -1,6 +1,8 @@
 //! The backend author kit as a third party meets it: the template, copied out of this
 //! repository and pointed at `sygen-backend-api`, builds, and sygen finds and loads it.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{fs, process::Command};

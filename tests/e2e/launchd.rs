@@ -2,6 +2,8 @@
 //! `launchctl-sim` (tests/simulators/launchctl): a stateful launchctl that really runs the
 //! agent, applies KeepAlive, and answers with macOS's words and exit codes.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{

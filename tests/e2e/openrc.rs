@@ -6,6 +6,8 @@
 //! Needs root and Debian's `openrc`; without them the tests print why and pass, except under
 //! CI (`CI=true`), where they fail.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{

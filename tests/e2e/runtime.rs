@@ -1,6 +1,8 @@
 //! `sygen run`, `sygen stop` and `sygen restart` with real processes: shell-script workers,
 //! real signals, real pid files. Each test has its own HOME and SYGEN_HOME.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{

@@ -6,6 +6,8 @@
 //! Needs root; without it the tests print why and pass, except under CI (`CI=true`), where
 //! they fail: CI must run them.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{

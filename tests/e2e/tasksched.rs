@@ -3,6 +3,8 @@
 //! task's program, speaks English, German, French or Japanese, and keeps every task XML it
 //! was given so it can be checked after the backend has deleted its file.
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{

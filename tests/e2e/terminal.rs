@@ -3,6 +3,8 @@
 //!
 //! Needs tmux; without it the tests print why and pass, except under CI (`CI=true`).
 
+#![cfg(unix)]
+
 mod support;
 
 use std::{

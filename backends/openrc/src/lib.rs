@@ -12,6 +12,8 @@
 //! `~/.config/rc/init.d`. supervise-daemon restarts sygen after any exit, so the restart policy
 //! is "always", not "on failure" as with systemd.
 
+#![cfg(target_os = "linux")]
+
 mod doctor;
 mod openrc;
 mod script;

@@ -7,6 +7,8 @@
 //!   properties, never from the words of `systemctl status`;
 //! - [`doctor`]: its checks for `sygen doctor`.
 
+#![cfg(target_os = "linux")]
+
 mod doctor;
 mod systemctl;
 mod unit;

@@ -1,6 +1,6 @@
 //! What the runtime, `sygen stop` and `sygen restart` need from the operating system, behind
-//! one small interface with one file per platform (`linux.rs`, `macos.rs`; `unix.rs` holds
-//! what those two share):
+//! one small interface with one file per platform (`linux.rs`, `macos.rs` and `windows.rs`;
+//! `unix.rs` holds what Linux and macOS share):
 //!
 //! - **Identity.** A process is known by its pid *and* its start time. A pid left in a file by a
 //!   crash, a `kill -9` or a power cut may name an unrelated process by now; the start time
@@ -12,14 +12,25 @@
 //!   found ([`strays`]) and ended by the next `sygen run` or `sygen stop`.
 //! - **The instance lock.** `bot.pid` is held under an exclusive lock for the runtime's whole
 //!   life ([`try_lock`], [`is_locked`]): "is it running" is "is the lock held".
-//! - **Requests.** Stop and restart ([`Request`]; SIGTERM and SIGUSR1 on Unix), heard by the
-//!   runtime through [`listen`].
+//! - **Requests.** Stop and restart ([`Request`]; SIGTERM and SIGUSR1 on Unix, named events on
+//!   Windows), heard by the runtime and the agent through [`listen`].
+//! - **Trust.** Whether anyone but the user could have written a backend file ([`check_trust`]).
 
 #[cfg(unix)]
 mod unix;
 #[cfg(unix)]
-pub use unix::{
-    is_locked, is_same_file, listen, regular_file_behind, send, special_file_kind, try_lock, Tree,
+use unix as family;
+
+#[cfg(target_os = "windows")]
+mod windows;
+#[cfg(target_os = "windows")]
+use windows as family;
+#[cfg(target_os = "windows")]
+use windows as os;
+
+pub use family::{
+    check_trust, exit_status, is_locked, is_same_file, listen, quiet_on_closed_pipes,
+    regular_file_behind, send, special_file_kind, try_lock, Tree,
 };
 
 #[cfg(target_os = "linux")]
@@ -83,6 +94,21 @@ pub enum Request {
     Kill,
 }
 
+/// Who listens for requests: the runtime hears a restart as SIGUSR1 on Unix; the agent, a
+/// worker, as SIGHUP, as daemons do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    Runtime,
+    Agent,
+}
+
+/// Why a backend file is not trusted, and what to do about it.
+#[derive(Debug)]
+pub struct Untrusted {
+    pub reason: String,
+    pub hint: String,
+}
+
 /// One of a process's two output streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StdStream {
@@ -103,7 +129,13 @@ impl StdStream {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     Code(i32),
+    /// Killed by a signal on Unix.
+    #[cfg_attr(windows, expect(dead_code, reason = "only Unix has signals"))]
     Signal(i32),
+    /// An unhandled exception on Windows: the NTSTATUS it ended with (0xC0000005, an access
+    /// violation).
+    #[cfg_attr(unix, expect(dead_code, reason = "only Windows reports exceptions"))]
+    Crash(u32),
 }
 
 impl Exit {
@@ -112,6 +144,7 @@ impl Exit {
         match self {
             Exit::Code(code) => code,
             Exit::Signal(signal) => 128 + signal,
+            Exit::Crash(status) => status as i32,
         }
     }
 }
@@ -121,6 +154,7 @@ impl std::fmt::Display for Exit {
         match self {
             Exit::Code(code) => write!(f, "exited with code {code}"),
             Exit::Signal(signal) => write!(f, "was killed by signal {signal}"),
+            Exit::Crash(status) => write!(f, "crashed (exception {status:#010X})"),
         }
     }
 }

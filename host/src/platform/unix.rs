@@ -9,11 +9,11 @@ use std::{
 };
 
 use signal_hook::{
-    consts::{SIGINT, SIGTERM, SIGUSR1},
+    consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1},
     iterator::Signals,
 };
 
-use super::{os, Exit, Identity, Request, StdStream, TREE_MARKER};
+use super::{os, Exit, Identity, Listener, Request, StdStream, Untrusted, TREE_MARKER};
 
 /// Whose processes sygen may look at and signal: the caller's own; for root acting on another
 /// user's sygen home (a system service run as that user, as OpenRC's is), that user's.
@@ -98,19 +98,80 @@ pub fn regular_file_behind(stream: StdStream) -> Option<File> {
     file.metadata().ok()?.is_file().then_some(file)
 }
 
-/// Calls `heard` with each stop (SIGTERM, SIGINT) and restart (SIGUSR1) request, on a thread of
-/// its own.
-pub fn listen(heard: impl Fn(Request) + Send + 'static) -> io::Result<()> {
-    let mut signals = Signals::new([SIGTERM, SIGINT, SIGUSR1])?;
+/// Calls `heard` with each stop (SIGTERM, SIGINT) and restart (SIGUSR1 for the runtime, SIGHUP
+/// for the agent) request, on a thread of its own.
+pub fn listen(who: Listener, heard: impl Fn(Request) + Send + 'static) -> io::Result<()> {
+    let restart = match who {
+        Listener::Runtime => SIGUSR1,
+        Listener::Agent => SIGHUP,
+    };
+    let mut signals = Signals::new([SIGTERM, SIGINT, restart])?;
     std::thread::spawn(move || {
         for signal in signals.forever() {
-            heard(if signal == SIGUSR1 {
+            heard(if signal == restart {
                 Request::Restart
             } else {
                 Request::Stop
             });
         }
     });
+    Ok(())
+}
+
+/// How a child ended.
+pub fn exit_status(status: std::process::ExitStatus) -> Exit {
+    use std::os::unix::process::ExitStatusExt as _;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Exit::Code(code),
+        (None, Some(signal)) => Exit::Signal(signal),
+        (None, None) => Exit::Code(1),
+    }
+}
+
+/// A command whose output is cut short (`sygen service backends | head`) ends quietly, as Unix
+/// tools do, instead of failing on the closed pipe: SIGPIPE gets its default action back.
+pub fn quiet_on_closed_pipes() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: restores the default disposition at startup, before any thread exists.
+    let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
+}
+
+/// Refuses a library that someone other than this user (or root) could have put there: a
+/// file or directory writable by group or others, or owned by another user. Loading it runs
+/// its code with this user's rights.
+pub fn check_trust(path: &std::path::Path) -> Result<(), Untrusted> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let dir = path.parent().unwrap_or(std::path::Path::new("/"));
+    for (what, place) in [("it", path), ("its directory", dir)] {
+        let metadata = std::fs::metadata(place).map_err(|e| Untrusted {
+            reason: format!("cannot check {}: {e}", place.display()),
+            hint: format!("check that {} exists and is readable", place.display()),
+        })?;
+        let mode = metadata.mode() & 0o7777;
+        if mode & 0o022 != 0 {
+            return Err(Untrusted {
+                reason: format!(
+                    "refusing to load it: {what} ({}) is writable by group or others (mode {mode:04o})",
+                    place.display()
+                ),
+                hint: format!("run `chmod go-w {}` if you trust its contents", place.display()),
+            });
+        }
+        let owner = metadata.uid();
+        if owner != me && owner != 0 {
+            return Err(Untrusted {
+                reason: format!(
+                    "refusing to load it: {what} ({}) belongs to user {owner}, not to you or root",
+                    place.display()
+                ),
+                hint: format!(
+                    "copy it somewhere of yours, or `chown` {} to yourself if you trust it",
+                    place.display()
+                ),
+            });
+        }
+    }
     Ok(())
 }
 

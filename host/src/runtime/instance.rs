@@ -138,7 +138,7 @@ pub fn live_worker(home: &Path) -> Option<Record> {
 /// The value of the tree marker for `home`: the same whoever asks, whatever way the path is
 /// spelled.
 pub fn marker(home: &Path) -> String {
-    fs::canonicalize(home)
+    dunce::canonicalize(home)
         .unwrap_or_else(|_| home.to_path_buf())
         .display()
         .to_string()

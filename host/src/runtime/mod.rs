@@ -35,7 +35,7 @@ use anyhow::{Context as _, Result};
 use self::{config::Config, echo::Echo, instance::Claim, log::AgentLog};
 use crate::{
     description,
-    platform::{self, pids, Exit, Identity, Request, StdStream, Tree},
+    platform::{self, pids, Exit, Identity, Listener, Request, StdStream, Tree},
 };
 
 /// The exit code with which a worker asks to be restarted.
@@ -125,7 +125,7 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
     };
     let (sender, events) = mpsc::channel();
     let requests = sender.clone();
-    platform::listen(move |request| {
+    platform::listen(Listener::Runtime, move |request| {
         let _ = requests.send(Event::Request(request));
     })
     .context("cannot listen for stop and restart requests")?;

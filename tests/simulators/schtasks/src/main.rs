@@ -1,5 +1,5 @@
 //! A stateful stand-in for Windows' `schtasks.exe`, so the Task Scheduler backend can be
-//! tested on Linux.
+//! tested on Linux, and under Wine, whose own `schtasks.exe` is mostly stubs.
 //!
 //! It keeps the tasks in `$SCHTASKS_SIM_STATE` and really runs them: `/Run` answers at once and
 //! starts the task's program a little later (`SCHTASKS_SIM_RUN_DELAY_MS`, default 300), as
@@ -19,18 +19,13 @@
 
 use std::{
     fs,
-    os::unix::process::{CommandExt, ExitStatusExt},
     path::{Path, PathBuf},
     process::{Command, ExitCode, Stdio},
     thread,
     time::Duration,
 };
 
-use nix::{
-    sys::signal::{kill, Signal},
-    unistd::Pid,
-};
-use sim_process::{alive, read_number, record_call, terminate, wait_until};
+use sim_process::{alive, detach, kill, read_number, record_call, terminate, wait_until};
 
 const RUNNING: u32 = 0x41301;
 const NEVER_RUN: u32 = 0x41303;
@@ -216,7 +211,7 @@ impl Sim {
         let dir = self.state.join("tasks").join(name);
         if let Some(task) = self.task(name) {
             if let Some(pid) = task.pid() {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                kill(pid);
             }
             fs::remove_dir_all(&dir).map_err(io)?;
         }
@@ -239,13 +234,12 @@ impl Sim {
         // nothing.
         if task.result() != RUNNING && !task.dir.join("starting").exists() {
             fs::write(task.dir.join("starting"), "").map_err(io)?;
-            Command::new(std::env::current_exe().map_err(io)?)
+            detach(&mut Command::new(std::env::current_exe().map_err(io)?))
                 .arg("__run")
                 .arg(&task.dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
-                .process_group(0)
                 .spawn()
                 .map_err(io)?;
         }
@@ -260,7 +254,7 @@ impl Sim {
             .ok_or_else(|| Failure(E_NOT_RUNNING, text("not running", name)))?;
         // TerminateProcess: no signal to catch, and the process's children live on.
         fs::write(task.dir.join("ended"), "").map_err(io)?;
-        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        kill(pid);
         wait_until(Duration::from_secs(2), || !alive(pid));
         Ok(text("ended", name))
     }
@@ -396,13 +390,11 @@ impl Sim {
             Ok(mut child) => {
                 let _ = fs::write(dir.join("pid"), child.id().to_string());
                 let _ = fs::remove_file(dir.join("starting"));
-                let status = child
-                    .wait()
-                    .unwrap_or_else(|_| std::process::ExitStatus::from_raw(1 << 8));
+                let code = child.wait().ok().and_then(|status| status.code());
                 if dir.join("ended").exists() {
                     TERMINATED
                 } else {
-                    status.code().map_or(1, |c| c as u32)
+                    code.map_or(1, |c| c as u32)
                 }
             }
             // ERROR_FILE_NOT_FOUND as the result of a start that failed.

@@ -1,0 +1,559 @@
+//! What sygen costs where people feel it, measured with the release build in one run, beside
+//! the tools underneath where there are some, and printed as one table (see
+//! `docs/benchmarks.md`): `service status` against raw `systemctl` on a real user manager,
+//! backend loading, `service logs` on growing log files, the exit-42 restart, and `sygen run`
+//! at rest.
+//!
+//! Run with `scripts/bench` (it builds the release binaries first). This executable doubles as
+//! the restart benchmark's worker: with `SYGEN_BENCH_WORKER` set it records its start and exit
+//! times and exits 42.
+
+#[path = "../e2e/support/mod.rs"]
+mod support;
+
+use std::{
+    fs,
+    io::Write,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+const RESTARTS: usize = 200;
+const IDLE: Duration = Duration::from_secs(60);
+/// Runs per whole-command measurement.
+const RUNS: usize = 15;
+
+fn now_ns() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos()
+}
+
+/// Worker mode: append `start <ns>`; exit 42 with `exit <ns>` until RESTARTS starts, then idle.
+fn worker(record: &Path) -> ! {
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(record)
+        .expect("record file");
+    let _ = writeln!(file, "start {}", now_ns());
+    let starts = fs::read_to_string(record)
+        .map(|t| t.lines().filter(|l| l.starts_with("start")).count())
+        .unwrap_or(0);
+    if starts <= RESTARTS {
+        let _ = writeln!(file, "exit {}", now_ns());
+        std::process::exit(42);
+    }
+    loop {
+        thread::park();
+    }
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[rank]
+}
+
+fn proc_field(pid: u32, file: &str, key: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/{file}"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime of `pid`, in clock ticks.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the name: state is field 3, utime 14 and stime 15 (1-based, man 5 proc).
+    let field = |n: usize| {
+        fields
+            .get(n - 3)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(14) + field(15)
+}
+
+/// Context switches of every thread of `pid`: each one is a wake-up.
+fn wakeups(pid: u32) -> u64 {
+    fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|tasks| {
+            tasks
+                .filter_map(|t| t.ok())
+                .map(|t| {
+                    let tid = t.file_name().to_string_lossy().into_owned();
+                    let path = format!("task/{tid}/status");
+                    proc_field(pid, &path, "voluntary_ctxt_switches:")
+                        + proc_field(pid, &path, "nonvoluntary_ctxt_switches:")
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn spawn_runtime(home: &Path) -> std::process::Child {
+    Command::new(support::artifacts().join("sygen"))
+        .arg("run")
+        .env("HOME", home)
+        .env("SYGEN_HOME", home.join(".sygen"))
+        .env("SYGEN_SUPERVISOR", "1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sygen run starts")
+}
+
+fn wait_for(what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn restart_latency() -> Vec<f64> {
+    let home = tempfile::tempdir().expect("temporary home");
+    let sygen_home = home.path().join(".sygen");
+    fs::create_dir_all(&sygen_home).unwrap();
+    let record = home.path().join("record");
+    let exe = std::env::current_exe().unwrap();
+    fs::write(
+        sygen_home.join("config.toml"),
+        format!(
+            "[agent]\ncommand = [{:?}]\nquick_restarts = 10000\nenv = {{ SYGEN_BENCH_WORKER = {:?} }}\n",
+            exe.to_str().unwrap(),
+            record.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut runtime = spawn_runtime(home.path());
+    let starts = || {
+        fs::read_to_string(&record)
+            .map(|t| t.lines().filter(|l| l.starts_with("start")).count())
+            .unwrap_or(0)
+    };
+    wait_for("all restarts", || starts() > RESTARTS);
+    let _ = Command::new("kill")
+        .args(["-TERM", &runtime.id().to_string()])
+        .status();
+    let _ = runtime.wait();
+
+    let text = fs::read_to_string(&record).unwrap();
+    let stamps: Vec<(&str, u128)> = text
+        .lines()
+        .filter_map(|l| {
+            let (kind, ns) = l.split_once(' ')?;
+            Some((kind, ns.parse().ok()?))
+        })
+        .collect();
+    let mut latencies: Vec<f64> = stamps
+        .windows(2)
+        .filter(|w| w[0].0 == "exit" && w[1].0 == "start")
+        .map(|w| (w[1].1 - w[0].1) as f64 / 1e6)
+        .collect();
+    latencies.sort_by(|a, b| a.total_cmp(b));
+    latencies
+}
+
+struct Idle {
+    runtime_rss_kib: u64,
+    agent_rss_kib: u64,
+    cpu_ticks: u64,
+    wakeups: u64,
+}
+
+fn idle_costs() -> Idle {
+    let home = tempfile::tempdir().expect("temporary home");
+    let sygen_home = home.path().join(".sygen");
+    fs::create_dir_all(&sygen_home).unwrap();
+    // A silent worker (one heartbeat an hour), so what wakes up is the runtime's own doing.
+    fs::write(
+        sygen_home.join("config.toml"),
+        "[agent]\nheartbeat_interval = \"1h\"\n",
+    )
+    .unwrap();
+    let mut runtime = spawn_runtime(home.path());
+    let pid = runtime.id();
+    wait_for("the agent", || sygen_home.join("worker.pid").exists());
+    thread::sleep(Duration::from_secs(1));
+    let agent = support::read_pid(&sygen_home.join("worker.pid")).unwrap();
+    let (ticks, switches) = (cpu_ticks(pid), wakeups(pid));
+    thread::sleep(IDLE);
+    let idle = Idle {
+        runtime_rss_kib: proc_field(pid, "status", "VmRSS:"),
+        agent_rss_kib: proc_field(agent, "status", "VmRSS:"),
+        cpu_ticks: cpu_ticks(pid) - ticks,
+        wakeups: wakeups(pid) - switches,
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let _ = runtime.wait();
+    idle
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores, {}", std::env::consts::OS)
+}
+
+/// Median wall time of `RUNS` runs of `command`, in milliseconds.
+fn median_ms(mut command: impl FnMut() -> Command) -> f64 {
+    let mut times: Vec<f64> = (0..RUNS)
+        .map(|_| {
+            let started = Instant::now();
+            let status = command()
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("the command runs");
+            let took = started.elapsed().as_secs_f64() * 1000.0;
+            assert!(status.success() || status.code() == Some(3), "{status}");
+            took
+        })
+        .collect();
+    times.sort_by(|a, b| a.total_cmp(b));
+    percentile(&times, 0.5)
+}
+
+/// Peak RSS of `command`, in KiB, from GNU time.
+fn peak_rss_kib(command: &Command) -> u64 {
+    let output = Command::new("/usr/bin/time")
+        .args(["-f", "%M"])
+        .arg(command.get_program())
+        .args(command.get_args())
+        .envs(command.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(Stdio::null())
+        .output()
+        .expect("/usr/bin/time runs (Debian: time)");
+    String::from_utf8_lossy(&output.stderr)
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+struct Row {
+    measure: String,
+    value: String,
+    target: &'static str,
+    met: &'static str,
+}
+
+fn row(
+    measure: impl Into<String>,
+    value: impl Into<String>,
+    target: &'static str,
+    met: Option<bool>,
+) -> Row {
+    Row {
+        measure: measure.into(),
+        value: value.into(),
+        target,
+        met: match met {
+            Some(true) => "yes",
+            Some(false) => "no",
+            None => "",
+        },
+    }
+}
+
+/// `sygen service status` and `systemctl --user status` on the same unit, inside the real
+/// user manager of `tests/systemd/harness`; both timed by a loop run as the test user there.
+fn status_against_systemctl() -> Vec<Row> {
+    let harness = Path::new(env!("CARGO_MANIFEST_DIR")).join("systemd/harness");
+    let state = tempfile::Builder::new()
+        .prefix("sygen-bench-")
+        .tempdir()
+        .unwrap()
+        .keep();
+    let up = Command::new(&harness)
+        .arg("up")
+        .arg(&state)
+        .output()
+        .unwrap();
+    if !up.status.success() {
+        let _ = fs::remove_dir_all(&state);
+        let why = String::from_utf8_lossy(&up.stderr).trim().to_owned();
+        return vec![row(
+            "`sygen service status` vs `systemctl --user status`",
+            format!("not measured: {why}"),
+            "≤ 1.3×",
+            None,
+        )];
+    }
+    let env = fs::read_to_string(state.join("env")).unwrap();
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_owned()
+    };
+    let (uid, home) = (
+        var("HARNESS_UID").parse::<u32>().unwrap(),
+        PathBuf::from(var("HARNESS_HOME")),
+    );
+    let apps = home.join("bin");
+    fs::create_dir_all(&apps).unwrap();
+    for file in ["sygen", "libsygen_systemd.so"] {
+        support::copy_executable(&support::artifacts().join(file), &apps.join(file));
+    }
+    for path in [
+        &home,
+        &apps,
+        &apps.join("sygen"),
+        &apps.join("libsygen_systemd.so"),
+    ] {
+        std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
+    }
+    let exec = |script: &str| {
+        Command::new(&harness)
+            .arg("exec")
+            .arg(&state)
+            .args(["--", "sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+    let sygen = apps.join("sygen");
+    let install = exec(&format!("'{}' service install", sygen.display()));
+    assert!(
+        install.status.success(),
+        "{}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    let time_loop = |command: &str| -> f64 {
+        let script = format!(
+            "for i in $(seq {RUNS}); do s=$(date +%s%N); {command} >/dev/null 2>&1; e=$(date +%s%N); echo $((e - s)); done"
+        );
+        let out = exec(&script);
+        let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse::<f64>().ok())
+            .map(|ns| ns / 1e6)
+            .collect();
+        times.sort_by(|a, b| a.total_cmp(b));
+        percentile(&times, 0.5)
+    };
+    let raw = time_loop("systemctl --user status sygen --no-pager");
+    let ours = time_loop(&format!("'{}' service status", sygen.display()));
+    let _ = exec(&format!("'{}' service uninstall", sygen.display()));
+    let _ = Command::new(&harness).arg("down").arg(&state).output();
+    let ratio = ours / raw;
+    vec![
+        row(
+            "`systemctl --user status sygen --no-pager`, median",
+            format!("{raw:.1} ms"),
+            "",
+            None,
+        ),
+        row(
+            "`sygen service status` on the same unit, median",
+            format!("{ours:.1} ms"),
+            "",
+            None,
+        ),
+        row(
+            "ratio sygen / systemctl",
+            format!("{ratio:.2}×"),
+            "≤ 1.3×",
+            Some(ratio <= 1.3),
+        ),
+    ]
+}
+
+/// dlopen plus the interface check of each shipped backend, on fresh copies (a library is
+/// loaded once per process), and `sygen service backends` with 4 and with 50 backend files.
+fn backend_loading() -> Vec<Row> {
+    use abi_stable::library::lib_header_from_path;
+    use sygen_backend_api::BackendModuleRef;
+    let scratch = tempfile::tempdir().unwrap();
+    let shipped = ["systemd", "openrc", "launchd", "tasksched"];
+    let mut rows = Vec::new();
+    for name in shipped {
+        let built = support::artifacts().join(format!("libsygen_{name}.so"));
+        let mut times: Vec<f64> = (0..RUNS)
+            .map(|i| {
+                let copy = scratch.path().join(format!("libsygen_{name}_{i}.so"));
+                fs::copy(&built, &copy).unwrap();
+                let started = Instant::now();
+                lib_header_from_path(&copy)
+                    .and_then(|header| header.init_root_module::<BackendModuleRef>())
+                    .expect("the backend loads");
+                started.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.sort_by(|a, b| a.total_cmp(b));
+        let median = percentile(&times, 0.5);
+        rows.push(row(
+            format!("load {name} backend (dlopen + interface check), median"),
+            format!("{median:.2} ms"),
+            "< 2 ms",
+            Some(median < 2.0),
+        ));
+    }
+    for count in [shipped.len(), 50] {
+        let dir = scratch.path().join(format!("install-{count}"));
+        fs::create_dir_all(&dir).unwrap();
+        support::copy_executable(&support::artifacts().join("sygen"), &dir.join("sygen"));
+        for i in 0..count {
+            let name = shipped[i % shipped.len()];
+            fs::copy(
+                support::artifacts().join(format!("libsygen_{name}.so")),
+                dir.join(format!("libsygen_{name}{i}.so")),
+            )
+            .unwrap();
+        }
+        let home = scratch.path().join(format!("home-{count}"));
+        fs::create_dir_all(&home).unwrap();
+        let median = median_ms(|| {
+            let mut command = Command::new(dir.join("sygen"));
+            command
+                .args(["service", "backends"])
+                .env("HOME", &home)
+                .env_remove("SYGEN_HOME");
+            command
+        });
+        let per = median / count as f64;
+        rows.push(row(
+            format!("`sygen service backends` with {count} backend files, median"),
+            format!("{median:.1} ms ({per:.2} ms per backend)"),
+            "< 2 ms per backend",
+            Some(per < 2.0),
+        ));
+    }
+    rows
+}
+
+/// `sygen service logs -n 50` (sygen's own log file, as the launchd and Task Scheduler
+/// backends read it) on log files of 1 MiB, 100 MiB and 1 GiB.
+fn logs_on_big_files() -> Vec<Row> {
+    let scratch = tempfile::tempdir().unwrap();
+    let line = "2026-12-02T04:25:39.123Z [stdout] heartbeat 12345 from the built-in agent\n";
+    let mut rows = Vec::new();
+    let mut written = 0u64;
+    let home = scratch.path().to_path_buf();
+    let logs = home.join(".sygen/logs");
+    fs::create_dir_all(&logs).unwrap();
+    let mut file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join("agent.log"))
+        .unwrap();
+    for (label, size) in [
+        ("1 MiB", 1u64 << 20),
+        ("100 MiB", 100 << 20),
+        ("1 GiB", 1 << 30),
+    ] {
+        let block = line.repeat(8192);
+        while written < size {
+            file.write_all(block.as_bytes()).unwrap();
+            written += block.len() as u64;
+        }
+        file.sync_all().unwrap();
+        let command = || {
+            let mut command = Command::new(support::artifacts().join("sygen"));
+            command
+                .arg("--backend")
+                .arg(support::artifacts().join("libsygen_launchd.so"))
+                .args(["service", "logs", "-n", "50"])
+                .env("HOME", &home)
+                .env_remove("SYGEN_HOME");
+            command
+        };
+        let median = median_ms(command);
+        let rss = peak_rss_kib(&command()) as f64 / 1024.0;
+        let met = (label == "1 GiB").then_some(median < 20.0 && rss < 10.0);
+        rows.push(row(
+            format!("`sygen service logs -n 50` on a {label} log, median / peak RSS"),
+            format!("{median:.1} ms / {rss:.1} MiB"),
+            if label == "1 GiB" {
+                "< 20 ms and < 10 MiB at 1 GiB"
+            } else {
+                ""
+            },
+            met,
+        ));
+    }
+    rows
+}
+
+pub fn main() {
+    if let Some(record) = std::env::var_os("SYGEN_BENCH_WORKER") {
+        worker(Path::new(&record));
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let mut rows = status_against_systemctl();
+    rows.extend(backend_loading());
+    rows.extend(logs_on_big_files());
+    let latencies = restart_latency();
+    let (median, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    rows.push(row(
+        format!(
+            "exit 42 → new worker running, median of {}",
+            latencies.len()
+        ),
+        format!("{median:.2} ms"),
+        "< 200 ms",
+        Some(median < 200.0),
+    ));
+    rows.push(row(
+        "exit 42 → new worker running, p99",
+        format!("{p99:.2} ms"),
+        "< 200 ms",
+        Some(p99 < 200.0),
+    ));
+    let idle = idle_costs();
+    rows.push(row(
+        format!("`sygen run` RSS after {} s idle", IDLE.as_secs()),
+        format!("{:.1} MiB", idle.runtime_rss_kib as f64 / 1024.0),
+        "< 5 MiB",
+        Some(idle.runtime_rss_kib < 5 * 1024),
+    ));
+    rows.push(row(
+        format!("`sygen run` CPU time over {} s idle", IDLE.as_secs()),
+        format!("{} ticks", idle.cpu_ticks),
+        "none measurable",
+        Some(idle.cpu_ticks == 0),
+    ));
+    rows.push(row(
+        format!(
+            "`sygen run` wake-ups over {} s idle (all threads)",
+            IDLE.as_secs()
+        ),
+        idle.wakeups.to_string(),
+        "no periodic polling",
+        Some(idle.wakeups == 0),
+    ));
+    rows.push(row(
+        "built-in agent RSS (the default worker)",
+        format!("{:.1} MiB", idle.agent_rss_kib as f64 / 1024.0),
+        "",
+        None,
+    ));
+
+    println!("sygen benchmarks — {}, release build, one run", machine());
+    println!("reproduce: scripts/bench");
+    println!();
+    println!("| measure | value | target | met |");
+    println!("| --- | --- | --- | --- |");
+    for r in rows {
+        println!("| {} | {} | {} | {} |", r.measure, r.value, r.target, r.met);
+    }
+}

@@ -235,11 +235,17 @@ pub fn send(target: Identity, request: Request) -> io::Result<bool> {
 /// other processes from reading the bytes it covers, and `bot.pid` must stay readable.
 const LOCK_OFFSET: u64 = u64::MAX - 1;
 
-fn lock_range(file: &File, flags: u32) -> io::Result<bool> {
+/// The position of the lock's byte, as `LockFileEx` and `UnlockFileEx` take it.
+fn lock_position() -> OVERLAPPED {
     // SAFETY: an all-zero OVERLAPPED is valid; only the offset is set.
     let mut at: OVERLAPPED = unsafe { zeroed() };
     at.Anonymous.Anonymous.Offset = LOCK_OFFSET as u32;
     at.Anonymous.Anonymous.OffsetHigh = (LOCK_OFFSET >> 32) as u32;
+    at
+}
+
+fn lock_range(file: &File, flags: u32) -> io::Result<bool> {
+    let mut at = lock_position();
     let handle = file.as_raw_handle() as HANDLE;
     // SAFETY: a synchronous file handle; with FAIL_IMMEDIATELY the call does not wait.
     let locked = unsafe { LockFileEx(handle, flags | LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, &mut at) };
@@ -264,10 +270,7 @@ pub fn is_locked(file: &File) -> io::Result<bool> {
     if !lock_range(file, 0)? {
         return Ok(true);
     }
-    // SAFETY: an all-zero OVERLAPPED is valid; only the offset is set.
-    let mut at: OVERLAPPED = unsafe { zeroed() };
-    at.Anonymous.Anonymous.Offset = LOCK_OFFSET as u32;
-    at.Anonymous.Anonymous.OffsetHigh = (LOCK_OFFSET >> 32) as u32;
+    let mut at = lock_position();
     // SAFETY: the range this call locked just above.
     check(unsafe { UnlockFileEx(file.as_raw_handle() as HANDLE, 0, 1, 0, &mut at) })?;
     Ok(false)
@@ -527,8 +530,11 @@ fn job_members(job: &OwnedHandle) -> Vec<Identity> {
 pub(super) fn strays(home: &str, worker: Option<Identity>) -> Vec<Identity> {
     // SAFETY: plain call; the handle is owned at once.
     let job = owned(unsafe { OpenJobObjectW(JOB_OBJECT_QUERY, 0, job_name(home).as_ptr()) });
-    let mut found = job.map(|job| job_members(&job)).unwrap_or_default();
-    // The recorded worker, when it is that very process still.
+    with_worker(job.map(|job| job_members(&job)).unwrap_or_default(), worker)
+}
+
+/// `found`, and the recorded worker when it is that very process still.
+fn with_worker(mut found: Vec<Identity>, worker: Option<Identity>) -> Vec<Identity> {
     found.extend(worker.filter(|w| w.is_alive() && !found.contains(w)));
     found
 }
@@ -643,9 +649,7 @@ impl Tree {
 
     /// Every live process of the tree now, the runtime itself excepted.
     pub fn members(&self, worker: Option<Identity>) -> Vec<Identity> {
-        let mut found = job_members(&self.job);
-        found.extend(worker.filter(|w| w.is_alive() && !found.contains(w)));
-        found
+        with_worker(job_members(&self.job), worker)
     }
 }
 

@@ -96,6 +96,12 @@ pub enum Command {
         #[arg(long, value_parser = crate::runtime::config::parse_heartbeat_interval, value_name = "DURATION")]
         heartbeat_interval: Option<std::time::Duration>,
     },
+    /// Ends what is left of a runtime's tree once that runtime is gone (started by `run`).
+    #[command(hide = true)]
+    Guard {
+        marker: String,
+        stop_timeout_ms: u64,
+    },
     /// Print the completion script for a shell (e.g. `sygen completions bash > ~/.local/share/bash-completion/completions/sygen`).
     Completions {
         #[arg(value_enum)]

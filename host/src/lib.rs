@@ -36,7 +36,7 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose, colour);
     if !matches!(
         cli.command,
-        Some(Command::Run { .. } | Command::Agent { .. })
+        Some(Command::Run { .. } | Command::Agent { .. } | Command::Guard { .. })
     ) {
         // Not for `run` and `agent`: a service must outlive whatever read its output.
         platform::quiet_on_closed_pipes();
@@ -57,6 +57,10 @@ pub fn main() -> ExitCode {
         Some(Command::Restart) => done(lifecycle::restart()),
         Some(Command::Doctor(flag)) => done(doctor::run(backend, flag.json, cli.color.on_stdout())),
         Some(Command::Agent { heartbeat_interval }) => agent::run(*heartbeat_interval),
+        Some(Command::Guard {
+            marker,
+            stop_timeout_ms,
+        }) => runtime::guard(marker, *stop_timeout_ms),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(*shell, &mut Cli::command(), "sygen", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

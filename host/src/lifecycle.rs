@@ -19,7 +19,7 @@ use crate::{
     description,
     exit::{Exit, Failure},
     loader::{self, Choice},
-    platform::{self, Identity, Request},
+    platform::{self, Identity, Owner, Request},
     progress::Progress,
     runtime::{
         config::Config,
@@ -72,7 +72,10 @@ pub fn end_processes(home: &Path) -> Vec<String> {
     }
     let marker = instance::marker(home);
     let group = worker.map(|w| w.identity);
-    let left = platform::end_all(|| platform::strays(&marker, group), stop_timeout);
+    let left = platform::end_all(
+        || platform::strays(Owner::Home(&marker), group),
+        stop_timeout,
+    );
     if !left.is_empty() {
         ended.push(format!("what its worker left ({})", platform::pids(&left)));
     }
@@ -109,7 +112,7 @@ pub fn running_processes(home: &Path) -> Vec<String> {
         _ => None,
     };
     let worker = instance::recorded_worker(home).map(|w| w.identity);
-    let tree = platform::strays(&instance::marker(home), worker);
+    let tree = platform::strays(Owner::Home(&instance::marker(home)), worker);
     let tree = (!tree.is_empty()).then(|| format!("worker tree ({})", platform::pids(&tree)));
     runtime.into_iter().chain(tree).collect()
 }

@@ -22,19 +22,37 @@ use support::{
     runtime::{terminate, Home},
 };
 
-/// The live processes carrying `home`'s tree marker.
-fn tree_of(home: &Home) -> Vec<u32> {
-    let home = fs::canonicalize(home.sygen_home()).unwrap();
-    let marker = format!("SYGEN_TREE={}", home.display()).into_bytes();
+fn live_pids() -> impl Iterator<Item = u32> {
     fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| alive(pid))
+}
+
+/// The live processes carrying `home`'s tree marker (`SYGEN_TREE=<home>#<runtime>`).
+fn tree_of(home: &Home) -> Vec<u32> {
+    let home = fs::canonicalize(home.sygen_home()).unwrap();
+    let marker = format!("SYGEN_TREE={}#", home.display()).into_bytes();
+    live_pids()
         .filter(|pid| {
             fs::read(format!("/proc/{pid}/environ"))
-                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == marker))
+                .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(&marker)))
         })
         .collect()
+}
+
+/// The guard `runtime` started: its child running `sygen guard`.
+fn guard_of(runtime: u32) -> u32 {
+    live_pids()
+        .find(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            let args = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            parent == Some(runtime) && args.split(|&b| b == 0).nth(1) == Some(b"guard")
+        })
+        .expect("the runtime's guard")
 }
 
 /// Waits for `child` to exit, at most `timeout`; answers its exit code.
@@ -209,6 +227,8 @@ impl Finished for Child {
 const STUBBORN: &str =
     "trap '' TERM\nsleep 300 &\necho $! > grandchild.pid\nwhile :; do sleep 1; done";
 
+/// A stubborn tree whose runtime and guard were both killed, as by a `kill -9` of everything
+/// sygen started but its worker's tree (or the OOM killer).
 fn stubborn_tree_of_a_killed_runtime(home: &Home) -> Vec<u32> {
     home.worker(STUBBORN, "stop_timeout = \"300ms\"");
     let (mut run, worker) = home.start();
@@ -216,6 +236,12 @@ fn stubborn_tree_of_a_killed_runtime(home: &Home) -> Vec<u32> {
     eventually("the grandchild", Duration::from_secs(5), || {
         grandchild.exists()
     });
+    let guard = guard_of(run.id());
+    Command::new("kill")
+        .args(["-KILL", &guard.to_string()])
+        .status()
+        .unwrap();
+    eventually("the guard's end", Duration::from_secs(5), || !alive(guard));
     run.kill().unwrap();
     run.wait().unwrap();
     // The worker is told of its runtime's death, and ignores it.
@@ -224,6 +250,83 @@ fn stubborn_tree_of_a_killed_runtime(home: &Home) -> Vec<u32> {
     let tree = tree_of(home);
     assert!(tree.len() >= 2, "{tree:?}");
     tree
+}
+
+#[test]
+fn the_guard_ends_the_tree_of_a_killed_runtime_and_nothing_else() {
+    let home = Home::new();
+    home.worker(STUBBORN, "stop_timeout = \"300ms\"");
+    let (mut run, worker) = home.start();
+    let grandchild = home.sygen_home().join("grandchild.pid");
+    eventually("the grandchild", Duration::from_secs(5), || {
+        grandchild.exists()
+    });
+    let grandchild = support::read_pid(&grandchild).unwrap();
+    let guard = guard_of(run.id());
+    let mut other = bystander();
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // The worker and its child ignore SIGTERM: the guard kills them after the stop timeout.
+    eventually("the tree's end", Duration::from_secs(5), || {
+        !alive(worker) && !alive(grandchild) && !alive(guard)
+    });
+    assert!(tree_of(&home).is_empty());
+    let log = home.log();
+    let said = log
+        .lines()
+        .find_map(|l| {
+            l.split_once("[guard] the runtime is gone: ended ")?
+                .1
+                .split_once("(pids ")
+        })
+        .unwrap_or_else(|| panic!("the guard said nothing: {log}"));
+    let ended: Vec<&str> = said.1.trim_end_matches(')').split(", ").collect();
+    assert!(ended.contains(&worker.to_string().as_str()), "{log}");
+    assert!(ended.contains(&grandchild.to_string().as_str()), "{log}");
+    assert!(
+        alive(other.id()),
+        "the guard ended a process not of its tree"
+    );
+    other.kill().unwrap();
+    other.wait().unwrap();
+}
+
+#[test]
+fn a_guard_ends_its_own_runtimes_tree_and_not_a_later_ones() {
+    let home = Home::new();
+    home.worker("while :; do sleep 1; done", "");
+    let (mut run, worker) = home.start();
+    // What an earlier runtime of the same home left, whose guard is only now told it is gone.
+    let canonical = fs::canonicalize(home.sygen_home()).unwrap();
+    let earlier = format!("{}#1.1", canonical.display());
+    let mut leftover = Command::new("sleep")
+        .arg("1000")
+        .env("SYGEN_TREE", &earlier)
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    home.command(&["guard", &earlier, "300"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        leftover.try_wait().unwrap().is_some(),
+        "the leftover survived"
+    );
+    assert!(
+        alive(worker),
+        "the guard ended the running runtime's worker"
+    );
+    let said = format!(
+        "[guard] the runtime is gone: ended 1 process(es) of its tree (pid {})",
+        leftover.id()
+    );
+    assert!(home.log().contains(&said), "{}", home.log());
+    let guard = guard_of(run.id());
+    assert_eq!(terminate(&mut run), Some(0));
+    eventually("the guard's end", Duration::from_secs(5), || !alive(guard));
+    // A runtime that ends cleanly has ended its tree itself: its guard finds nothing to say.
+    assert_eq!(home.log().matches("[guard]").count(), 1, "{}", home.log());
 }
 
 #[test]

@@ -23,7 +23,7 @@ use nix::{
 
 use super::{
     unix::{self, Entry},
-    Exit, Identity, Request, TREE_MARKER,
+    Exit, Identity, Owner, Request,
 };
 
 /// What `/proc/<pid>/stat` says of a process.
@@ -96,18 +96,17 @@ pub(super) fn signal(target: Identity, request: Request) -> io::Result<bool> {
     }
 }
 
-/// Whether `pid`'s environment holds `TREE_MARKER=home`.
-fn is_marked(pid: u32, marker: &[u8]) -> bool {
+/// Whether `pid`'s environment holds `owner`'s tree marker.
+fn is_marked(pid: u32, owner: Owner) -> bool {
     let mut environ = Vec::new();
     // An environment is at most a few hundred KiB; a marker is found in its first MiB or not.
     let read = fs::File::open(format!("/proc/{pid}/environ"))
         .and_then(|file| file.take(1 << 20).read_to_end(&mut environ));
-    read.is_ok() && environ.split(|&b| b == 0).any(|var| var == marker)
+    read.is_ok() && environ.split(|&b| b == 0).any(|var| owner.marks(var))
 }
 
-/// This user's live processes other than this one, with whether each carries `home`'s marker.
-pub(super) fn table(home: &str) -> Vec<Entry> {
-    let marker = format!("{TREE_MARKER}={home}").into_bytes();
+/// This user's live processes other than this one, with whether each carries `owner`'s marker.
+pub(super) fn table(owner: Owner) -> Vec<Entry> {
     let this = std::process::id();
     let Ok(entries) = fs::read_dir("/proc") else {
         return Vec::new();
@@ -124,14 +123,14 @@ pub(super) fn table(home: &str) -> Vec<Entry> {
                 },
                 parent: stat.parent,
                 group: stat.group,
-                marked: is_marked(pid, &marker),
+                marked: is_marked(pid, owner),
             })
         })
         .collect()
 }
 
-pub(super) fn strays(home: &str, group: Option<Identity>) -> Vec<Identity> {
-    unix::members(&table(home), None, group)
+pub(super) fn strays(owner: Owner, group: Option<Identity>) -> Vec<Identity> {
+    unix::members(&table(owner), None, group)
 }
 
 type Exited = Arc<Mutex<dyn Fn(u32, Exit) + Send>>;

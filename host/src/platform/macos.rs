@@ -1,7 +1,7 @@
 //! macOS: the process table from libproc (`proc_listallpids`, `proc_pidinfo`) and the tree
 //! marker from each process's initial environment (`KERN_PROCARGS2`). macOS has no child
 //! subreaper and no parent-death signal: a worker's orphans are reparented to launchd, and are
-//! found by their marker; a killed runtime's tree is ended by the next `sygen run` or `stop`.
+//! found by their marker; a killed runtime's tree is ended by its guard (`unix::Tree::guard`).
 
 use std::{
     io,
@@ -20,7 +20,7 @@ use nix::{
 
 use super::{
     unix::{self, Entry},
-    Exit, Identity, Request, TREE_MARKER,
+    Exit, Identity, Owner, Request,
 };
 
 /// What libproc says of a process, when it is this user's and not a zombie.
@@ -99,7 +99,7 @@ pub(super) fn signal(target: Identity, request: Request) -> io::Result<bool> {
 
 /// The environment `pid` was started with, as `KERN_PROCARGS2` gives it: argc, the executable
 /// path, padding, argv, then the environment, each string NUL-terminated.
-fn is_marked(pid: u32, marker: &[u8]) -> bool {
+fn is_marked(pid: u32, owner: Owner) -> bool {
     let mut mib = [libc::CTL_KERN, libc::KERN_PROCARGS2, pid as libc::c_int];
     let mut size: libc::size_t = 0;
     // SAFETY: a null buffer asks for the size only.
@@ -138,11 +138,10 @@ fn is_marked(pid: u32, marker: &[u8]) -> bool {
     let argc = i32::from_ne_bytes(*argc).max(0) as usize;
     let mut strings = rest.split(|&b| b == 0).filter(|s| !s.is_empty());
     // The executable path, then argv; what follows is the environment.
-    strings.nth(argc).is_some() && strings.any(|var| var == marker)
+    strings.nth(argc).is_some() && strings.any(|var| owner.marks(var))
 }
 
-pub(super) fn table(home: &str) -> Vec<Entry> {
-    let marker = format!("{TREE_MARKER}={home}").into_bytes();
+pub(super) fn table(owner: Owner) -> Vec<Entry> {
     let this = std::process::id();
     let mut pids = vec![0 as libc::pid_t; 8192];
     let bytes = (pids.len() * size_of::<libc::pid_t>()) as libc::c_int;
@@ -161,14 +160,14 @@ pub(super) fn table(home: &str) -> Vec<Entry> {
                 },
                 parent: info.pbi_ppid,
                 group: info.pbi_pgid,
-                marked: is_marked(pid, &marker),
+                marked: is_marked(pid, owner),
             })
         })
         .collect()
 }
 
-pub(super) fn strays(home: &str, group: Option<Identity>) -> Vec<Identity> {
-    unix::members(&table(home), None, group)
+pub(super) fn strays(owner: Owner, group: Option<Identity>) -> Vec<Identity> {
+    unix::members(&table(owner), None, group)
 }
 
 type Exited = std::sync::Arc<std::sync::Mutex<dyn Fn(u32, Exit) + Send>>;

@@ -8,8 +8,10 @@
 //!   signals pid 1 or another user's process.
 //! - **The tree.** Every process a worker starts belongs to the runtime ([`Tree`]): when the
 //!   worker exits, restarts or stops, what it left behind is ended too. Each process of the
-//!   tree carries [`TREE_MARKER`] in its environment, so what survives a killed runtime is
-//!   found ([`strays`]) and ended by the next `sygen run` or `sygen stop`.
+//!   tree carries [`TREE_MARKER`] in its environment, naming its sygen home and its runtime.
+//!   On Unix a guard process ([`Tree::guard`]) ends the tree of a runtime that is killed, as
+//!   the Job object does on Windows; what outlives both is found ([`strays`]) and ended by
+//!   the next `sygen run` or `sygen stop`.
 //! - **The instance lock.** `bot.pid` is held under an exclusive lock for the runtime's whole
 //!   life ([`try_lock`], [`is_locked`]): "is it running" is "is the lock held".
 //! - **Requests.** Stop and restart ([`Request`]; SIGTERM and SIGUSR1 on Unix, named events on
@@ -48,9 +50,63 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// The environment variable every process of a worker's tree inherits; its value is the sygen
-/// home the tree belongs to.
+/// The environment variable every process of a worker's tree inherits; its value is
+/// `<home>#<pid>.<start>`: the sygen home (as `instance::marker` spells it) and the identity of
+/// the runtime the tree belongs to.
 pub const TREE_MARKER: &str = "SYGEN_TREE";
+
+/// The value of [`TREE_MARKER`] in the tree of `runtime`, of the sygen home `home`.
+pub fn tree_marker(home: &str, runtime: Identity) -> String {
+    format!("{home}#{}.{}", runtime.pid, runtime.start)
+}
+
+/// Whose marked processes to look for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner<'a> {
+    /// Those of any runtime of this sygen home: what `sygen run` and `sygen stop` clear up.
+    Home(&'a str),
+    /// Those of one runtime, by its whole [`tree_marker`]: what its guard ends, and nothing of
+    /// a runtime started after it.
+    Runtime(&'a str),
+}
+
+impl<'a> Owner<'a> {
+    /// The sygen home whose processes these are.
+    pub fn home(self) -> &'a str {
+        match self {
+            Owner::Home(home) => home,
+            Owner::Runtime(marker) => marker.rsplit_once('#').map_or(marker, |(home, _)| home),
+        }
+    }
+
+    /// Whether `entry`, one `NAME=value` of a process's environment, marks it as this owner's.
+    #[cfg_attr(
+        windows,
+        expect(dead_code, reason = "Windows finds trees by their Job object")
+    )]
+    pub fn marks(self, entry: &[u8]) -> bool {
+        let Some(value) = entry
+            .strip_prefix(TREE_MARKER.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b"="))
+        else {
+            return false;
+        };
+        match self {
+            Owner::Runtime(marker) => value == marker.as_bytes(),
+            Owner::Home(home) => value
+                .iter()
+                .rposition(|&b| b == b'#')
+                .is_some_and(|at| &value[..at] == home.as_bytes() && is_identity(&value[at + 1..])),
+        }
+    }
+}
+
+/// Whether `text` is a `<pid>.<start>` as [`tree_marker`] writes it.
+fn is_identity(text: &[u8]) -> bool {
+    let digits = |part: &[u8]| !part.is_empty() && part.iter().all(u8::is_ascii_digit);
+    let mut parts = text.splitn(2, |&b| b == b'.');
+    parts.next().is_some_and(digits) && parts.next().is_some_and(digits)
+}
 
 /// A process as sygen knows it: a pid and when that process started, in the platform's own
 /// unit. The pair names one process for as long as the machine runs.
@@ -166,11 +222,11 @@ pub fn pids(processes: &[Identity]) -> String {
     format!("pid{plural} {}", list.join(", "))
 }
 
-/// The processes carrying the tree marker of `home`, and the live members of the process group
-/// led by `group` (a recorded worker), other than this process: what a runtime that is gone
-/// left behind.
-pub fn strays(home: &str, group: Option<Identity>) -> Vec<Identity> {
-    os::strays(home, group)
+/// The processes carrying `owner`'s tree marker, and the live members of the process group led
+/// by `group` (a recorded worker), other than this process: what a runtime that is gone left
+/// behind.
+pub fn strays(owner: Owner, group: Option<Identity>) -> Vec<Identity> {
+    os::strays(owner, group)
 }
 
 /// Ends what `find` names: [`Request::Stop`] to all, a wait of up to `timeout` for them to go,
@@ -203,4 +259,38 @@ pub fn end_all(find: impl Fn() -> Vec<Identity>, timeout: Duration) -> Vec<Ident
         thread::sleep(Duration::from_millis(10));
     }
     ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_marker_names_its_home_and_its_runtime() {
+        let runtime = Identity {
+            pid: 12,
+            start: 345,
+        };
+        let marker = tree_marker("/h#1/.sygen", runtime);
+        let entry = format!("{TREE_MARKER}={marker}");
+        assert!(Owner::Home("/h#1/.sygen").marks(entry.as_bytes()));
+        assert!(Owner::Runtime(&marker).marks(entry.as_bytes()));
+        assert_eq!(Owner::Runtime(&marker).home(), "/h#1/.sygen");
+        // Another runtime of the same home, another home, another variable.
+        let other = tree_marker(
+            "/h#1/.sygen",
+            Identity {
+                pid: 12,
+                start: 346,
+            },
+        );
+        assert!(!Owner::Runtime(&other).marks(entry.as_bytes()));
+        assert!(!Owner::Home("/h").marks(entry.as_bytes()));
+        assert!(!Owner::Home("/h#1/.sygen").marks(format!("X{entry}").as_bytes()));
+        // A home whose name merely ends like a marker is not the home before it.
+        let tricky = format!("{TREE_MARKER}=/h#1.2");
+        assert!(!Owner::Home("/h").marks(format!("{tricky}x").as_bytes()));
+        assert!(Owner::Home("/h").marks(tricky.as_bytes()));
+        assert!(!Owner::Home("/h").marks(format!("{TREE_MARKER}=/h#1.").as_bytes()));
+    }
 }

@@ -3,8 +3,8 @@
 
 use std::{
     fs::{File, TryLockError},
-    io,
-    process::Command,
+    io::{self, Write as _},
+    process::{Command, Stdio},
     sync::{Arc, Mutex, OnceLock},
 };
 
@@ -13,7 +13,7 @@ use signal_hook::{
     iterator::Signals,
 };
 
-use super::{os, Exit, Identity, Listener, Request, StdStream, Untrusted, TREE_MARKER};
+use super::{os, Exit, Identity, Listener, Owner, Request, StdStream, Untrusted, TREE_MARKER};
 
 /// Whose processes sygen may look at and signal: the caller's own; for root acting on another
 /// user's sygen home (a system service run as that user, as OpenRC's is), that user's.
@@ -234,32 +234,79 @@ pub(super) fn members(
 
 /// The runtime's hold on the processes its workers start.
 pub struct Tree {
-    home: String,
+    marker: String,
     inner: os::Tree,
+    guard: Option<Guard>,
+}
+
+/// The process that ends the tree once the runtime is gone, and the pipe it watches.
+struct Guard {
+    pid: u32,
+    pipe: io::PipeWriter,
 }
 
 impl Tree {
-    /// Takes ownership of every process a worker will start for `home`; `exited` hears the exit
-    /// of each child of the runtime.
-    pub fn new(home: String, exited: impl Fn(u32, Exit) + Send + 'static) -> io::Result<Self> {
+    /// Takes ownership of every process a worker will start for the sygen home `home` (as
+    /// `instance::marker` spells it); `exited` hears the exit of each child of the runtime.
+    pub fn new(home: &str, exited: impl Fn(u32, Exit) + Send + 'static) -> io::Result<Self> {
+        let runtime = Identity::this_process()
+            .ok_or_else(|| io::Error::other("cannot read this process's own start time"))?;
         Ok(Self {
-            home,
+            marker: super::tree_marker(home, runtime),
             inner: os::Tree::new(Arc::new(Mutex::new(exited)))?,
+            guard: None,
         })
     }
 
-    /// Starts `command` as a worker: in a process group of its own, marked as this tree's, and
-    /// ended with the runtime where the platform can arrange it.
-    pub fn spawn(&self, command: &mut Command) -> io::Result<std::process::Child> {
-        command.env(TREE_MARKER, &self.home);
-        std::os::unix::process::CommandExt::process_group(command, 0);
-        self.inner.spawn(command)
+    /// The value of [`TREE_MARKER`] in this tree.
+    pub fn marker(&self) -> &str {
+        &self.marker
     }
 
-    /// Every live process of the tree now, the runtime itself excepted.
+    /// Starts `command` (`sygen guard`) as the tree's guard: a process outside the tree, in a
+    /// process group of its own (a terminal's Ctrl+C is for the runtime), whose standard input
+    /// is a pipe only this runtime holds open. However the runtime ends, `kill -9` included,
+    /// the pipe closes with it, and the guard ends what is left of this runtime's tree: the
+    /// parent-death signal reaches only the worker itself, and macOS has none at all.
+    pub fn guard(&mut self, mut command: Command) -> io::Result<()> {
+        let (watched, pipe) = io::pipe()?;
+        // A guard that stops reading must never stall the runtime: news it misses is dropped.
+        let flags = nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_GETFL)?;
+        let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&pipe, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+        command
+            .stdin(watched)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let guard = command.spawn()?;
+        self.guard = Some(Guard {
+            pid: guard.id(),
+            pipe,
+        });
+        Ok(())
+    }
+
+    /// Starts `command` as a worker: in a process group of its own, marked as this tree's, and
+    /// ended with the runtime where the platform can arrange it; tells the guard of it.
+    pub fn spawn(&self, command: &mut Command) -> io::Result<std::process::Child> {
+        command.env(TREE_MARKER, &self.marker);
+        std::os::unix::process::CommandExt::process_group(command, 0);
+        let child = self.inner.spawn(command)?;
+        if let (Some(guard), Some(worker)) = (&self.guard, Identity::of(child.id())) {
+            // The worker's process group is the tree's too: the guard ends its members.
+            let _ = writeln!(&guard.pipe, "{} {}", worker.pid, worker.start);
+        }
+        Ok(child)
+    }
+
+    /// Every live process of the tree now, the runtime itself and its guard excepted.
     pub fn members(&self, worker: Option<Identity>) -> Vec<Identity> {
-        let table = os::table(&self.home);
-        members(&table, Some(std::process::id()), worker)
+        let table = os::table(Owner::Runtime(&self.marker));
+        let guard = self.guard.as_ref().map(|g| g.pid);
+        let mut found = members(&table, Some(std::process::id()), worker);
+        found.retain(|p| Some(p.pid) != guard);
+        found
     }
 }
 

@@ -63,7 +63,7 @@ use windows_sys::Win32::{
     },
 };
 
-use super::{Exit, Identity, Listener, Request, StdStream, Untrusted, TREE_MARKER};
+use super::{Exit, Identity, Listener, Owner, Request, StdStream, Untrusted, TREE_MARKER};
 
 /// The exit code of a process sygen terminated.
 const KILLED: u32 = 1;
@@ -527,9 +527,10 @@ fn job_members(job: &OwnedHandle) -> Vec<Identity> {
         .collect()
 }
 
-pub(super) fn strays(home: &str, worker: Option<Identity>) -> Vec<Identity> {
+pub(super) fn strays(owner: Owner, worker: Option<Identity>) -> Vec<Identity> {
+    let name = job_name(owner.home());
     // SAFETY: plain call; the handle is owned at once.
-    let job = owned(unsafe { OpenJobObjectW(JOB_OBJECT_QUERY, 0, job_name(home).as_ptr()) });
+    let job = owned(unsafe { OpenJobObjectW(JOB_OBJECT_QUERY, 0, name.as_ptr()) });
     with_worker(job.map(|job| job_members(&job)).unwrap_or_default(), worker)
 }
 
@@ -577,17 +578,19 @@ type Exited = Arc<Mutex<dyn Fn(u32, Exit) + Send>>;
 /// put in before it runs a single instruction, so its children are in it too, and that kills
 /// them all when the runtime's handle to it closes, however the runtime ends.
 pub struct Tree {
-    home: String,
+    marker: String,
     job: OwnedHandle,
     exited: Exited,
 }
 
 impl Tree {
-    /// Takes ownership of every process a worker will start for `home`; `exited` hears the exit
-    /// of each worker.
-    pub fn new(home: String, exited: impl Fn(u32, Exit) + Send + 'static) -> io::Result<Self> {
+    /// Takes ownership of every process a worker will start for the sygen home `home` (as
+    /// `instance::marker` spells it); `exited` hears the exit of each worker.
+    pub fn new(home: &str, exited: impl Fn(u32, Exit) + Send + 'static) -> io::Result<Self> {
+        let runtime = Identity::this_process()
+            .ok_or_else(|| io::Error::other("cannot read this process's own start time"))?;
         // SAFETY: plain call; the handle is owned at once.
-        let job = owned(unsafe { CreateJobObjectW(null(), job_name(&home).as_ptr()) })?;
+        let job = owned(unsafe { CreateJobObjectW(null(), job_name(home).as_ptr()) })?;
         // SAFETY: an all-zero limit structure is valid; one flag is set.
         let mut limits: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = unsafe { zeroed() };
         limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
@@ -600,10 +603,22 @@ impl Tree {
             )
         })?;
         Ok(Self {
-            home,
+            marker: super::tree_marker(home, runtime),
             job,
             exited: Arc::new(Mutex::new(exited)),
         })
+    }
+
+    /// The value of [`TREE_MARKER`] in this tree.
+    pub fn marker(&self) -> &str {
+        &self.marker
+    }
+
+    /// Windows needs no guard process: the Job object ends the tree with the runtime, however
+    /// the runtime ends. `command` is not started.
+    pub fn guard(&mut self, command: Command) -> io::Result<()> {
+        drop(command);
+        Ok(())
     }
 
     /// Starts `command` as a worker: suspended, put in the job, then resumed; in a process group
@@ -614,7 +629,7 @@ impl Tree {
         let headless = unsafe { GetConsoleWindow() }.is_null();
         let window = if headless { CREATE_NO_WINDOW } else { 0 };
         command
-            .env(TREE_MARKER, &self.home)
+            .env(TREE_MARKER, &self.marker)
             .creation_flags(CREATE_SUSPENDED | CREATE_NEW_PROCESS_GROUP | window);
         let mut child = command.spawn()?;
         let started = self.adopt(&child);

@@ -35,7 +35,7 @@ use anyhow::{Context as _, Result};
 use self::{config::Config, echo::Echo, instance::Claim, log::AgentLog};
 use crate::{
     description,
-    platform::{self, pids, Exit, Identity, Listener, Request, StdStream, Tree},
+    platform::{self, pids, Exit, Identity, Listener, Owner, Request, StdStream, Tree},
 };
 
 /// The exit code with which a worker asks to be restarted.
@@ -130,10 +130,16 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
     })
     .context("cannot listen for stop and restart requests")?;
     let marker = instance::marker(&home);
-    let tree = Tree::new(marker.clone(), move |pid, exit| {
+    let mut tree = Tree::new(&marker, move |pid, exit| {
         let _ = sender.send(Event::Exited { pid, exit });
     })
     .context("cannot take charge of the worker's processes")?;
+    let guarded = std::env::current_exe().and_then(|sygen| {
+        let mut guard = Command::new(sygen);
+        let stop_timeout = config.agent.stop_timeout.as_millis().to_string();
+        guard.args(["guard", tree.marker(), &stop_timeout]);
+        tree.guard(guard)
+    });
     let under_service_manager = std::env::var("SYGEN_SUPERVISOR").as_deref() == Ok("1");
     let mut runtime = Runtime {
         home,
@@ -147,11 +153,49 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
         quick_restarts_in_a_row: 0,
     };
     runtime.note(&format!("runtime started (pid {})", std::process::id()));
+    if let Err(error) = guarded {
+        runtime.note(&format!(
+            "cannot start the guard that ends the worker's processes should the runtime be killed \
+             ({error}): the next `sygen run` or `sygen stop` would end them"
+        ));
+    }
     runtime.end_strays(&marker);
     let code = runtime.supervise();
     runtime.note(&format!("runtime exiting with code {code}"));
     runtime.output.echo.flush(OUTPUT_DRAIN);
     Ok(ExitCode::from(code))
+}
+
+/// `sygen guard <marker> <stop timeout in ms>`: what the runtime starts beside its tree (see
+/// `Tree::guard`). It reads the workers the runtime announces on its standard input until the
+/// runtime is gone and the pipe closes, then ends what is left of that runtime's tree, and
+/// only that: after a clean exit, nothing. A runtime started meanwhile has another marker.
+pub fn guard(marker: &str, stop_timeout_ms: u64) -> Result<ExitCode> {
+    let stop_timeout = Duration::from_millis(stop_timeout_ms.min(config::MAX_STOP_TIMEOUT_MS));
+    let mut worker = None;
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if let Some((pid, start)) = line.split_once(' ') {
+            if let (Ok(pid), Ok(start)) = (pid.parse(), start.parse()) {
+                worker = Some(Identity { pid, start });
+            }
+        }
+    }
+    let owner = Owner::Runtime(marker);
+    let ended = platform::end_all(|| platform::strays(owner, worker), stop_timeout);
+    if !ended.is_empty() {
+        let logs = Path::new(owner.home()).join("logs");
+        let log = AgentLog::open(&logs, u64::MAX, 0)?;
+        log.line(
+            "guard",
+            &format!(
+                "the runtime is gone: ended {} process(es) of its tree ({})",
+                ended.len(),
+                pids(&ended)
+            ),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 impl Runtime {
@@ -163,7 +207,7 @@ impl Runtime {
     fn end_strays(&self, marker: &str) {
         let previous = instance::recorded_worker(&self.home).map(|w| w.identity);
         let timeout = self.config.agent.stop_timeout;
-        let ended = platform::end_all(|| platform::strays(marker, previous), timeout);
+        let ended = platform::end_all(|| platform::strays(Owner::Home(marker), previous), timeout);
         self.note_ended(&ended, "a previous runtime left behind");
     }
 

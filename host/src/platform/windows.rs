@@ -704,6 +704,102 @@ mod tests {
         assert!(!is_locked(&other).expect("is locked"));
     }
 
+    /// Gives `place` exactly the access control list `dacl` (in SDDL), inheriting nothing.
+    fn set_dacl(place: &Path, dacl: &str) {
+        use windows_sys::Win32::Security::{
+            Authorization::{
+                ConvertStringSecurityDescriptorToSecurityDescriptorW, SetNamedSecurityInfoW,
+            },
+            GetSecurityDescriptorDacl, PROTECTED_DACL_SECURITY_INFORMATION,
+        };
+        let mut descriptor = null_mut();
+        // SAFETY: a NUL-terminated SDDL string; the descriptor is freed below.
+        let parsed = unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(
+                wide(dacl).as_ptr(),
+                1,
+                &mut descriptor,
+                null_mut(),
+            )
+        };
+        assert_ne!(parsed, 0, "{dacl}: {}", io::Error::last_os_error());
+        let descriptor = Descriptor(descriptor);
+        let (mut present, mut acl, mut defaulted) = (0, null_mut(), 0);
+        // SAFETY: the descriptor parsed above; the ACL points into it.
+        let got = unsafe {
+            GetSecurityDescriptorDacl(descriptor.0, &mut present, &mut acl, &mut defaulted)
+        };
+        assert!(got != 0 && present != 0, "{dacl}: no DACL");
+        // SAFETY: a valid path and an ACL that lives as long as the descriptor.
+        let status = unsafe {
+            SetNamedSecurityInfoW(
+                wide(place).as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                null_mut(),
+                null_mut(),
+                acl,
+                null_mut(),
+            )
+        };
+        assert_eq!(
+            status,
+            0,
+            "{}: {}",
+            place.display(),
+            io::Error::from_raw_os_error(status as i32)
+        );
+    }
+
+    /// The file's access control list, checked as its directory's is. Under Wine only a file
+    /// keeps the list it is given, so the directory's side is not tried here.
+    #[test]
+    fn a_backend_others_may_write_is_refused() {
+        let me = me().expect("this user's SID");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let library = dir.path().join("sygen_mine.dll");
+        std::fs::write(&library, "library").expect("write");
+        set_dacl(
+            dir.path(),
+            &format!("D:P(A;OICI;FA;;;{me})(A;OICI;FA;;;SY)"),
+        );
+        set_dacl(&library, &format!("D:P(A;;FA;;;{me})(A;;FR;;;WD)"));
+        assert!(check_trust(&library).is_ok(), "{:?}", check_trust(&library));
+        // Everyone (S-1-1-0) may write the file; then the directory.
+        set_dacl(&library, &format!("D:P(A;;FA;;;{me})(A;;FW;;;WD)"));
+        let refused = check_trust(&library).expect_err("a world-writable library");
+        assert!(
+            refused.reason.contains("it (") && refused.reason.contains("S-1-1-0"),
+            "{}",
+            refused.reason
+        );
+        assert!(refused.hint.contains("icacls"), "{}", refused.hint);
+        // Users (S-1-5-32-545) may read and run it: still trusted.
+        set_dacl(&library, &format!("D:P(A;;FA;;;{me})(A;;0x1200a9;;;BU)"));
+        assert!(check_trust(&library).is_ok(), "{:?}", check_trust(&library));
+    }
+
+    #[test]
+    fn a_process_that_crashes_is_reported_as_an_exception() {
+        // The test binary itself, told to write to an address that is never mapped.
+        if std::env::var_os("SYGEN_TEST_CRASH").is_some() {
+            // SAFETY: none: the access violation is the point.
+            unsafe { std::ptr::without_provenance_mut::<u8>(16).write_volatile(1) };
+        }
+        let status = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "platform::windows::tests::a_process_that_crashes_is_reported_as_an_exception",
+            ])
+            .env("SYGEN_TEST_CRASH", "1")
+            .output()
+            .expect("run the test binary")
+            .status;
+        let exit = exit_status(status);
+        assert_eq!(exit, Exit::Crash(0xC000_0005));
+        assert_eq!(exit.to_string(), "crashed (exception 0xC0000005)");
+    }
+
     #[test]
     fn a_file_is_the_same_file_as_its_path() {
         let dir = tempfile::tempdir().expect("tempdir");

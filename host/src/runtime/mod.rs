@@ -12,7 +12,8 @@
 //! Whenever a worker is gone (it exited, or was stopped for a restart or a stop request), so is
 //! everything it started: the tree gets SIGTERM, then SIGKILL after `stop_timeout`. A stop
 //! request (SIGTERM, SIGINT) ends the tree and exits 0; a restart request (SIGUSR1, `sygen
-//! restart`) replaces it. What a killed runtime left behind, the next one ends first. The
+//! restart`) replaces it. A killed runtime's tree is ended by its guard ([`guard`]: on Unix;
+//! the Job object on Windows); what outlives both, the next runtime ends first. The
 //! runtime idles on blocking waits only: a thread each for requests, reaping, each output pipe
 //! and the echo, and the main thread on a channel.
 

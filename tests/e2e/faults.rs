@@ -385,6 +385,8 @@ fn a_workers_children_end_with_it_and_no_thread_is_left_waiting() {
         .parse()
         .unwrap();
     assert!(threads <= 8, "{threads} threads");
+    // Ending each worker's tree never ended the guard, which is not of it.
+    assert!(alive(guard_of(run.id())));
     assert!(
         home.log()
             .contains("ended 1 process(es) the worker left behind (pid "),

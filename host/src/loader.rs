@@ -13,6 +13,7 @@
 
 use std::{
     env,
+    io::Read as _,
     path::{Path, PathBuf},
 };
 
@@ -122,33 +123,69 @@ pub fn check_trust(path: &Path) -> Result<(), LoadError> {
 /// The keys of trusted backend publishers (minisign `.pub` files in `$SYGEN_HOME/trusted-keys/`),
 /// read once per process however many backends are loaded. While there are any, every backend
 /// needs a valid detached signature, `<file>.minisig`.
-fn trusted_keys() -> &'static [(PathBuf, minisign_verify::PublicKey)] {
-    static KEYS: std::sync::OnceLock<Vec<(PathBuf, minisign_verify::PublicKey)>> =
-        std::sync::OnceLock::new();
+///
+/// Once `trusted-keys` exists, keys that cannot be used are an error naming the file, never a
+/// reason to load unsigned code: a directory that cannot be read (or is not a directory), a
+/// key file that cannot be read or is not a minisign public key.
+fn trusted_keys() -> &'static Result<Keys, LoadError> {
+    static KEYS: std::sync::OnceLock<Result<Keys, LoadError>> = std::sync::OnceLock::new();
     KEYS.get_or_init(read_trusted_keys)
 }
 
-fn read_trusted_keys() -> Vec<(PathBuf, minisign_verify::PublicKey)> {
+type Keys = Vec<(PathBuf, minisign_verify::PublicKey)>;
+
+fn read_trusted_keys() -> Result<Keys, LoadError> {
     let Ok(home) = crate::description::sygen_home() else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
-    let Ok(entries) = std::fs::read_dir(home.join("trusted-keys")) else {
-        return Vec::new();
+    let dir = home.join("trusted-keys");
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(unusable_key(&dir, &e.to_string())),
     };
-    entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "pub"))
-        .filter_map(|path| match minisign_verify::PublicKey::from_file(&path) {
-            Ok(key) => Some((path, key)),
-            Err(e) => {
-                tracing::warn!(
-                    "ignoring {}: not a minisign public key ({e})",
-                    path.display()
-                );
-                None
-            }
-        })
-        .collect()
+    let mut keys = Vec::new();
+    for entry in entries {
+        let path = entry
+            .map_err(|e| unusable_key(&dir, &e.to_string()))?
+            .path();
+        if path.extension().is_some_and(|ext| ext == "pub") {
+            let key = read_key(&path).map_err(|why| unusable_key(&path, &why))?;
+            keys.push((path, key));
+        }
+    }
+    Ok(keys)
+}
+
+/// A minisign public key file: its comment line and the key, or the key's line alone (as
+/// `minisign -P` takes it).
+fn read_key(path: &Path) -> Result<minisign_verify::PublicKey, String> {
+    let mut text = String::new();
+    // A key file is two short lines.
+    std::fs::File::open(path)
+        .and_then(|file| file.take(4096).read_to_string(&mut text))
+        .map_err(|e| e.to_string())?;
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let key = match lines[..] {
+        [key] => minisign_verify::PublicKey::from_base64(key),
+        _ => minisign_verify::PublicKey::decode(&text),
+    };
+    key.map_err(|e| format!("not a minisign public key: {e}"))
+}
+
+fn unusable_key(place: &Path, why: &str) -> LoadError {
+    LoadError::new(
+        format!(
+            "refusing to load it: the trusted key {} cannot be used ({why})",
+            place.display()
+        ),
+        "fix or remove it: while trusted-keys exists, every backend's signature is checked \
+         against the keys in it",
+    )
 }
 
 /// `--allow-unsigned` (which sets `SYGEN_ALLOW_UNSIGNED=1`, so child processes agree).
@@ -164,10 +201,19 @@ pub fn signature_path(library: &Path) -> PathBuf {
 }
 
 fn check_signature(path: &Path) -> Result<(), LoadError> {
-    let keys = trusted_keys();
-    if keys.is_empty() {
-        return Ok(());
-    }
+    let keys = match trusted_keys() {
+        Ok(keys) if keys.is_empty() => return Ok(()),
+        Ok(keys) => keys,
+        Err(unusable) if unsigned_allowed() => {
+            eprintln!(
+                "warning: loading {} unchecked (--allow-unsigned): {}",
+                path.display(),
+                unusable.reason
+            );
+            return Ok(());
+        }
+        Err(unusable) => return Err(unusable.clone()),
+    };
     let keys_dir = keys[0]
         .0
         .parent()

@@ -376,6 +376,75 @@ fn with_trusted_keys_only_signed_backends_load() {
 }
 
 #[test]
+fn keys_that_cannot_be_used_refuse_every_backend_naming_the_file() {
+    let scratch = tempfile::tempdir().unwrap();
+    let unsigned = publish(scratch.path(), &library("versioned_2"));
+    let status =
+        |user: &User| user.sygen(&["--backend", unsigned.to_str().unwrap(), "service", "status"]);
+    let keys = |user: &User| user.home.path().join(".sygen/trusted-keys");
+    /// What the file is expected to say, and how to spoil the keys.
+    type Case = (&'static str, fn(&Path));
+    let cases: [Case; 4] = [
+        ("not a minisign public key", |keys| {
+            fs::create_dir_all(keys).unwrap();
+            fs::write(
+                keys.join("broken.pub"),
+                "untrusted comment: x\nnot base64!\n",
+            )
+            .unwrap();
+        }),
+        ("Is a directory", |keys| {
+            fs::create_dir_all(keys.join("folder.pub")).unwrap();
+        }),
+        ("Not a directory", |keys| {
+            fs::create_dir_all(keys.parent().unwrap()).unwrap();
+            fs::write(keys, "").unwrap();
+        }),
+        ("not a minisign public key", |keys| {
+            fs::create_dir_all(keys).unwrap();
+            fs::write(keys.join("empty.pub"), "").unwrap();
+        }),
+    ];
+    for (why, make) in cases {
+        let user = User::new();
+        make(&keys(&user));
+        let line = status(&user).fails_with(4, why).to_owned();
+        assert!(
+            line.contains("the trusted key") && line.contains("cannot be used"),
+            "{line}"
+        );
+        assert!(line.contains("fix or remove it"), "{line}");
+        // --allow-unsigned still loads it, saying why it is unchecked.
+        let out = user.sygen(&[
+            "--allow-unsigned",
+            "--backend",
+            unsigned.to_str().unwrap(),
+            "service",
+            "backends",
+        ]);
+        out.succeeds();
+        assert!(out.stderr.contains("cannot be used"), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn a_key_file_holding_only_the_key_line_is_a_key() {
+    let user = User::new();
+    let publisher = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let keys = user.home.path().join(".sygen/trusted-keys");
+    fs::create_dir_all(&keys).unwrap();
+    let boxed = publisher.pk.to_box().unwrap().to_string();
+    let line = boxed.lines().nth(1).unwrap();
+    fs::write(keys.join("publisher.pub"), format!("{line}\n")).unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let signed = publish(scratch.path(), &library("versioned_1"));
+    sign(&publisher, &signed);
+    user.add(&signed).succeeds();
+    let unsigned = publish(scratch.path(), &library("versioned_2"));
+    user.add(&unsigned).fails_with(4, "it has no signature");
+}
+
+#[test]
 fn allow_unsigned_loads_with_a_loud_warning() {
     let user = User::new();
     trusted_publisher(&user);

@@ -157,9 +157,15 @@ pub enum BackendCommand {
     /// Show each backend sygen finds: the file it uses, its version and why.
     List,
     /// Remove an installed backend (and the version kept for rollback).
-    Remove { name: String },
+    Remove {
+        #[arg(value_parser = crate::loader::parse_name)]
+        name: String,
+    },
     /// Go back to the version the last `add` replaced.
-    Rollback { name: String },
+    Rollback {
+        #[arg(value_parser = crate::loader::parse_name)]
+        name: String,
+    },
     /// Load a backend library and print what it is (used by `add`, in a child process).
     #[command(hide = true)]
     Probe { file: PathBuf },

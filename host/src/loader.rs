@@ -267,6 +267,28 @@ fn check_signature(path: &Path) -> Result<(), LoadError> {
     ))
 }
 
+/// Whether `name` is a backend name: `[a-z0-9][a-z0-9_-]*`, at most 64 characters. Backend
+/// files and paths are made from names, so a name can never leave the backends directory.
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_';
+    match name.chars().next() {
+        None => Err("is empty"),
+        Some('-' | '_') => Err("does not start with a letter or digit"),
+        Some(_) if name.len() > 64 => Err("is longer than 64 characters"),
+        Some(_) if !name.chars().all(allowed) => {
+            Err("has characters other than lowercase letters, digits, '-' and '_'")
+        }
+        Some(_) => Ok(()),
+    }
+}
+
+/// A backend name given on the command line ([`check_name`]).
+pub fn parse_name(name: &str) -> Result<String, String> {
+    check_name(name)
+        .map(|()| name.to_owned())
+        .map_err(|why| format!("{name:?} is not a backend name: it {why} (for example: systemd)"))
+}
+
 /// Loads the backend library at `path`.
 pub fn load(path: &Path) -> Result<Backend, LoadError> {
     let metadata = std::fs::metadata(path).map_err(|e| {
@@ -295,6 +317,13 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
         .and_then(|header| header.init_root_module::<BackendModuleRef>())
         .map_err(|e| LoadError::from_library(&path, e))?;
     let info = (module.info())();
+    let name = info.name.as_str();
+    check_name(name).map_err(|why| {
+        LoadError::new(
+            format!("it calls itself {name:?}, which {why}"),
+            "a backend's name is lowercase letters, digits, '-' and '_' (ask its publisher)",
+        )
+    })?;
     Ok(Backend {
         path,
         name: info.name.into(),
@@ -587,6 +616,28 @@ pub fn select(choice: Choice<'_>, sygen_home: &Path) -> Result<Backend, Failure>
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_is_lowercase_letters_digits_dashes_and_underscores() {
+        for good in ["systemd", "openrc", "my-backend_2", "0x", &"a".repeat(64)] {
+            assert_eq!(check_name(good), Ok(()), "{good}");
+        }
+        for bad in [
+            "",
+            "-x",
+            "_x",
+            "X",
+            "a/b",
+            "..",
+            "a.b",
+            "a b",
+            "a\nb",
+            "é",
+            &"a".repeat(65),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn recognises_backend_file_names() {

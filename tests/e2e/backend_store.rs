@@ -177,6 +177,48 @@ fn refused(user: &User, file: &Path, needle: &str) {
 }
 
 #[test]
+fn a_name_is_never_a_path() {
+    let user = User::new();
+    let before = support::tree(user.home.path());
+    // A backend calling itself `x/../../y` is refused before anything is written.
+    let line = user
+        .add(&library("badly_named"))
+        .fails_with(
+            4,
+            "it calls itself \"x/../../y\", which has characters other than",
+        )
+        .to_owned();
+    assert!(line.contains("lowercase letters, digits"), "{line}");
+    support::assert_unchanged(user.home.path(), &before);
+    let listed = user.sygen(&[
+        "--backend",
+        library("badly_named").to_str().unwrap(),
+        "service",
+        "backends",
+    ]);
+    assert!(
+        listed.stdout.contains("it calls itself"),
+        "{}",
+        listed.stdout
+    );
+    // Names typed by the user: usage errors (clap's, with its pointer to --help), and nothing
+    // is touched.
+    for name in ["", "../x", "x/../../y", "Systemd", "a\nb", "_x"] {
+        for verb in ["remove", "rollback"] {
+            let out = user.sygen(&["service", "backend", verb, "--", name]);
+            assert_eq!(out.code, Some(2), "{}", out.stderr);
+            assert!(
+                out.stderr.starts_with("error: invalid value")
+                    && out.stderr.contains("is not a backend name"),
+                "{}",
+                out.stderr
+            );
+        }
+    }
+    support::assert_unchanged(user.home.path(), &before);
+}
+
+#[test]
 fn add_refuses_what_is_not_a_good_backend() {
     let scratch = tempfile::tempdir().unwrap();
     let junk = scratch.path().join("libsygen_junk.so");

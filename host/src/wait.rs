@@ -176,7 +176,9 @@ pub fn show_logs(backend: &Backend, spec: &ServiceSpec) {
     match result {
         Ok(()) if !text.trim().is_empty() => {
             eprintln!("last log lines ({} backend):", backend.name);
-            for line in text.lines() {
+            // A backend may print more than it was asked for: the last lines are the news.
+            let lines: Vec<&str> = text.lines().collect();
+            for line in &lines[lines.len().saturating_sub(LOG_LINES as usize)..] {
                 eprintln!("  {line}");
             }
         }

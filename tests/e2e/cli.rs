@@ -1163,3 +1163,41 @@ fn a_broken_config_does_not_stop_the_service_from_being_stopped_or_removed() {
         );
     }
 }
+
+#[test]
+fn a_flood_of_backend_output_is_kept_as_its_last_lines_only() {
+    let user = User::new();
+    let backend = library("misbehaving_backend");
+    // GNU time reports the peak memory of the sygen it runs.
+    let mut command = Command::new("/usr/bin/time");
+    command
+        .args(["-f", "peak %M KiB"])
+        .arg(artifacts().join("sygen"));
+    command.args(["--backend", backend.to_str().unwrap()]);
+    command.args(["service", "install", "--timeout", "1s"]);
+    user.environment(&mut command);
+    command.env("MISBEHAVE", "flood");
+    let out = User::run_command(command);
+    assert_eq!(out.code, Some(1), "{:.2000}", out.stderr);
+    let shown: Vec<&str> = out
+        .stderr
+        .lines()
+        .skip_while(|l| !l.starts_with("last log lines"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    let expected: Vec<String> = (10..30).map(|i| format!("  line {i}")).collect();
+    assert_eq!(shown, expected, "{:.2000}", out.stderr);
+    assert!(
+        out.stderr.len() < 64 * 1024,
+        "{} bytes on stderr",
+        out.stderr.len()
+    );
+    let peak: u64 = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak ")?.strip_suffix(" KiB")?.parse().ok())
+        .expect("the peak memory");
+    // 200 MiB went through the console; what is kept is a few MiB at most.
+    assert!(peak < 64 * 1024, "peak {peak} KiB");
+}

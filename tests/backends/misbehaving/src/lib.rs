@@ -5,6 +5,7 @@
 //! - `error`: fails with a message and a hint;
 //! - `not-installed`: answers that the service is not installed;
 //! - `fresh`: like the default, but the service is not installed yet (nor running);
+//! - `flood`: like `fresh`, and its logs are 200 MiB of one endless line, then 30 short ones;
 //! - anything else: prints through the console, emits tracing events, and succeeds.
 
 use sygen_backend_api::sdk::{Backend, Context, Error, Info, Result};
@@ -33,7 +34,7 @@ fn act(cx: &Context, operation: &str) -> Result<()> {
 }
 
 fn fresh() -> bool {
-    std::env::var("MISBEHAVE").as_deref() == Ok("fresh")
+    matches!(std::env::var("MISBEHAVE").as_deref(), Ok("fresh" | "flood"))
 }
 
 impl Backend for Misbehaving {
@@ -81,6 +82,16 @@ impl Backend for Misbehaving {
     }
     fn print_service_logs(&self, cx: &Context, follow: bool, lines: u32) -> Result<()> {
         act(cx, "print_service_logs")?;
+        if std::env::var("MISBEHAVE").as_deref() == Ok("flood") {
+            let mebibyte = "x".repeat(1 << 20);
+            for _ in 0..200 {
+                cx.console.print(&mebibyte);
+            }
+            for line in 0..30 {
+                cx.console.println(&format!("line {line}"));
+            }
+            return Ok(());
+        }
         cx.console
             .println(&format!("follow={follow} lines={lines}"));
         Ok(())

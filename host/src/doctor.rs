@@ -116,6 +116,22 @@ fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription
                 backend.path.display()
             ),
         ));
+        if let Some(shipped) = &backend.replaces {
+            checks.push(Check::warn(
+                "backend-replaced",
+                format!(
+                    "{} {} from {} replaces the {0} backend shipped with sygen ({})",
+                    backend.name,
+                    backend.version,
+                    backend.path.display(),
+                    shipped.display()
+                ),
+                format!(
+                    "if you did not install it, remove it: `sygen service backend remove {}`",
+                    backend.name
+                ),
+            ));
+        }
         // The backend's own checks come even when its manager does not answer: they say why.
         let available = service_manager(backend, &spec, &mut checks);
         checks.extend(backend_checks(backend, &spec));

@@ -204,6 +204,22 @@ pub fn add(file: &Path, force: bool) -> Result<()> {
             active.display()
         ),
     }
+    let home = description::sygen_home()?;
+    if let Some(shipped) = loader::shipped_file(&home, &file_name(&new.name)) {
+        match probe_in_child(&shipped) {
+            Ok(probe) if version(&probe.version) >= version(&new.version) => println!(
+                "the {} backend {} shipped with sygen ({}) stays in use: it is not older",
+                new.name,
+                probe.version,
+                shipped.display()
+            ),
+            _ => println!(
+                "it replaces the {} backend shipped with sygen ({}) for every command",
+                new.name,
+                shipped.display()
+            ),
+        }
+    }
     Ok(())
 }
 
@@ -290,6 +306,7 @@ fn not_installed(name: &str, store: &Store) -> anyhow::Error {
 pub fn list() -> Result<()> {
     let home = description::sygen_home()?;
     let found = loader::scan(&loader::search_dirs(&home));
+    let installed = dunce::canonicalize(home.join("backends")).unwrap_or_default();
     let loaded: Vec<&loader::Backend> = found.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
     let mut names: Vec<&str> = loaded.iter().map(|b| b.name.as_str()).collect();
     names.sort_unstable();
@@ -309,8 +326,18 @@ pub fn list() -> Result<()> {
                 "the highest version of the {n} copies found (first in search order when equal)"
             ),
         };
+        let shipped = copies
+            .iter()
+            .find(|b| b.path.parent() != Some(installed.as_path()))
+            .filter(|_| active.path.parent() == Some(installed.as_path()));
+        let replaces = shipped.map_or(String::new(), |shipped| {
+            format!(
+                "; it replaces the one shipped with sygen ({})",
+                shipped.path.display()
+            )
+        });
         println!(
-            "{name} {}: {} — {why}",
+            "{name} {}: {} — {why}{replaces}",
             active.version,
             active.path.display()
         );

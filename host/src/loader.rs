@@ -34,6 +34,8 @@ pub struct Backend {
     pub platform: String,
     pub description: String,
     pub api_version: String,
+    /// The backend shipped with sygen that this one, chosen from the sygen home, replaces.
+    pub replaces: Option<PathBuf>,
     module: BackendModuleRef,
 }
 
@@ -331,6 +333,7 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
         platform: info.platform.into(),
         description: info.description.into(),
         api_version: info.api_version.into(),
+        replaces: None,
         module,
     })
 }
@@ -386,6 +389,20 @@ impl Backend {
         print_service_status -> ();
     }
 
+    /// What to say after the backend's name where sygen names the backend in use: where it
+    /// comes from, when it replaces the one shipped with sygen.
+    pub fn replacing(&self) -> String {
+        match &self.replaces {
+            Some(shipped) => format!(
+                " {} from {}, which replaces the one shipped with sygen ({})",
+                self.version,
+                self.path.parent().unwrap_or(&self.path).display(),
+                shipped.display()
+            ),
+            None => String::new(),
+        }
+    }
+
     /// The `call` methods and optional behaviours the backend supports.
     pub fn capabilities(&self) -> Vec<String> {
         (self.module.capabilities())()
@@ -434,6 +451,35 @@ pub fn search_dirs(sygen_home: &Path) -> Vec<PathBuf> {
         dirs.push(exe_dir);
     }
     dirs
+}
+
+/// The backend shipped with sygen that `chosen` replaces: one of the same name in a directory
+/// beside the sygen binary, when `chosen` itself comes from `$SYGEN_HOME/backends`. A newer
+/// backend installed there wins over the shipped one by design; sygen says so wherever it
+/// names the backend in use, so that it never happens unseen.
+fn shipped_one_replaced<'a>(
+    chosen: &Backend,
+    found: impl IntoIterator<Item = &'a Backend>,
+    sygen_home: &Path,
+) -> Option<PathBuf> {
+    let installed = dunce::canonicalize(sygen_home.join("backends")).ok()?;
+    let installed = Some(installed.as_path());
+    if chosen.path.parent() != installed {
+        return None;
+    }
+    found
+        .into_iter()
+        .find(|other| other.name == chosen.name && other.path.parent() != installed)
+        .map(|shipped| shipped.path.clone())
+}
+
+/// The backend file called `file_name` shipped with sygen (beside the sygen binary), if any.
+pub fn shipped_file(sygen_home: &Path, file_name: &str) -> Option<PathBuf> {
+    search_dirs(sygen_home)
+        .into_iter()
+        .skip(1)
+        .map(|dir| dir.join(file_name))
+        .find(|path| path.is_file())
 }
 
 /// Whether a file name looks like a backend library on this platform.
@@ -592,6 +638,15 @@ pub fn survey(choice: Choice<'_>, sygen_home: &Path) -> Survey {
             choose(&identities, env::consts::OS).map(|chosen| loaded[chosen].0)
         }
     };
+    if let (None, Ok(index)) = (&named, &selected) {
+        let replaces = found[*index].1.as_ref().ok().and_then(|chosen| {
+            let others = found.iter().filter_map(|(_, r)| r.as_ref().ok());
+            shipped_one_replaced(chosen, others, sygen_home)
+        });
+        if let Ok(chosen) = &mut found[*index].1 {
+            chosen.replaces = replaces;
+        }
+    }
     Survey {
         searched,
         found,
@@ -610,7 +665,10 @@ pub fn select(choice: Choice<'_>, sygen_home: &Path) -> Result<Backend, Failure>
         .collect();
     let identities: Vec<Identity> = loaded.iter().map(Backend::identity).collect();
     let chosen = choose(&identities, env::consts::OS)?;
-    Ok(loaded.swap_remove(chosen))
+    let replaces = shipped_one_replaced(&loaded[chosen], &loaded, sygen_home);
+    let mut backend = loaded.swap_remove(chosen);
+    backend.replaces = replaces;
+    Ok(backend)
 }
 
 #[cfg(test)]

@@ -99,8 +99,9 @@ pub fn install(backend: &Backend, spec: &ServiceSpec, home: &Path, wait: WaitArg
     let running = until_running(backend, spec, home, wait, &progress)?;
     drop(progress);
     println!(
-        "sygen service installed ({} backend){running}",
-        backend.name
+        "sygen service installed ({} backend{}){running}",
+        backend.name,
+        backend.replacing()
     );
     Ok(())
 }
@@ -287,6 +288,8 @@ struct BackendRow {
     error: Option<String>,
     hint: Option<String>,
     selected: bool,
+    /// The backend shipped with sygen that this one, in use, replaces.
+    replaces: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -348,6 +351,7 @@ fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
                     error,
                     hint,
                     selected: selected_path.as_ref() == Some(path),
+                    replaces: backend.replaces.clone(),
                 }
             }
             Err(error) => BackendRow {
@@ -362,6 +366,7 @@ fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
                 error: Some(error.reason.clone()),
                 hint: Some(error.hint.clone()),
                 selected: false,
+                replaces: None,
             },
         })
         .collect();
@@ -424,6 +429,15 @@ fn print_backend_table(rows: &[BackendRow]) {
         println!("{}", cells.join(" ").trim_end());
     }
     for row in rows {
+        if let Some(shipped) = &row.replaces {
+            println!(
+                "note: {} {} ({}) replaces the {0} backend shipped with sygen ({})",
+                cell(&row.name),
+                cell(&row.version),
+                row.path.display(),
+                shipped.display()
+            );
+        }
         match (row.loaded, &row.error) {
             (true, Some(error)) => {
                 println!("{}: availability unknown: {error}", cell(&row.name));

@@ -177,6 +177,85 @@ fn refused(user: &User, file: &Path, needle: &str) {
 }
 
 #[test]
+fn a_backend_replacing_a_shipped_one_is_named_wherever_the_backend_in_use_is() {
+    let user = User::new();
+    let added = user.add(&library("impostor"));
+    let shipped = artifacts().join("libsygen_systemd.so");
+    let says = format!(
+        "replaces the systemd backend shipped with sygen ({})",
+        shipped.display()
+    );
+    assert!(
+        added
+            .succeeds()
+            .contains(&format!("it {says} for every command")),
+        "{}",
+        added.stdout
+    );
+
+    let listed = user.sygen(&["service", "backends"]);
+    let line = listed
+        .succeeds()
+        .lines()
+        .find(|l| l.starts_with("note: "))
+        .unwrap_or_default();
+    assert!(
+        line.starts_with("note: systemd 99.0.0 (") && line.ends_with(&says),
+        "{}",
+        listed.stdout
+    );
+    let json = user.sygen(&["service", "backends", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(json.succeeds()).unwrap();
+    let in_use: Vec<&serde_json::Value> = report["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["selected"] == true)
+        .collect();
+    assert_eq!(in_use.len(), 1);
+    assert_eq!(in_use[0]["version"], "99.0.0");
+    assert_eq!(in_use[0]["replaces"], shipped.to_str().unwrap());
+
+    let list = user.sygen(&["service", "backend", "list"]);
+    assert!(
+        list.succeeds().contains(&format!(
+            "it replaces the one shipped with sygen ({})",
+            shipped.display()
+        )),
+        "{}",
+        list.stdout
+    );
+    let doctor = user.sygen(&["doctor"]);
+    assert!(
+        doctor
+            .stdout
+            .contains("[warn] backend-replaced: systemd 99.0.0 from ")
+            && doctor.stdout.contains(&says),
+        "{}",
+        doctor.stdout
+    );
+    let installed = user.sygen(&["service", "install", "--no-wait"]);
+    assert!(
+        installed
+            .succeeds()
+            .contains("(systemd backend 99.0.0 from ")
+            && installed
+                .stdout
+                .contains("which replaces the one shipped with sygen"),
+        "{}",
+        installed.stdout
+    );
+    // Named on purpose, a backend replaces nothing unseen.
+    let named = user.sygen(&[
+        "--backend",
+        shipped.to_str().unwrap(),
+        "service",
+        "backends",
+    ]);
+    assert!(!named.succeeds().contains("note: "), "{}", named.stdout);
+}
+
+#[test]
 fn a_name_is_never_a_path() {
     let user = User::new();
     let before = support::tree(user.home.path());

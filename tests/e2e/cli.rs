@@ -144,6 +144,7 @@ fn backends_json_has_the_documented_shape() {
             "error",
             "hint",
             "selected",
+            "replaces",
         ];
         documented.sort_unstable();
         assert_eq!(keys, documented);

@@ -18,6 +18,7 @@ use crate::{
     exit::{Exit, Failure},
     loader::{self, Backend, Choice},
     runtime::{
+        self,
         config::Config,
         instance::{self, Runtime, RUNTIME_FILE},
     },
@@ -139,6 +140,24 @@ fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription
             running = service_state(backend, &spec, &mut checks);
         }
     }
+    checks.push(match runtime::home::check(home) {
+        Ok(()) => Check::pass(
+            "home",
+            format!(
+                "{}, its config.toml and logs can be changed only by you or root",
+                home.display()
+            ),
+        ),
+        Err(failure) => Check::fail(
+            "home",
+            failure
+                .message
+                .trim_start_matches("refusing to run: ")
+                .to_owned()
+                + ": sygen run refuses it",
+            failure.hint.unwrap_or_default(),
+        ),
+    });
     let config = config(home, &mut checks);
     if let Some(config) = &config {
         checks.push(worker_path(config, service));

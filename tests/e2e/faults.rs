@@ -788,3 +788,98 @@ fn a_broken_config_never_blocks_the_way_out() {
         "the new agent ran until stopped: {log}"
     );
 }
+
+/// How a sygen home can be spoiled by someone else, and what `sygen run` then says.
+type Spoil = (&'static str, fn(&Path), &'static str);
+
+fn open_to_all(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = if path.is_dir() { 0o777 } else { 0o666 };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+#[test]
+fn a_home_someone_else_could_change_runs_nothing_and_writes_nothing() {
+    let cases: [Spoil; 6] = [
+        (
+            "the home",
+            |h| open_to_all(h),
+            "is writable by group or others (mode 0777)",
+        ),
+        (
+            "config.toml",
+            |h| open_to_all(&h.join("config.toml")),
+            "config.toml is writable by group or others",
+        ),
+        (
+            "config.toml's owner",
+            |h| std::os::unix::fs::chown(h.join("config.toml"), Some(65534), None).unwrap(),
+            "config.toml belongs to user 65534, not to you or root",
+        ),
+        (
+            "logs",
+            |h| open_to_all(&h.join("logs")),
+            "logs is writable by group or others",
+        ),
+        (
+            "agent.log",
+            |h| symlink(h.join("../victim"), h.join("logs/agent.log")).unwrap(),
+            "agent.log is a symbolic link",
+        ),
+        (
+            "bot.pid",
+            |h| symlink(h.join("../victim"), h.join("bot.pid")).unwrap(),
+            "bot.pid is a symbolic link",
+        ),
+    ];
+    let run = |home: &Home| {
+        let out = home
+            .command(&["run"])
+            .env("SYGEN_SUPERVISOR", "1")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    for (what, spoil, says) in cases {
+        let home = Home::new();
+        home.worker("touch ran\nexit 0", "");
+        let sygen_home = home.sygen_home();
+        fs::create_dir_all(sygen_home.join("logs")).unwrap();
+        let victim = home.dir.path().join("victim");
+        fs::write(&victim, "untouched\n").unwrap();
+        spoil(&sygen_home);
+        let (code, stderr) = run(&home);
+        assert_eq!(code, Some(1), "{what}: {stderr}");
+        let line = stderr.trim_end();
+        assert!(
+            line.starts_with("error: refusing to run: ")
+                && line.contains(says)
+                && !line.contains('\n'),
+            "{what}: {stderr}"
+        );
+        assert!(line.contains("(hint: "), "{what}: {line}");
+        assert!(!sygen_home.join("ran").exists(), "{what}: the worker ran");
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            "untouched\n",
+            "{what}"
+        );
+        let doctor = home.sygen(&["doctor"]);
+        assert!(
+            doctor.stdout.contains("[FAIL] home: ") && doctor.stdout.contains(says),
+            "{what}: {}",
+            doctor.stdout
+        );
+    }
+    // The same home, kept private, runs.
+    let home = Home::new();
+    home.worker("touch ran\nexit 0", "");
+    let (code, stderr) = run(&home);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(home.sygen_home().join("ran").exists());
+    let doctor = home.sygen(&["doctor"]);
+    assert!(doctor.stdout.contains("[pass] home: "), "{}", doctor.stdout);
+}

@@ -31,8 +31,8 @@ use windows as family;
 use windows as os;
 
 pub use family::{
-    check_trust, exit_status, is_locked, is_same_file, listen, quiet_on_closed_pipes,
-    regular_file_behind, send, special_file_kind, try_lock, Tree,
+    check_private, check_trust, exit_status, is_locked, is_same_file, listen, no_follow,
+    quiet_on_closed_pipes, regular_file_behind, send, special_file_kind, try_lock, Tree,
 };
 
 #[cfg(target_os = "linux")]

@@ -175,6 +175,49 @@ pub fn check_trust(path: &std::path::Path) -> Result<(), Untrusted> {
     Ok(())
 }
 
+/// Refuses a file or directory of the sygen home that someone other than its users could have
+/// written: one writable by group or others, or owned by a user other than this one, root, or
+/// the owner of the sygen home (for root acting on a user's home). Its content becomes a command
+/// sygen runs, or the place it writes. A symbolic link is judged by what it points to.
+pub fn check_private(path: &std::path::Path) -> Result<(), Untrusted> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(path).map_err(|e| Untrusted {
+        reason: format!("cannot check {}: {e}", path.display()),
+        hint: format!("check that {} is readable", path.display()),
+    })?;
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(Untrusted {
+            reason: format!(
+                "{} is writable by group or others (mode {mode:04o})",
+                path.display()
+            ),
+            hint: format!("run `chmod go-w {}`", path.display()),
+        });
+    }
+    let me = nix::unistd::geteuid().as_raw();
+    let owner = metadata.uid();
+    if owner != me && owner != 0 && owner != self::owner() {
+        return Err(Untrusted {
+            reason: format!(
+                "{} belongs to user {owner}, not to you or root",
+                path.display()
+            ),
+            hint: format!(
+                "check what it holds, then `chown` {} to yourself",
+                path.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Opens without following a symbolic link in the last component: a file sygen writes in the
+/// sygen home is never a link someone placed to make it write elsewhere.
+pub fn no_follow(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    std::os::unix::fs::OpenOptionsExt::custom_flags(options, nix::libc::O_NOFOLLOW)
+}
+
 /// How a child that `waitpid` reaped ended; `None` for anything but an exit.
 pub(super) fn exit_of(status: nix::sys::wait::WaitStatus) -> Option<Exit> {
     match status {

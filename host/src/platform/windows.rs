@@ -485,6 +485,34 @@ pub fn check_trust(path: &Path) -> Result<(), Untrusted> {
     Ok(())
 }
 
+/// Refuses a file or directory of the sygen home that an account other than this user,
+/// SYSTEM or Administrators could have written: its content becomes a command sygen runs, or
+/// the place it writes.
+pub fn check_private(path: &Path) -> Result<(), Untrusted> {
+    match foreign_writer(path) {
+        Ok(None) => Ok(()),
+        Ok(Some(writer)) => Err(Untrusted {
+            reason: format!("{} may be written by {writer}", path.display()),
+            hint: format!(
+                "remove that account's write access (`icacls \"{}\"` shows it)",
+                path.display()
+            ),
+        }),
+        Err(e) => Err(Untrusted {
+            reason: format!("cannot check {}: {e}", path.display()),
+            hint: format!("check who may write {}", path.display()),
+        }),
+    }
+}
+
+/// Opens without following a symbolic link or junction in the last component: a file sygen
+/// writes in the sygen home is never a link someone placed to make it write elsewhere.
+pub fn no_follow(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    use std::os::windows::fs::OpenOptionsExt as _;
+    // FILE_FLAG_OPEN_REPARSE_POINT: the link itself is opened, not what it points to.
+    options.custom_flags(0x0020_0000)
+}
+
 /// The named Job object of `home`'s tree: found again by `sygen stop` while it exists.
 fn job_name(home: &str) -> Vec<u16> {
     // A backslash is the only character a kernel object's name cannot hold.

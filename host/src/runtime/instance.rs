@@ -175,13 +175,15 @@ impl Claim {
         })?;
         let deadline = Instant::now() + CONTENDED;
         loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .open(&path)
-                .map_err(|e| write_failure(&path, e))?;
+            let file = platform::no_follow(
+                OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false),
+            )
+            .open(&path)
+            .map_err(|e| write_failure(&path, e))?;
             if platform::try_lock(&file).map_err(|e| write_failure(&path, e))? {
                 // The previous holder removes the file before letting go of the lock: a lock on
                 // a file that is no longer at `path` is no claim.

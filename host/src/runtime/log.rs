@@ -46,7 +46,8 @@ impl AgentLog {
     pub fn open(dir: &Path, max_bytes: u64, keep: u32) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
         let path = dir.join("agent.log");
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file =
+            crate::platform::no_follow(OpenOptions::new().create(true).append(true)).open(&path)?;
         let size = file.metadata()?.len();
         let max_bytes = max_bytes.max(1);
         Ok(Self(Arc::new(Mutex::new(Inner {
@@ -141,9 +142,7 @@ impl Inner {
 
     fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
         if self.file.is_none() {
-            let file = OpenOptions::new()
-                .create(true)
-                .append(true)
+            let file = crate::platform::no_follow(OpenOptions::new().create(true).append(true))
                 .open(&self.path)?;
             self.size = file.metadata()?.len();
             self.file = Some(file);

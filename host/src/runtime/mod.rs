@@ -19,6 +19,7 @@
 
 pub mod config;
 mod echo;
+pub mod home;
 pub mod instance;
 mod log;
 
@@ -114,6 +115,7 @@ struct Runtime {
 
 pub fn run(supervise: bool) -> Result<ExitCode> {
     let home = description::sygen_home()?;
+    home::check(&home)?;
     let config = Config::load(&home.join("config.toml"))?;
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let claim = Claim::acquire(&home, config.agent.stop_timeout)?;

@@ -18,16 +18,9 @@ use std::{
 };
 
 use support::{
-    alive, eventually,
-    runtime::{terminate, Home},
+    alive, eventually, live_pids,
+    runtime::{guard_of, terminate, Home},
 };
-
-fn live_pids() -> impl Iterator<Item = u32> {
-    fs::read_dir("/proc")
-        .unwrap()
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| alive(pid))
-}
 
 /// The live processes carrying `home`'s tree marker (`SYGEN_TREE=<home>#<runtime>`).
 fn tree_of(home: &Home) -> Vec<u32> {
@@ -39,20 +32,6 @@ fn tree_of(home: &Home) -> Vec<u32> {
                 .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var.starts_with(&marker)))
         })
         .collect()
-}
-
-/// The guard `runtime` started: its child running `sygen guard`.
-fn guard_of(runtime: u32) -> u32 {
-    live_pids()
-        .find(|pid| {
-            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let parent = stat
-                .rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
-            let args = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            parent == Some(runtime) && args.split(|&b| b == 0).nth(1) == Some(b"guard")
-        })
-        .expect("the runtime's guard")
 }
 
 /// Waits for `child` to exit, at most `timeout`; answers its exit code.
@@ -498,7 +477,13 @@ impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Option<Self> {
         fs::create_dir_all(dir).unwrap();
         let mounted = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
             .arg(dir)
             .output()
             .unwrap();

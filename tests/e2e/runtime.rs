@@ -14,7 +14,7 @@ use std::{
 
 use support::{
     alive, eventually,
-    runtime::{terminate, Home},
+    runtime::{guard_of, terminate, Home},
 };
 
 #[test]
@@ -187,6 +187,13 @@ fn sygen_stop_ends_the_whole_tree_grandchildren_included() {
 fn sygen_stop_ends_an_orphaned_worker_group() {
     let home = Home::new();
     let (mut run, worker, grandchild) = run_a_tree(&home);
+    // Runtime and guard killed together: what ends the tree then is `sygen stop`.
+    let guard = guard_of(run.id());
+    Command::new("kill")
+        .args(["-KILL", &guard.to_string()])
+        .status()
+        .unwrap();
+    eventually("the guard's end", Duration::from_secs(5), || !alive(guard));
     run.kill().unwrap();
     run.wait().unwrap();
     // The worker is told (SIGTERM) when its runtime dies; its own children are not.

@@ -17,11 +17,16 @@ const WRITTEN: [&str; 3] = ["logs/agent.log", RUNTIME_FILE, WORKER_FILE];
 
 /// Checks `home` as [the module](self) says; answers one failure naming the file, with the fix.
 pub fn check(home: &Path) -> Result<(), Failure> {
-    for place in [
-        home.to_path_buf(),
-        home.join("config.toml"),
-        home.join("logs"),
-    ] {
+    let config = home.join("config.toml");
+    // A configuration that is not a regular file is refused by the configuration's own
+    // reading, in words of its own.
+    let config = std::fs::metadata(&config)
+        .is_ok_and(|m| m.is_file())
+        .then_some(config);
+    for place in [Some(home.to_path_buf()), config, Some(home.join("logs"))]
+        .into_iter()
+        .flatten()
+    {
         if std::fs::symlink_metadata(&place).is_err() {
             continue;
         }

@@ -73,6 +73,14 @@ pub fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// The live processes of the machine, by pid.
+pub fn live_pids() -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| alive(pid))
+}
+
 /// Polls `check` until it holds; panics naming `what` after `timeout`.
 pub fn eventually(what: &str, timeout: Duration, check: impl Fn() -> bool) {
     let deadline = Instant::now() + timeout;

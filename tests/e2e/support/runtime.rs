@@ -9,7 +9,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{artifacts, eventually, write_script, Outcome};
+use super::{artifacts, eventually, live_pids, write_script, Outcome};
 
 pub struct Home {
     pub dir: tempfile::TempDir,
@@ -122,4 +122,18 @@ pub fn terminate(child: &mut Child) -> Option<i32> {
         .status()
         .unwrap();
     child.wait().unwrap().code()
+}
+
+/// The guard `runtime` started: its child running `sygen guard`.
+pub fn guard_of(runtime: u32) -> u32 {
+    live_pids()
+        .find(|pid| {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let parent = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+            let args = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            parent == Some(runtime) && args.split(|&b| b == 0).nth(1) == Some(b"guard")
+        })
+        .expect("the runtime's guard")
 }

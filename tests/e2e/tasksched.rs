@@ -369,16 +369,23 @@ wait",
         .parse()
         .unwrap();
 
-    // /End terminates only the task's own process; the worker follows its runtime, and the
-    // host ends what is left of the worker's tree.
+    // /End terminates only the task's own process; the worker follows its runtime, and what
+    // is left of the worker's tree is ended by the runtime's guard or, should the host look
+    // first, by the host.
     let out = windows.sygen(&["service", "stop"]);
-    let ended = out
+    let by_host = out
         .succeeds()
         .lines()
         .find(|l| l.starts_with("also ended what its worker left (pid"));
+    let log = fs::read_to_string(windows.sygen_home().join("logs/agent.log")).unwrap_or_default();
+    let by_guard = log
+        .lines()
+        .find(|l| l.contains("[guard] the runtime is gone: ended"));
     assert!(
-        ended.is_some_and(|l| l.contains(&child.to_string())),
-        "{}",
+        by_host
+            .or(by_guard)
+            .is_some_and(|l| l.contains(&child.to_string())),
+        "{}\n{log}",
         out.stdout
     );
     for pid in [runtime, worker, child] {

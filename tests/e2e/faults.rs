@@ -19,7 +19,7 @@ use std::{
 
 use support::{
     alive, eventually, live_pids,
-    runtime::{guard_of, terminate, Home},
+    runtime::{guard_of, kill_with_guard, terminate, Home},
 };
 
 /// The live processes carrying `home`'s tree marker (`SYGEN_TREE=<home>#<runtime>`).
@@ -215,14 +215,7 @@ fn stubborn_tree_of_a_killed_runtime(home: &Home) -> Vec<u32> {
     eventually("the grandchild", Duration::from_secs(5), || {
         grandchild.exists()
     });
-    let guard = guard_of(run.id());
-    Command::new("kill")
-        .args(["-KILL", &guard.to_string()])
-        .status()
-        .unwrap();
-    eventually("the guard's end", Duration::from_secs(5), || !alive(guard));
-    run.kill().unwrap();
-    run.wait().unwrap();
+    kill_with_guard(&mut run);
     // The worker is told of its runtime's death, and ignores it.
     thread::sleep(Duration::from_millis(300));
     assert!(alive(worker));
@@ -237,8 +230,9 @@ fn the_guard_ends_the_tree_of_a_killed_runtime_and_nothing_else() {
     home.worker(STUBBORN, "stop_timeout = \"300ms\"");
     let (mut run, worker) = home.start();
     let grandchild = home.sygen_home().join("grandchild.pid");
+    // The file is there before the pid is in it.
     eventually("the grandchild", Duration::from_secs(5), || {
-        grandchild.exists()
+        support::read_pid(&grandchild).is_some()
     });
     let grandchild = support::read_pid(&grandchild).unwrap();
     let guard = guard_of(run.id());

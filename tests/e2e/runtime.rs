@@ -14,7 +14,7 @@ use std::{
 
 use support::{
     alive, eventually,
-    runtime::{guard_of, terminate, Home},
+    runtime::{kill_with_guard, terminate, Home},
 };
 
 #[test]
@@ -156,14 +156,11 @@ fn run_a_tree(home: &Home) -> (Child, u32, u32) {
     home.worker("sleep 300 &\necho $! > grandchild.pid\nwait", "");
     let run = home.spawn_run(&[], true);
     let grandchild_file = home.sygen_home().join("grandchild.pid");
+    // The file is there before the pid is in it.
     eventually("the grandchild", Duration::from_secs(5), || {
-        grandchild_file.exists()
+        support::read_pid(&grandchild_file).is_some()
     });
-    let grandchild: u32 = fs::read_to_string(&grandchild_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let grandchild = support::read_pid(&grandchild_file).unwrap();
     (run, home.pid_file("worker.pid").unwrap(), grandchild)
 }
 
@@ -188,14 +185,7 @@ fn sygen_stop_ends_an_orphaned_worker_group() {
     let home = Home::new();
     let (mut run, worker, grandchild) = run_a_tree(&home);
     // Runtime and guard killed together: what ends the tree then is `sygen stop`.
-    let guard = guard_of(run.id());
-    Command::new("kill")
-        .args(["-KILL", &guard.to_string()])
-        .status()
-        .unwrap();
-    eventually("the guard's end", Duration::from_secs(5), || !alive(guard));
-    run.kill().unwrap();
-    run.wait().unwrap();
+    kill_with_guard(&mut run);
     // The worker is told (SIGTERM) when its runtime dies; its own children are not.
     eventually(
         "the worker to follow its runtime",

@@ -359,15 +359,11 @@ wait",
     support::eventually(
         "the worker's child",
         std::time::Duration::from_secs(5),
-        || child_file.exists(),
+        || support::read_pid(&child_file).is_some(),
     );
     let runtime = windows.pid_file("bot.pid").unwrap();
     let worker = windows.pid_file("worker.pid").unwrap();
-    let child: u32 = fs::read_to_string(&child_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let child = support::read_pid(&child_file).unwrap();
 
     // /End terminates only the task's own process; the worker follows its runtime, and what
     // is left of the worker's tree is ended by the runtime's guard or, should the host look

@@ -136,40 +136,56 @@ pub fn quiet_on_closed_pipes() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
+/// Who else could have written a file or directory.
+enum Exposure {
+    /// Group or others may write it: its mode.
+    Writable(u32),
+    /// It belongs to this user id, not to one trusted.
+    Owner(u32),
+}
+
+/// Whether someone other than the `trusted` users could have written `place` (a symbolic link
+/// is judged by what it points to).
+fn exposure(place: &std::path::Path, trusted: &[u32]) -> Result<Option<Exposure>, Untrusted> {
+    use std::os::unix::fs::MetadataExt;
+    let metadata = std::fs::metadata(place).map_err(|e| Untrusted {
+        reason: format!("cannot check {}: {e}", place.display()),
+        hint: format!("check that {} exists and is readable", place.display()),
+    })?;
+    let mode = metadata.mode() & 0o7777;
+    Ok(if mode & 0o022 != 0 {
+        Some(Exposure::Writable(mode))
+    } else if !trusted.contains(&metadata.uid()) {
+        Some(Exposure::Owner(metadata.uid()))
+    } else {
+        None
+    })
+}
+
 /// Refuses a library that someone other than this user (or root) could have put there: a
 /// file or directory writable by group or others, or owned by another user. Loading it runs
 /// its code with this user's rights.
 pub fn check_trust(path: &std::path::Path) -> Result<(), Untrusted> {
-    use std::os::unix::fs::MetadataExt;
-    let me = nix::unistd::geteuid().as_raw();
+    let trusted = [nix::unistd::geteuid().as_raw(), 0];
     let dir = path.parent().unwrap_or(std::path::Path::new("/"));
     for (what, place) in [("it", path), ("its directory", dir)] {
-        let metadata = std::fs::metadata(place).map_err(|e| Untrusted {
-            reason: format!("cannot check {}: {e}", place.display()),
-            hint: format!("check that {} exists and is readable", place.display()),
-        })?;
-        let mode = metadata.mode() & 0o7777;
-        if mode & 0o022 != 0 {
-            return Err(Untrusted {
+        let shown = place.display();
+        match exposure(place, &trusted)? {
+            Some(Exposure::Writable(mode)) => return Err(Untrusted {
                 reason: format!(
-                    "refusing to load it: {what} ({}) is writable by group or others (mode {mode:04o})",
-                    place.display()
+                    "refusing to load it: {what} ({shown}) is writable by group or others (mode {mode:04o})"
                 ),
-                hint: format!("run `chmod go-w {}` if you trust its contents", place.display()),
-            });
-        }
-        let owner = metadata.uid();
-        if owner != me && owner != 0 {
-            return Err(Untrusted {
+                hint: format!("run `chmod go-w {shown}` if you trust its contents"),
+            }),
+            Some(Exposure::Owner(owner)) => return Err(Untrusted {
                 reason: format!(
-                    "refusing to load it: {what} ({}) belongs to user {owner}, not to you or root",
-                    place.display()
+                    "refusing to load it: {what} ({shown}) belongs to user {owner}, not to you or root"
                 ),
                 hint: format!(
-                    "copy it somewhere of yours, or `chown` {} to yourself if you trust it",
-                    place.display()
+                    "copy it somewhere of yours, or `chown` {shown} to yourself if you trust it"
                 ),
-            });
+            }),
+            None => {}
         }
     }
     Ok(())
@@ -178,38 +194,21 @@ pub fn check_trust(path: &std::path::Path) -> Result<(), Untrusted> {
 /// Refuses a file or directory of the sygen home that someone other than its users could have
 /// written: one writable by group or others, or owned by a user other than this one, root, or
 /// the owner of the sygen home (for root acting on a user's home). Its content becomes a command
-/// sygen runs, or the place it writes. A symbolic link is judged by what it points to.
+/// sygen runs, or the place it writes.
 pub fn check_private(path: &std::path::Path) -> Result<(), Untrusted> {
-    use std::os::unix::fs::MetadataExt;
-    let metadata = std::fs::metadata(path).map_err(|e| Untrusted {
-        reason: format!("cannot check {}: {e}", path.display()),
-        hint: format!("check that {} is readable", path.display()),
-    })?;
-    let mode = metadata.mode() & 0o7777;
-    if mode & 0o022 != 0 {
-        return Err(Untrusted {
-            reason: format!(
-                "{} is writable by group or others (mode {mode:04o})",
-                path.display()
-            ),
-            hint: format!("run `chmod go-w {}`", path.display()),
-        });
+    let trusted = [nix::unistd::geteuid().as_raw(), 0, owner()];
+    let shown = path.display();
+    match exposure(path, &trusted)? {
+        Some(Exposure::Writable(mode)) => Err(Untrusted {
+            reason: format!("{shown} is writable by group or others (mode {mode:04o})"),
+            hint: format!("run `chmod go-w {shown}`"),
+        }),
+        Some(Exposure::Owner(owner)) => Err(Untrusted {
+            reason: format!("{shown} belongs to user {owner}, not to you or root"),
+            hint: format!("check what it holds, then `chown` {shown} to yourself"),
+        }),
+        None => Ok(()),
     }
-    let me = nix::unistd::geteuid().as_raw();
-    let owner = metadata.uid();
-    if owner != me && owner != 0 && owner != self::owner() {
-        return Err(Untrusted {
-            reason: format!(
-                "{} belongs to user {owner}, not to you or root",
-                path.display()
-            ),
-            hint: format!(
-                "check what it holds, then `chown` {} to yourself",
-                path.display()
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// Opens without following a symbolic link in the last component: a file sygen writes in the

@@ -137,3 +137,18 @@ pub fn guard_of(runtime: u32) -> u32 {
         })
         .expect("the runtime's guard")
 }
+
+/// Kills `run` and its guard together, as the OOM killer or a `kill -9` of both would: what
+/// its worker's tree leaves is then for the next `sygen run` or `sygen stop`.
+pub fn kill_with_guard(run: &mut Child) {
+    let guard = guard_of(run.id());
+    let killed = Command::new("kill")
+        .args(["-KILL", &guard.to_string()])
+        .status();
+    assert!(killed.is_ok_and(|s| s.success()));
+    eventually("the guard's end", Duration::from_secs(5), || {
+        !super::alive(guard)
+    });
+    run.kill().unwrap();
+    run.wait().unwrap();
+}

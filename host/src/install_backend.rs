@@ -306,7 +306,6 @@ fn not_installed(name: &str, store: &Store) -> anyhow::Error {
 pub fn list() -> Result<()> {
     let home = description::sygen_home()?;
     let found = loader::scan(&loader::search_dirs(&home));
-    let installed = dunce::canonicalize(home.join("backends")).unwrap_or_default();
     let loaded: Vec<&loader::Backend> = found.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
     let mut names: Vec<&str> = loaded.iter().map(|b| b.name.as_str()).collect();
     names.sort_unstable();
@@ -326,14 +325,11 @@ pub fn list() -> Result<()> {
                 "the highest version of the {n} copies found (first in search order when equal)"
             ),
         };
-        let shipped = copies
-            .iter()
-            .find(|b| b.path.parent() != Some(installed.as_path()))
-            .filter(|_| active.path.parent() == Some(installed.as_path()));
+        let shipped = loader::shipped_one_replaced(active, copies.iter().copied().copied(), &home);
         let replaces = shipped.map_or(String::new(), |shipped| {
             format!(
                 "; it replaces the one shipped with sygen ({})",
-                shipped.path.display()
+                shipped.display()
             )
         });
         println!(

@@ -457,7 +457,7 @@ pub fn search_dirs(sygen_home: &Path) -> Vec<PathBuf> {
 /// beside the sygen binary, when `chosen` itself comes from `$SYGEN_HOME/backends`. A newer
 /// backend installed there wins over the shipped one by design; sygen says so wherever it
 /// names the backend in use, so that it never happens unseen.
-fn shipped_one_replaced<'a>(
+pub fn shipped_one_replaced<'a>(
     chosen: &Backend,
     found: impl IntoIterator<Item = &'a Backend>,
     sygen_home: &Path,

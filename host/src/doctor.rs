@@ -135,7 +135,10 @@ fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription
         }
         // The backend's own checks come even when its manager does not answer: they say why.
         let available = service_manager(backend, &spec, &mut checks);
-        checks.extend(backend_checks(backend, &spec));
+        // A backend that did not answer is not asked again: its failure says so once.
+        if !crate::boundary::stuck() {
+            checks.extend(backend_checks(backend, &spec));
+        }
         if available {
             running = service_state(backend, &spec, &mut checks);
         }
@@ -203,7 +206,10 @@ fn backend_files(survey: &loader::Survey) -> Vec<Check> {
 
 /// Whether the backend's service manager answers; the service's state is asked only then.
 fn service_manager(backend: &Backend, spec: &ServiceSpec, checks: &mut Vec<Check>) -> bool {
-    let (status, message, hint) = match backend.is_service_available(spec) {
+    let answer = backend.is_service_available(spec);
+    // The backend's own error says what it could not ask, with its name.
+    let backend_failed = answer.is_err();
+    let (status, message, hint) = match answer {
         Ok(true) => (Status::Pass, "answers".to_owned(), None),
         Ok(false) => (
             Status::Fail,
@@ -215,10 +221,14 @@ fn service_manager(backend: &Backend, spec: &ServiceSpec, checks: &mut Vec<Check
         ),
         Err(failure) => (Status::Fail, failure.message, failure.hint),
     };
+    let message = match backend_failed {
+        true => message,
+        false => format!("the {} service manager {message}", backend.name),
+    };
     checks.push(Check {
         id: "service-manager".into(),
         status,
-        message: format!("the {} service manager {message}", backend.name),
+        message,
         hint,
     });
     status == Status::Pass

@@ -5,6 +5,7 @@
 //! at run time (see `loader`), given a service description built here (see `description`).
 
 mod agent;
+mod boundary;
 mod cli;
 mod conformance;
 mod console;
@@ -47,6 +48,9 @@ pub fn main() -> ExitCode {
     }
     if cli.allow_unsigned {
         std::env::set_var("SYGEN_ALLOW_UNSIGNED", "1");
+    }
+    if let Err(failure) = boundary::read_limit() {
+        return report(&failure.into(), colour);
     }
     let backend = cli.backend.as_deref();
     let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
@@ -93,17 +97,20 @@ pub fn main() -> ExitCode {
     };
     match outcome {
         Ok(code) => code,
-        Err(error) => {
-            let (line, code) = exit::report(&error);
-            // Not `eprintln!`, which panics when stderr is gone: the exit code still tells.
-            let mut stderr = std::io::stderr();
-            let _ = match line.strip_prefix("error:") {
-                Some(rest) if colour => writeln!(stderr, "\x1b[1;31merror:\x1b[0m{rest}"),
-                _ => writeln!(stderr, "{line}"),
-            };
-            ExitCode::from(code)
-        }
+        Err(error) => report(&error, colour),
     }
+}
+
+/// Prints the one line `error` is reported as; answers the exit code that goes with it.
+fn report(error: &anyhow::Error, colour: bool) -> ExitCode {
+    let (line, code) = exit::report(error);
+    // Not `eprintln!`, which panics when stderr is gone: the exit code still tells.
+    let mut stderr = std::io::stderr();
+    let _ = match line.strip_prefix("error:") {
+        Some(rest) if colour => writeln!(stderr, "\x1b[1;31merror:\x1b[0m{rest}"),
+        _ => writeln!(stderr, "{line}"),
+    };
+    ExitCode::from(code)
 }
 
 /// Diagnostics go to stderr: warnings by default, more with `-v`, anything with `RUST_LOG`.

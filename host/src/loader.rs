@@ -18,9 +18,13 @@ use std::{
 };
 
 use abi_stable::library::{lib_header_from_path, LibraryError};
-use sygen_backend_api::{abi::BackendResult, BackendError, BackendModuleRef, ServiceSpec};
+use sygen_backend_api::{
+    abi::{BackendInfo, BackendResult},
+    BackendError, BackendModuleRef, ServiceSpec,
+};
 
 use crate::{
+    boundary::{self, Limit, Site},
     console,
     exit::{Exit, Failure},
     platform,
@@ -315,10 +319,7 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
         .map_err(|e| LoadError::new(format!("cannot resolve it ({e})"), NOT_A_BACKEND_HINT))?;
     check_trust(&path)?;
     check_signature(&path)?;
-    let module = lib_header_from_path(&path)
-        .and_then(|header| header.init_root_module::<BackendModuleRef>())
-        .map_err(|e| LoadError::from_library(&path, e))?;
-    let info = (module.info())();
+    let (module, info) = open_library(&path)?;
     let name = info.name.as_str();
     check_name(name).map_err(|why| {
         LoadError::new(
@@ -336,6 +337,27 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
         replaces: None,
         module,
     })
+}
+
+/// Loads the library and asks what it is, through the boundary: its constructors and `info`
+/// run in this process, so a crash or hang in them is reported as the backend's.
+fn open_library(path: &Path) -> Result<(BackendModuleRef, BackendInfo), LoadError> {
+    let who = format!("backend {}", path.display());
+    let site = Site {
+        who: &who,
+        call: "loading",
+    };
+    let library = path.to_owned();
+    boundary::call(&site, Limit::Query, move || {
+        let module = lib_header_from_path(&library)
+            .and_then(|header| header.init_root_module::<BackendModuleRef>())
+            .map_err(|e| LoadError::from_library(&library, e))?;
+        Ok((module, (module.info())()))
+    })
+    .map_err(|failure| LoadError {
+        reason: failure.message,
+        hint: failure.hint.unwrap_or_default(),
+    })?
 }
 
 /// A backend error, as the host reports it: prefixed with the backend, mapped to an exit code.
@@ -364,29 +386,55 @@ type Operation<T> =
     extern "C" fn(&ServiceSpec, sygen_backend_api::abi::Console) -> BackendResult<T>;
 
 macro_rules! operations {
-    ($($name:ident -> $ty:ty;)*) => {$(
+    ($($name:ident -> $ty:ty, $limit:ident;)*) => {$(
         pub fn $name(&self, spec: &ServiceSpec) -> Result<$ty, Failure> {
-            self.invoke(self.module.$name(), spec)
+            self.invoke(stringify!($name), Limit::$limit, self.module.$name(), spec)
         }
     )*};
 }
 
 impl Backend {
-    fn invoke<T>(&self, operation: Operation<T>, spec: &ServiceSpec) -> Result<T, Failure> {
-        operation(spec, console::for_backend(&self.name))
-            .into_result()
-            .map_err(|e| backend_failure(self, e))
+    /// `systemd backend 0.1.0`: the backend as messages name it.
+    fn who(&self) -> String {
+        format!("{} backend {}", self.name, self.version)
+    }
+
+    /// Calls into the backend through the boundary (see `boundary`): its answer, its error as
+    /// the host reports it, or why there was none.
+    fn guarded<T: Send + 'static>(
+        &self,
+        call: &str,
+        limit: Limit,
+        f: impl FnOnce(sygen_backend_api::abi::Console) -> BackendResult<T> + Send + 'static,
+    ) -> Result<T, Failure> {
+        let console = console::for_backend(&self.name);
+        let who = self.who();
+        boundary::call(&Site { who: &who, call }, limit, move || {
+            f(console).into_result()
+        })?
+        .map_err(|e| backend_failure(self, e))
+    }
+
+    fn invoke<T: Send + 'static>(
+        &self,
+        call: &str,
+        limit: Limit,
+        operation: Operation<T>,
+        spec: &ServiceSpec,
+    ) -> Result<T, Failure> {
+        let spec = spec.clone();
+        self.guarded(call, limit, move |console| operation(&spec, console))
     }
 
     operations! {
-        is_service_available -> bool;
-        is_service_installed -> bool;
-        is_service_running -> bool;
-        install_service -> ();
-        start_service -> ();
-        stop_service -> ();
-        uninstall_service -> ();
-        print_service_status -> ();
+        is_service_available -> bool, Query;
+        is_service_installed -> bool, Query;
+        is_service_running -> bool, Query;
+        install_service -> (), Change;
+        start_service -> (), Change;
+        stop_service -> (), Change;
+        uninstall_service -> (), Change;
+        print_service_status -> (), Query;
     }
 
     /// What to say after the backend's name where sygen names the backend in use: where it
@@ -403,25 +451,37 @@ impl Backend {
         }
     }
 
-    /// The `call` methods and optional behaviours the backend supports.
+    /// The `call` methods and optional behaviours the backend supports (none, if it cannot
+    /// say in time).
     pub fn capabilities(&self) -> Vec<String> {
-        (self.module.capabilities())()
-            .into_iter()
-            .map(String::from)
-            .collect()
+        let capabilities = self.module.capabilities();
+        let who = self.who();
+        let site = Site {
+            who: &who,
+            call: "capabilities",
+        };
+        boundary::call(&site, Limit::Query, move || {
+            capabilities().into_iter().map(String::from).collect()
+        })
+        .unwrap_or_else(|failure| {
+            tracing::warn!("{failure}");
+            Vec::new()
+        })
     }
 
     /// The extension point: `method` with a JSON `input`, answering JSON.
     pub fn call(&self, method: &str, input: &str, spec: &ServiceSpec) -> Result<String, Failure> {
-        (self.module.call())(
-            method.into(),
-            input.into(),
-            spec,
-            console::for_backend(&self.name),
-        )
-        .into_result()
+        let (function, spec) = (self.module.call(), spec.clone());
+        let (method_text, input) = (method.to_owned(), input.to_owned());
+        self.guarded(method, Limit::Change, move |console| {
+            function(
+                method_text.as_str().into(),
+                input.as_str().into(),
+                &spec,
+                console,
+            )
+        })
         .map(String::from)
-        .map_err(|e| backend_failure(self, e))
     }
 
     pub fn print_service_logs(
@@ -430,9 +490,11 @@ impl Backend {
         follow: bool,
         lines: u32,
     ) -> Result<(), Failure> {
-        (self.module.print_service_logs())(spec, follow, lines, console::for_backend(&self.name))
-            .into_result()
-            .map_err(|e| backend_failure(self, e))
+        let (function, spec) = (self.module.print_service_logs(), spec.clone());
+        let limit = if follow { Limit::None } else { Limit::Change };
+        self.guarded("print_service_logs", limit, move |console| {
+            function(&spec, follow, lines, console)
+        })
     }
 }
 

@@ -295,6 +295,13 @@ pub fn find_executable(name: &str) -> Option<PathBuf> {
 #[macro_export]
 macro_rules! export_backend {
     ($backend:ty) => {
+        // With `panic = "abort"`, every panic would end the host's process instead of becoming
+        // one error: the boundary's `catch_unwind` only works on unwinding panics.
+        #[cfg(panic = "abort")]
+        ::core::compile_error!(
+            "a sygen backend must be built with `panic = \"unwind\"`: with `panic = \"abort\"` \
+             a panic in the backend would end sygen instead of failing one call"
+        );
         /// The root module of this sygen backend library.
         #[::abi_stable::export_root_module]
         pub fn sygen_backend_root_module() -> $crate::abi::BackendModuleRef {

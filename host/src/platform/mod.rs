@@ -17,6 +17,8 @@
 //! - **Requests.** Stop and restart ([`Request`]; SIGTERM and SIGUSR1 on Unix, named events on
 //!   Windows), heard by the runtime and the agent through [`listen`].
 //! - **Trust.** Whether anyone but the user could have written a backend file ([`check_trust`]).
+//! - **Last words.** Hooks for a crash ([`on_crash`]) and an `exit()` ([`on_exit`]), and what
+//!   they may use: [`write_stderr_now`] and [`exit_now`] (see `boundary`).
 
 #[cfg(unix)]
 mod unix;
@@ -31,8 +33,9 @@ use windows as family;
 use windows as os;
 
 pub use family::{
-    check_private, check_trust, exit_status, is_locked, is_same_file, listen, no_follow,
-    quiet_on_closed_pipes, regular_file_behind, send, special_file_kind, try_lock, Tree,
+    check_private, check_trust, exit_now, exit_status, is_locked, is_same_file, listen, no_follow,
+    on_crash, on_exit, quiet_on_closed_pipes, regular_file_behind, send, special_file_kind,
+    try_lock, write_stderr_now, Tree,
 };
 
 #[cfg(target_os = "linux")]

@@ -136,6 +136,83 @@ pub fn quiet_on_closed_pipes() {
     let _ = unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) };
 }
 
+/// The signals that end a process that crashed or aborted, and their names.
+const FATAL: [(nix::sys::signal::Signal, &str); 5] = {
+    use nix::sys::signal::Signal::*;
+    [
+        (SIGSEGV, "SIGSEGV"),
+        (SIGBUS, "SIGBUS"),
+        (SIGILL, "SIGILL"),
+        (SIGFPE, "SIGFPE"),
+        (SIGABRT, "SIGABRT"),
+    ]
+};
+
+/// Calls `report` with the signal's name when this process crashes or aborts, from a handler
+/// on the thread's alternate stack (so a stack overflow is reported too): `report` may only do
+/// what is async-signal-safe. If it returns, the handler the signal had before is put back and
+/// the signal takes that course.
+pub fn on_crash(report: fn(&'static str)) {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet};
+    static REPORT: OnceLock<fn(&'static str)> = OnceLock::new();
+    static PREVIOUS: OnceLock<Vec<SigAction>> = OnceLock::new();
+    extern "C" fn handler(signal: nix::libc::c_int) {
+        let Some(index) = FATAL
+            .iter()
+            .position(|(s, _)| *s as nix::libc::c_int == signal)
+        else {
+            return;
+        };
+        if let Some(report) = REPORT.get() {
+            report(FATAL[index].1);
+        }
+        let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+        let previous = PREVIOUS
+            .get()
+            .and_then(|p| p.get(index))
+            .unwrap_or(&default);
+        // SAFETY: sigaction is async-signal-safe; the fault, if it was one, happens again under
+        // the previous handler when this one returns.
+        let _ = unsafe { sigaction(FATAL[index].0, previous) };
+    }
+    if REPORT.set(report).is_err() {
+        return;
+    }
+    let ours = SigAction::new(
+        SigHandler::Handler(handler),
+        SaFlags::SA_ONSTACK,
+        SigSet::empty(),
+    );
+    let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    // SAFETY: the handler only reads atomics, writes and ends the process.
+    let previous = FATAL
+        .iter()
+        .map(|(signal, _)| unsafe { sigaction(*signal, &ours) }.unwrap_or(default))
+        .collect();
+    let _ = PREVIOUS.set(previous);
+}
+
+/// Calls `report` when the process is about to exit through `exit()` (not `_exit`).
+pub fn on_exit(report: extern "C" fn()) {
+    // SAFETY: registers a plain function; failure (no room) leaves exits unreported.
+    if unsafe { nix::libc::atexit(report) } != 0 {
+        tracing::debug!("cannot register the exit hook");
+    }
+}
+
+/// Writes to stderr with one system call: async-signal-safe, unbuffered, unlocked.
+pub fn write_stderr_now(bytes: &[u8]) {
+    // SAFETY: fd 2 is open for the life of the process (or writing to it fails harmlessly).
+    let stderr = unsafe { std::os::fd::BorrowedFd::borrow_raw(2) };
+    let _ = nix::unistd::write(stderr, bytes);
+}
+
+/// Ends the process now, running nothing else: async-signal-safe.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` ends the process without running anything of it.
+    unsafe { nix::libc::_exit(code) }
+}
+
 /// Who else could have written a file or directory.
 enum Exposure {
     /// Group or others may write it: its mode.

@@ -375,6 +375,73 @@ pub fn exit_status(status: ExitStatus) -> Exit {
 /// Windows has no SIGPIPE; nothing to restore.
 pub fn quiet_on_closed_pipes() {}
 
+/// Calls `report` with the exception's name when an exception nothing handles would end this
+/// process (an access violation, a stack overflow, …). If it returns, Windows ends the process
+/// as it would have.
+pub fn on_crash(report: fn(&'static str)) {
+    use windows_sys::Win32::{
+        Foundation::{
+            EXCEPTION_ACCESS_VIOLATION, EXCEPTION_ILLEGAL_INSTRUCTION,
+            EXCEPTION_INT_DIVIDE_BY_ZERO, EXCEPTION_STACK_OVERFLOW,
+        },
+        System::Diagnostics::Debug::{SetUnhandledExceptionFilter, EXCEPTION_POINTERS},
+    };
+    const EXCEPTION_CONTINUE_SEARCH: i32 = 0;
+    static REPORT: OnceLock<fn(&'static str)> = OnceLock::new();
+    unsafe extern "system" fn filter(info: *const EXCEPTION_POINTERS) -> i32 {
+        // SAFETY: Windows passes the exception's record, valid during the filter.
+        let code = unsafe { info.as_ref().and_then(|i| i.ExceptionRecord.as_ref()) }
+            .map(|record| record.ExceptionCode);
+        let name = match code {
+            Some(EXCEPTION_ACCESS_VIOLATION) => "access violation",
+            Some(EXCEPTION_STACK_OVERFLOW) => "stack overflow",
+            Some(EXCEPTION_ILLEGAL_INSTRUCTION) => "illegal instruction",
+            Some(EXCEPTION_INT_DIVIDE_BY_ZERO) => "division by zero",
+            _ => "an exception",
+        };
+        if let Some(report) = REPORT.get() {
+            report(name);
+        }
+        EXCEPTION_CONTINUE_SEARCH
+    }
+    if REPORT.set(report).is_ok() {
+        // SAFETY: installs a filter that only reads the record, writes and ends the process.
+        unsafe { SetUnhandledExceptionFilter(Some(filter)) };
+    }
+}
+
+/// Nothing to hook: Rust's `exit` is `ExitProcess`, which runs no exit handlers of the program.
+pub fn on_exit(_report: extern "C" fn()) {}
+
+/// Writes to stderr with one system call, taking no lock.
+pub fn write_stderr_now(bytes: &[u8]) {
+    use windows_sys::Win32::{
+        Storage::FileSystem::WriteFile,
+        System::Console::{GetStdHandle, STD_ERROR_HANDLE},
+    };
+    let mut written = 0;
+    let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
+    // SAFETY: the buffer is valid for `len` bytes; a missing handle makes the write fail.
+    unsafe {
+        WriteFile(
+            GetStdHandle(STD_ERROR_HANDLE),
+            bytes.as_ptr(),
+            len,
+            &mut written,
+            null_mut(),
+        )
+    };
+}
+
+/// Ends the process now, running nothing else.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: terminating the current process; the loop is never reached.
+    unsafe { TerminateProcess(GetCurrentProcess(), code as u32) };
+    loop {
+        thread::park();
+    }
+}
+
 /// Accounts that may write a backend file without making it untrusted: the user, LocalSystem,
 /// the Administrators group and TrustedInstaller, which own the system's own directories.
 const TRUSTED_WRITERS: [&str; 3] = [

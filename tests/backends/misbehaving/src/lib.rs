@@ -6,21 +6,57 @@
 //! - `not-installed`: answers that the service is not installed;
 //! - `fresh`: like the default, but the service is not installed yet (nor running);
 //! - `flood`: like `fresh`, and its logs are 200 MiB of one endless line, then 30 short ones;
+//! - `exit`, `abort`, `segfault`, `overflow` (of the stack) or `hang` (for two minutes): does
+//!   that, as a careless or broken backend would;
 //! - anything else: prints through the console, emits tracing events, and succeeds.
+//!
+//! `<what>@<operation>` (`segfault@is_service_running`) misbehaves in that operation only.
 
 use sygen_backend_api::sdk::{Backend, Context, Error, Info, Result};
 
 #[derive(Default)]
 pub struct Misbehaving;
 
+/// What `MISBEHAVE` asks of `operation`.
+fn misbehaviour(operation: &str) -> Option<String> {
+    let value = std::env::var("MISBEHAVE").ok()?;
+    match value.split_once('@') {
+        Some((what, only)) if only == operation => Some(what.to_owned()),
+        Some(_) => None,
+        None => Some(value),
+    }
+}
+
+#[allow(unconditional_recursion)]
+fn overflow(depth: u64) -> u64 {
+    let frame = [depth; 64];
+    overflow(std::hint::black_box(frame)[0] + 1) + 1
+}
+
 fn act(cx: &Context, operation: &str) -> Result<()> {
-    match std::env::var("MISBEHAVE").as_deref() {
-        Ok("panic") => panic!("{operation} was told to panic"),
-        Ok("error") => {
+    match misbehaviour(operation).as_deref() {
+        Some("exit") => std::process::exit(0),
+        Some("abort") => std::process::abort(),
+        Some("segfault") => {
+            // SAFETY: none; a null dereference is what this backend is for.
+            let null = std::hint::black_box(std::ptr::null::<u8>());
+            let _ = unsafe { std::ptr::read_volatile(null) };
+            Ok(())
+        }
+        Some("overflow") => {
+            overflow(0);
+            Ok(())
+        }
+        Some("hang") => {
+            std::thread::sleep(std::time::Duration::from_secs(120));
+            Ok(())
+        }
+        Some("panic") => panic!("{operation} was told to panic"),
+        Some("error") => {
             Err(Error::failed(format!("{operation} failed on purpose"))
                 .with_hint("unset MISBEHAVE"))
         }
-        Ok("not-installed") => Err(Error::not_installed("no sygen service here")),
+        Some("not-installed") => Err(Error::not_installed("no sygen service here")),
         _ => {
             tracing::info!(operation, "misbehaving backend at work");
             tracing::trace!("a trace-level detail");

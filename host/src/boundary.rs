@@ -1,0 +1,275 @@
+//! Honest outcomes at the plugin boundary: whatever a backend does inside a call, sygen never
+//! reports a success it did not see and never ends without saying why.
+//!
+//! The backend a command uses runs in this process (abi_stable, as its interface promises, and
+//! so `status` stays a few milliseconds), so its failures are this process's failures. Each call
+//! runs on a thread of its own while the caller waits for the answer with a time limit:
+//!
+//! - **A panic** is already an error: the SDK catches it at the `extern "C"` edge.
+//! - **A crash or an abort** (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT; an unhandled exception
+//!   on Windows) reaches a handler installed once ([`platform::on_crash`]). While a call is in
+//!   flight it writes one line naming the backend, its version, the call and the signal, and
+//!   ends the process with [`CRASH_EXIT`]; otherwise the signal takes the course it had before.
+//!   The line is formatted before the call, so the handler only copies bytes and writes them:
+//!   nothing in it allocates or locks.
+//! - **`exit()`** called by the backend runs the exit hook ([`platform::on_exit`]), which does
+//!   the same while a call is in flight: the backend's exit code never reaches the user.
+//! - **A hang** ends at the call's time limit ([`Limit`]): the caller gets an error naming the
+//!   backend and the call, and the backend is not called again by this process. Its thread
+//!   cannot be stopped from outside, so it is left behind and ends with the process.
+//!
+//! A backend built with `panic = "abort"` would turn every panic into an abort; the SDK's export
+//! macro refuses to compile one. What this cannot catch: a backend's own threads crashing after
+//! its call returned look like sygen crashing, and `_exit` (or, on Windows, `ExitProcess` and
+//! fast-fail aborts) bypasses every hook: such a backend ends sygen with its own exit code.
+
+use std::{
+    cell::UnsafeCell,
+    sync::{
+        atomic::{AtomicU8, AtomicUsize, Ordering},
+        mpsc, Mutex, Once, PoisonError,
+    },
+    time::Duration,
+};
+
+use crate::{
+    exit::{Exit, Failure},
+    platform,
+};
+
+/// The exit code of a process a backend crashed or ended during a call.
+pub const CRASH_EXIT: i32 = Exit::Failed as i32;
+
+/// How long a call may take.
+#[derive(Clone, Copy, Debug)]
+pub enum Limit {
+    /// A question: is it available, installed, running; its status; loading the library.
+    Query,
+    /// A change or a longer answer: install, start, stop, uninstall, logs, `call` methods.
+    Change,
+    /// As long as the user wants: `logs --follow` ends with Ctrl-C.
+    None,
+}
+
+/// The environment variable that sets every call's limit, in seconds.
+pub const TIMEOUT_VAR: &str = "SYGEN_BACKEND_TIMEOUT";
+const QUERY_LIMIT: Duration = Duration::from_secs(10);
+const CHANGE_LIMIT: Duration = Duration::from_secs(60);
+const MAX_LIMIT_SECS: u64 = 3600;
+
+/// The limit `SYGEN_BACKEND_TIMEOUT` sets, read once by [`read_limit`].
+static LIMIT_SET: std::sync::OnceLock<Option<Duration>> = std::sync::OnceLock::new();
+
+/// Reads `SYGEN_BACKEND_TIMEOUT`, at startup: a value that is not a number of seconds from 1 to
+/// 3600 is an error before anything runs.
+pub fn read_limit() -> Result<(), Failure> {
+    let set = match std::env::var_os(TIMEOUT_VAR) {
+        None => None,
+        Some(text) => match text.to_str().and_then(|t| t.trim().parse::<u64>().ok()) {
+            Some(secs @ 1..=MAX_LIMIT_SECS) => Some(Duration::from_secs(secs)),
+            _ => {
+                return Err(Failure::new(
+                    Exit::Failed,
+                    format!(
+                        "{TIMEOUT_VAR}={} is not a number of seconds from 1 to {MAX_LIMIT_SECS}",
+                        text.to_string_lossy()
+                    ),
+                )
+                .hint(format!(
+                    "unset {TIMEOUT_VAR} for the defaults (10 s for questions, 60 s for changes)"
+                )))
+            }
+        },
+    };
+    let _ = LIMIT_SET.set(set);
+    Ok(())
+}
+
+impl Limit {
+    /// The limit in time: `SYGEN_BACKEND_TIMEOUT`, else the default for the kind of call.
+    fn duration(self) -> Option<Duration> {
+        let default = match self {
+            Limit::Query => QUERY_LIMIT,
+            Limit::Change => CHANGE_LIMIT,
+            Limit::None => return None,
+        };
+        Some(LIMIT_SET.get().copied().flatten().unwrap_or(default))
+    }
+}
+
+/// Who is called and for what, as the messages say it.
+pub struct Site<'a> {
+    /// `systemd backend 0.1.0`, or `backend <file>` before the library says what it is.
+    pub who: &'a str,
+    /// `is_service_running`, `loading`, …
+    pub call: &'a str,
+}
+
+const IDLE: u8 = 0;
+const IN_CALL: u8 = 1;
+/// A call ran out of time and is still running: its crash is still its own, and no other call
+/// is made.
+const ABANDONED: u8 = 2;
+
+static STATE: AtomicU8 = AtomicU8::new(IDLE);
+
+/// The line the handlers write, before and after what happened: written only while [`STATE`]
+/// is [`IDLE`] (one call at a time, none after an abandoned one), read only while it is not.
+struct Line {
+    bytes: UnsafeCell<[u8; LINE_CAPACITY]>,
+    before: AtomicUsize,
+    len: AtomicUsize,
+}
+
+const LINE_CAPACITY: usize = 1024;
+
+// SAFETY: the bytes are written only by the thread that moves STATE from IDLE to IN_CALL,
+// before it does (Release), and read only after a reader has seen STATE other than IDLE
+// (Acquire); STATE never goes back to IDLE while a reader may run (see `call`).
+unsafe impl Sync for Line {}
+
+static LINE: Line = Line {
+    bytes: UnsafeCell::new([0; LINE_CAPACITY]),
+    before: AtomicUsize::new(0),
+    len: AtomicUsize::new(0),
+};
+
+impl Line {
+    /// Keeps `before` and `after` (cut to fit) for the handlers. Only while IDLE.
+    fn set(&self, before: &str, after: &str) {
+        // SAFETY: see `impl Sync for Line`: no reader runs while STATE is IDLE.
+        let bytes = unsafe { &mut *self.bytes.get() };
+        let before = &before.as_bytes()[..before.len().min(LINE_CAPACITY / 2)];
+        let after = &after.as_bytes()[..after.len().min(LINE_CAPACITY - before.len())];
+        bytes[..before.len()].copy_from_slice(before);
+        bytes[before.len()..before.len() + after.len()].copy_from_slice(after);
+        self.before.store(before.len(), Ordering::Relaxed);
+        self.len
+            .store(before.len() + after.len(), Ordering::Relaxed);
+    }
+
+    /// Writes the line with `what` in its middle: async-signal-safe.
+    fn write(&self, what: &[&[u8]]) {
+        // SAFETY: see `impl Sync for Line`: called only once STATE is not IDLE.
+        let bytes = unsafe { &*self.bytes.get() };
+        let (before, len) = (
+            self.before.load(Ordering::Relaxed),
+            self.len.load(Ordering::Relaxed),
+        );
+        platform::write_stderr_now(&bytes[..before]);
+        for part in what {
+            platform::write_stderr_now(part);
+        }
+        platform::write_stderr_now(&bytes[before..len]);
+    }
+}
+
+/// From the crash handler, with the signal's (or exception's) name: reports it and ends the
+/// process if a call is in flight, else returns and lets the signal take its course.
+fn on_crash(signal: &'static str) {
+    if STATE.load(Ordering::Acquire) == IDLE {
+        return;
+    }
+    LINE.write(&[b"crashed (", signal.as_bytes(), b")"]);
+    platform::exit_now(CRASH_EXIT);
+}
+
+extern "C" fn on_exit() {
+    if STATE.load(Ordering::Acquire) != IN_CALL {
+        return;
+    }
+    LINE.write(&[b"ended the process (it called exit)"]);
+    platform::exit_now(CRASH_EXIT);
+}
+
+const CRASH_HINT: &str = "this is a bug in the backend: report it to its publisher; \
+                          `sygen service status` shows the state it left the service in";
+
+/// Whether a call ran out of time in this process: its backend is not called again.
+pub fn stuck() -> bool {
+    STATE.load(Ordering::Acquire) == ABANDONED
+}
+
+/// Runs `f`, a call into a backend, as this module describes: its answer, or an error saying
+/// it did not answer in time.
+pub fn call<T: Send + 'static>(
+    site: &Site<'_>,
+    limit: Limit,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Failure> {
+    static HOOKS: Once = Once::new();
+    HOOKS.call_once(|| {
+        platform::on_crash(on_crash);
+        platform::on_exit(on_exit);
+    });
+    let limit = limit.duration();
+    // One call at a time: the line is the one call's.
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+    if STATE.load(Ordering::Acquire) == ABANDONED {
+        return Err(Failure::new(
+            Exit::Failed,
+            format!(
+                "{} was not asked {}: it did not answer an earlier call",
+                site.who, site.call
+            ),
+        )
+        .hint("a stuck backend is not called again by the same command"));
+    }
+    // After what happened, e.g. "crashed (SIGSEGV)": " in stop_service (hint: …)".
+    LINE.set(
+        &format!("error: {} ", site.who),
+        &format!(" in {} (hint: {CRASH_HINT})\n", site.call),
+    );
+    STATE.store(IN_CALL, Ordering::Release);
+    let (answer, answered) = mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("backend call".into())
+        .spawn(move || {
+            let _ = answer.send(f());
+        });
+    if let Err(e) = spawned {
+        STATE.store(IDLE, Ordering::Release);
+        return Err(Failure::new(
+            Exit::Failed,
+            format!("cannot call {} ({}): {e}", site.who, site.call),
+        ));
+    }
+    let outcome = match limit {
+        Some(limit) => answered.recv_timeout(limit).map_err(|e| match e {
+            mpsc::RecvTimeoutError::Timeout => Some(limit),
+            mpsc::RecvTimeoutError::Disconnected => None,
+        }),
+        None => answered.recv().map_err(|_| None),
+    };
+    match outcome {
+        Ok(value) => {
+            STATE.store(IDLE, Ordering::Release);
+            Ok(value)
+        }
+        Err(Some(limit)) => {
+            STATE.store(ABANDONED, Ordering::Release);
+            Err(Failure::new(
+                Exit::Failed,
+                format!(
+                    "{} did not answer {} within {} s",
+                    site.who,
+                    site.call,
+                    limit.as_secs()
+                ),
+            )
+            .hint(format!(
+                "the backend or its service manager is stuck; `sygen doctor` checks both \
+                 ({TIMEOUT_VAR}=<seconds> allows more time)"
+            )))
+        }
+        Err(None) => {
+            STATE.store(IDLE, Ordering::Release);
+            Err(Failure::new(
+                Exit::Failed,
+                format!("{} ended {} without an answer", site.who, site.call),
+            )
+            .hint(CRASH_HINT))
+        }
+    }
+}

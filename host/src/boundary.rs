@@ -87,7 +87,7 @@ pub fn read_limit() -> Result<(), Failure> {
 
 impl Limit {
     /// The limit in time: `SYGEN_BACKEND_TIMEOUT`, else the default for the kind of call.
-    fn duration(self) -> Option<Duration> {
+    pub fn duration(self) -> Option<Duration> {
         let default = match self {
             Limit::Query => QUERY_LIMIT,
             Limit::Change => CHANGE_LIMIT,

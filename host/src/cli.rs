@@ -166,9 +166,16 @@ pub enum BackendCommand {
         #[arg(value_parser = crate::loader::parse_name)]
         name: String,
     },
-    /// Load a backend library and print what it is (used by `add`, in a child process).
+    /// Load backend libraries and print what each is, and with --available whether its
+    /// service manager answers: one line of JSON per file (used to find backends, in a child
+    /// process).
     #[command(hide = true)]
-    Probe { file: PathBuf },
+    Describe {
+        #[arg(long)]
+        available: bool,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -92,10 +92,10 @@ fn render(check: &Check, colour: bool) -> String {
 
 fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription) -> Vec<Check> {
     let choice = backend_file.map_or(Choice::Default, Choice::Flag);
-    let survey = loader::survey(choice, home);
+    let survey = loader::survey(choice, home, false);
     let mut checks = backend_files(&survey);
-    let backend = match &survey.selected {
-        Ok(index) => survey.found[*index].1.as_ref().ok(),
+    let backend = match survey.load_selected() {
+        Ok(backend) => Some(backend),
         Err(failure) => {
             checks.push(Check::fail(
                 "backend",
@@ -107,7 +107,7 @@ fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription
     };
     let spec = service.to_spec();
     let mut running = None;
-    if let Some(backend) = backend {
+    if let Some(backend) = &backend {
         checks.push(Check::pass(
             "backend",
             format!(
@@ -175,7 +175,8 @@ fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription
 fn backend_files(survey: &loader::Survey) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut unsafe_files = 0;
-    for (path, result) in &survey.found {
+    for found in &survey.found {
+        let path = &found.path;
         if let Err(error) = loader::check_trust(path) {
             unsafe_files += 1;
             checks.push(Check::fail(
@@ -183,7 +184,7 @@ fn backend_files(survey: &loader::Survey) -> Vec<Check> {
                 format!("{}: {}", path.display(), error.reason),
                 error.hint,
             ));
-        } else if let Err(error) = result {
+        } else if let Err(error) = &found.described {
             checks.push(Check::warn(
                 "backend-file",
                 format!("{} does not load: {}", path.display(), error.reason),

@@ -15,7 +15,7 @@ pub enum Exit {
 }
 
 /// A failure with a known exit code, message and hint.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Failure {
     pub exit: Exit,
     pub message: String,

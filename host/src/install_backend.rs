@@ -1,94 +1,50 @@
 //! `sygen service backend add|list|remove|rollback`: installing backend updates without ever
 //! breaking a working install.
 //!
-//! A file is checked before it is installed by loading it in a child process (`backend probe`),
-//! so a library that crashes while loading takes down only that child. Installing writes a
-//! temporary file, syncs it and renames it over the active one, so at every moment the active
-//! file is the old or the new backend, whole; the version it replaces is kept in `previous/`
-//! for `rollback`. One lock file serializes concurrent changes.
+//! A file is checked before it is installed by loading it in a child process (see `registry`),
+//! so a library that crashes or hangs while loading takes down only that child.
+//!
+//! The store, `$SYGEN_HOME/backends/`:
+//!
+//! ```text
+//! .lock                               one change at a time
+//! <name>/state                        "current <dir>\nprevious <dir>\n" (previous optional)
+//! <name>/<version>-<unique>/          one per installed version, never changed once made:
+//!     libsygen_<name>.so              the library (.dylib, sygen_<name>.dll elsewhere)
+//!     libsygen_<name>.so.minisig      its signature, when it has one
+//! ```
+//!
+//! A version directory is built as `<name>/.tmp-…` (both files written and synced), then
+//! renamed into place; switching versions (add, rollback) is the one atomic rename of a new
+//! `state` over the old. So a library and its signature always switch together, whenever the
+//! process dies, and on every platform (no symbolic links: Windows cannot make them without
+//! privileges). The loader takes the library of `current` ([`active_files`]) and finds the
+//! signature beside it.
+//!
+//! Each operation, holding the lock, first deletes what an interrupted one left (`.tmp*`
+//! entries, version directories no `state` names, the old layout's `.swap-*` files), and moves
+//! a backend installed by the old layout (`backends/libsygen_<name>.so`, the replaced version
+//! in `backends/previous/`) into this one when it touches that name.
 
 use std::{
     fs::{self, File},
+    io::Read as _,
     path::{Path, PathBuf},
-    process::Command,
 };
 
 use anyhow::{Context as _, Result};
-use serde::{Deserialize, Serialize};
 use sygen_backend_api::sdk::fs::write_atomic;
 
 use crate::{
     description,
     exit::{Exit, Failure},
-    loader, platform,
+    loader, registry,
 };
 
-/// What the probe learns from a backend file.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Probe {
-    pub name: String,
-    pub version: String,
-    pub platform: String,
-    pub api_version: String,
-}
-
-/// `backend probe <file>`: loads the file in this (child) process and prints what it is.
-pub fn probe(file: &Path) -> Result<()> {
-    let backend = loader::load(file).map_err(|e| e.into_failure(file))?;
-    let probe = Probe {
-        name: backend.name.clone(),
-        version: backend.version.clone(),
-        platform: backend.platform.clone(),
-        api_version: backend.api_version.clone(),
-    };
-    println!("{}", serde_json::to_string(&probe)?);
-    Ok(())
-}
-
-/// Loads `file` in a child process and answers what it is; a crash of the child is an error.
-fn probe_in_child(file: &Path) -> Result<Probe> {
-    let output = Command::new(std::env::current_exe().context("cannot find the sygen executable")?)
-        .args(["service", "backend", "probe"])
-        .arg(file)
-        .output()
-        .context("cannot run the backend check")?;
-    if output.status.success() {
-        return serde_json::from_slice(&output.stdout)
-            .context("the backend check answered something unreadable");
-    }
-    let crash = match platform::exit_status(output.status) {
-        platform::Exit::Signal(signal) => Some(format!("killed by signal {signal}")),
-        platform::Exit::Crash(status) => Some(format!("exception {status:#010X}")),
-        platform::Exit::Code(_) => None,
-    };
-    if let Some(crash) = crash {
-        return Err(Failure::new(
-            Exit::NoBackend,
-            format!(
-                "backend {}: loading it crashed the check ({crash}); nothing was installed",
-                file.display()
-            ),
-        )
-        .hint("this file is not a working sygen backend; ask its publisher for a fixed build")
-        .into());
-    }
-    // The child printed the one-line error already (`error: …`); pass it on as ours.
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let line = stderr
-        .lines()
-        .last()
-        .unwrap_or("")
-        .trim_start_matches("error: ");
-    let (message, hint) = match line.rsplit_once(" (hint: ") {
-        Some((message, hint)) => (message, Some(hint.trim_end_matches(')'))),
-        None => (line, None),
-    };
-    let failure = Failure::new(Exit::NoBackend, message);
-    Err(match hint {
-        Some(hint) => failure.hint(hint),
-        None => failure,
-    }
-    .into())
+/// What `file` is, asked of a child process (see `registry`): a library that crashes while
+/// loading takes down only that child.
+fn probe_in_child(file: &Path) -> Result<registry::Described> {
+    Ok(registry::describe_in_child(file)?)
 }
 
 /// `libsygen_<name>.so`, `libsygen_<name>.dylib`, `sygen_<name>.dll`.
@@ -100,64 +56,374 @@ fn file_name(name: &str) -> String {
     )
 }
 
+/// Where an interrupted operation's files start: ours (`.tmp-…`) and `write_atomic`'s (`.tmp…`).
+const TEMPORARY: &str = ".tmp";
+
+/// Whether `dir` can name a version directory: letters, digits and `.+-_`, not starting with a
+/// dot, so always one plain path component (never `..`, a separator or a drive) and never a
+/// temporary directory.
+fn is_version_dir(dir: &str) -> bool {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_');
+    !dir.is_empty() && dir.len() <= 128 && !dir.starts_with('.') && dir.chars().all(allowed)
+}
+
+/// What `<name>/state` says: the version directory in use and the one `rollback` goes back to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct State {
+    current: String,
+    previous: Option<String>,
+}
+
+impl State {
+    fn parse(text: &str) -> Option<Self> {
+        let (mut current, mut previous) = (None, None);
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let (key, dir) = line.split_once(' ')?;
+            let dir = dir.trim();
+            if !is_version_dir(dir) {
+                return None;
+            }
+            match key {
+                "current" => current = Some(dir.to_owned()),
+                "previous" => previous = Some(dir.to_owned()),
+                _ => return None,
+            }
+        }
+        Some(Self {
+            current: current?,
+            previous,
+        })
+    }
+
+    fn text(&self) -> String {
+        match &self.previous {
+            Some(previous) => format!("current {}\nprevious {previous}\n", self.current),
+            None => format!("current {}\n", self.current),
+        }
+    }
+
+    fn names(&self, dir: &str) -> bool {
+        self.current == dir || self.previous.as_deref() == Some(dir)
+    }
+}
+
+/// Reads `<name dir>/state`: `Ok(None)` when there is none, an error when it cannot be read or
+/// makes no sense (then nothing the store holds for that name may be deleted).
+fn read_state(name_dir: &Path) -> std::io::Result<Option<State>> {
+    let mut text = String::new();
+    // A state file is two short lines.
+    match File::open(name_dir.join("state")).and_then(|f| f.take(4096).read_to_string(&mut text)) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    State::parse(&text).map(Some).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{} is not a backend state",
+                name_dir.join("state").display()
+            ),
+        )
+    })
+}
+
+/// The library of the version in use of every backend installed in `backends_dir`, for the
+/// loader to search. Names and version directories come from what is checked never to leave
+/// `backends_dir`; anything unreadable or missing is skipped.
+pub fn active_files(backends_dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(backends_dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        // Not following links: a name is a directory of the store itself.
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            loader::check_name(&name).ok()?;
+            let state = read_state(&e.path()).ok()??;
+            Some(e.path().join(state.current).join(file_name(&name)))
+        })
+        .filter(|file| file.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+/// Deletes a file or a directory tree, whichever `path` is (a link itself, not its target).
+fn remove_any(path: &Path) -> std::io::Result<()> {
+    if fs::symlink_metadata(path)?.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    }
+}
+
+/// Makes a rename in `dir` durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot sync {}", dir.display()))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
 struct Store {
     dir: PathBuf,
 }
 
 impl Store {
+    fn at(home: &Path) -> Self {
+        Self {
+            dir: home.join("backends"),
+        }
+    }
+
     fn open() -> Result<Self> {
-        let dir = description::sygen_home()?.join("backends");
-        fs::create_dir_all(dir.join("previous"))
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        Ok(Self { dir })
+        let store = Self::at(&description::sygen_home()?);
+        fs::create_dir_all(&store.dir)
+            .with_context(|| format!("cannot create {}", store.dir.display()))?;
+        Ok(store)
     }
 
-    fn active(&self, name: &str) -> PathBuf {
-        self.dir.join(file_name(name))
-    }
-
-    fn kept(&self, name: &str) -> PathBuf {
-        self.dir.join("previous").join(file_name(name))
-    }
-
-    /// Holds the store's lock until dropped: one change at a time.
+    /// Holds the store's lock until dropped: one change at a time. Answers the lock once the
+    /// leftovers of interrupted operations are gone.
     fn lock(&self) -> Result<File> {
         let file = File::create(self.dir.join(".lock")).context("cannot create the lock file")?;
         file.lock()
             .with_context(|| format!("cannot lock {}", self.dir.display()))?;
+        self.tidy();
         Ok(file)
     }
+
+    fn name_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn library(&self, name: &str, version_dir: &str) -> PathBuf {
+        self.name_dir(name).join(version_dir).join(file_name(name))
+    }
+
+    fn state(&self, name: &str) -> Result<Option<State>> {
+        read_state(&self.name_dir(name))
+            .with_context(|| format!("cannot read the state of the {name} backend"))
+    }
+
+    /// The library `rollback` would go back to; in the old layout, the one in `previous/`.
+    fn kept(&self, name: &str) -> Option<PathBuf> {
+        match read_state(&self.name_dir(name)) {
+            Ok(Some(state)) => state.previous.map(|dir| self.library(name, &dir)),
+            Ok(None) => Some(self.old_kept(name)),
+            Err(_) => None,
+        }
+        .filter(|file| file.is_file())
+    }
+
+    fn old_active(&self, name: &str) -> PathBuf {
+        self.dir.join(file_name(name))
+    }
+
+    fn old_kept(&self, name: &str) -> PathBuf {
+        self.dir.join("previous").join(file_name(name))
+    }
+
+    /// Deletes what interrupted operations left: temporary files and directories, the old
+    /// layout's `.swap-*` files, and version directories no state names. Best effort: what
+    /// cannot be deleted now (a library in use on Windows) is tried again next time.
+    fn tidy(&self) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if name.starts_with(TEMPORARY) || name.starts_with(".swap-") {
+                discard(&entry.path());
+            } else if entry.file_type().is_ok_and(|t| t.is_dir())
+                && loader::check_name(&name).is_ok()
+            {
+                self.tidy_name(&name);
+            }
+        }
+    }
+
+    /// Deletes the leftovers in `<name>/`, and the directory itself once nothing is left there.
+    fn tidy_name(&self, name: &str) {
+        let name_dir = self.name_dir(name);
+        // A state that cannot be read may still name anything here: keep it all.
+        let Ok(state) = read_state(&name_dir) else {
+            return;
+        };
+        let Ok(entries) = fs::read_dir(&name_dir) else {
+            return;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let Ok(dir) = entry.file_name().into_string() else {
+                continue;
+            };
+            let unnamed = is_version_dir(&dir)
+                && entry.file_type().is_ok_and(|t| t.is_dir())
+                && !state.as_ref().is_some_and(|s| s.names(&dir))
+                // Only what the store made: a version directory always holds its library.
+                && entry.path().join(file_name(name)).is_file();
+            if dir.starts_with(TEMPORARY) || unnamed {
+                discard(&entry.path());
+            }
+        }
+        if state.is_none() {
+            // Fails, as it should, while anything is left (the old layout's `previous/`).
+            let _ = fs::remove_dir(&name_dir);
+        }
+    }
+
+    /// Makes a new version directory of `name` from `library` (and its signature, when it has
+    /// one) and answers its name. Nothing loads it until a state names it.
+    fn make_version(&self, name: &str, library: &Path, version: &str) -> Result<String> {
+        let name_dir = self.name_dir(name);
+        fs::create_dir_all(&name_dir)
+            .with_context(|| format!("cannot create {}", name_dir.display()))?;
+        let building = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&name_dir)
+            .with_context(|| format!("cannot create a directory in {}", name_dir.display()))?;
+        let installed = building.path().join(file_name(name));
+        let signature = loader::signature_path(library);
+        if signature.exists() {
+            copy(&signature, &loader::signature_path(&installed))?;
+        }
+        copy(library, &installed)?;
+        // The version is the backend's own word: only what is safe in a file name is kept.
+        let version: String = version
+            .chars()
+            .take(64)
+            .map(|c| match c {
+                'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '+' | '-' | '_' => c,
+                _ => '_',
+            })
+            .collect();
+        let unique = building
+            .path()
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(".tmp-"))
+            .unwrap_or_default()
+            .to_owned();
+        let dir = format!("{}-{unique}", version.trim_start_matches('.'));
+        let built = building.keep();
+        fs::rename(&built, name_dir.join(&dir))
+            .with_context(|| format!("cannot move {} into place", built.display()))?;
+        sync_dir(&name_dir)?;
+        Ok(dir)
+    }
+
+    /// Switches `name` to `state` (one atomic rename), then deletes the version it no longer
+    /// names.
+    fn switch(&self, name: &str, state: &State) -> Result<()> {
+        let file = self.name_dir(name).join("state");
+        write_atomic(&file, state.text().as_bytes(), Some(0o644))
+            .with_context(|| format!("cannot write {}", file.display()))?;
+        self.tidy_name(name);
+        Ok(())
+    }
+
+    /// Moves a backend installed by the old layout into a state of its own, copying first so
+    /// that a kill at any point loses nothing (the old files go once the state names the
+    /// copies).
+    fn migrate(&self, name: &str) -> Result<()> {
+        let (old_active, old_kept) = (self.old_active(name), self.old_kept(name));
+        if let Some(state) = self.state(name)? {
+            // A migration killed after the state was written: its old files are still there,
+            // identical to what the state names. Other files of that name are the user's.
+            let named = |file: &Path| {
+                let same = |dir: &str| same_file_contents(file, &self.library(name, dir));
+                same(&state.current) || state.previous.as_deref().is_some_and(same)
+            };
+            for old in [&old_active, &old_kept] {
+                if old.is_file() && named(old) {
+                    remove_with_signature(old);
+                }
+            }
+            let _ = fs::remove_dir(self.dir.join("previous"));
+            return Ok(());
+        }
+        let copy_of = |file: &Path| -> Result<String> {
+            let version = probe_in_child(file).map_or_else(|_| "unknown".to_owned(), |p| p.version);
+            self.make_version(name, file, &version)
+        };
+        // Without an active file (an old rollback killed midway), the kept one is the backend.
+        let state = match (old_active.is_file(), old_kept.is_file()) {
+            (true, kept) => State {
+                current: copy_of(&old_active)?,
+                previous: if kept {
+                    Some(copy_of(&old_kept)?)
+                } else {
+                    None
+                },
+            },
+            (false, true) => State {
+                current: copy_of(&old_kept)?,
+                previous: None,
+            },
+            (false, false) => return Ok(()),
+        };
+        self.switch(name, &state)?;
+        remove_with_signature(&old_active);
+        remove_with_signature(&old_kept);
+        let _ = fs::remove_dir(self.dir.join("previous"));
+        Ok(())
+    }
+}
+
+/// Deletes a leftover, saying so only to `-v`: it is tried again by the next operation.
+fn discard(path: &Path) {
+    if let Err(e) = remove_any(path) {
+        tracing::debug!("cannot delete {}: {e}", path.display());
+    }
+}
+
+fn remove_with_signature(library: &Path) {
+    for file in [loader::signature_path(library), library.to_path_buf()] {
+        if file.exists() {
+            discard(&file);
+        }
+    }
+}
+
+fn same_file_contents(a: &Path, b: &Path) -> bool {
+    match (fs::read(a), fs::read(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// Copies `from` to `to` atomically, readable by all and writable by its owner only.
+fn copy(from: &Path, to: &Path) -> Result<()> {
+    let bytes = fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
+    write_atomic(to, &bytes, Some(0o644)).with_context(|| format!("cannot write {}", to.display()))
 }
 
 fn version(text: &str) -> semver::Version {
     semver::Version::parse(text).unwrap_or(semver::Version::new(0, 0, 0))
 }
 
-/// Copies `from` to `to` atomically, readable by all and writable by its owner only, with its
-/// detached signature when it has one (and without a stale one when it has none).
-fn install_copy(from: &Path, to: &Path) -> Result<()> {
-    let copy = |from: &Path, to: &Path| -> Result<()> {
-        let bytes = fs::read(from).with_context(|| format!("cannot read {}", from.display()))?;
-        write_atomic(to, &bytes, Some(0o644))
-            .with_context(|| format!("cannot write {}", to.display()))
-    };
-    let (signature, installed_signature) =
-        (loader::signature_path(from), loader::signature_path(to));
-    if signature.exists() {
-        copy(&signature, &installed_signature)?;
-    } else if installed_signature.exists() {
-        fs::remove_file(&installed_signature)
-            .with_context(|| format!("cannot remove {}", installed_signature.display()))?;
-    }
-    copy(from, to)
-}
-
 pub fn add(file: &Path, force: bool) -> Result<()> {
-    let new = probe_in_child(file)?;
+    let new = registry::describe_in_child(file).map_err(|failure| Failure {
+        message: format!("{}; nothing was installed", failure.message),
+        ..failure
+    })?;
     let store = Store::open()?;
     let _lock = store.lock()?;
-    let active = store.active(&new.name);
-    if active.exists() {
+    store.migrate(&new.name)?;
+    let current = store
+        .state(&new.name)?
+        .map(|state| state.current)
+        .filter(|dir| store.library(&new.name, dir).is_file());
+    if let Some(dir) = &current {
+        let active = store.library(&new.name, dir);
         match probe_in_child(&active) {
             Ok(current) if version(&current.version) == version(&new.version) => {
                 println!(
@@ -184,10 +450,16 @@ pub fn add(file: &Path, force: bool) -> Result<()> {
             }
             _ => {}
         }
-        install_copy(&active, &store.kept(&new.name))?;
     }
-    install_copy(file, &active)?;
-    let kept = probe_in_child(&store.kept(&new.name)).ok();
+    let state = State {
+        current: store.make_version(&new.name, file, &new.version)?,
+        previous: current,
+    };
+    store.switch(&new.name, &state)?;
+    let active = store.library(&new.name, &state.current);
+    let kept = state
+        .previous
+        .and_then(|dir| probe_in_child(&store.library(&new.name, &dir)).ok());
     match kept {
         Some(kept) => println!(
             "installed the {} backend {} as {} (kept {} for `sygen service backend rollback {}`)",
@@ -226,18 +498,17 @@ pub fn add(file: &Path, force: bool) -> Result<()> {
 pub fn remove(name: &str) -> Result<()> {
     let store = Store::open()?;
     let _lock = store.lock()?;
-    let active = store.active(name);
-    if !active.exists() {
+    store.migrate(name)?;
+    let Some(state) = store.state(name)? else {
         return Err(not_installed(name, &store));
-    }
-    fs::remove_file(&active).with_context(|| format!("cannot remove {}", active.display()))?;
-    for leftover in [
-        loader::signature_path(&active),
-        store.kept(name),
-        loader::signature_path(&store.kept(name)),
-    ] {
-        let _ = fs::remove_file(leftover);
-    }
+    };
+    let active = store.library(name, &state.current);
+    // Out of the loader's sight in one rename; a kill while deleting leaves a leftover only.
+    let name_dir = store.name_dir(name);
+    let removing = store.dir.join(format!("{TEMPORARY}-removed-{name}"));
+    fs::rename(&name_dir, &removing)
+        .with_context(|| format!("cannot remove {}", name_dir.display()))?;
+    discard(&removing);
     println!("removed the {name} backend ({})", active.display());
     Ok(())
 }
@@ -245,50 +516,30 @@ pub fn remove(name: &str) -> Result<()> {
 pub fn rollback(name: &str) -> Result<()> {
     let store = Store::open()?;
     let _lock = store.lock()?;
-    let (active, kept) = (store.active(name), store.kept(name));
-    if !kept.exists() {
+    store.migrate(name)?;
+    let state = store.state(name)?;
+    let Some((current, previous)) = state.and_then(|s| Some((s.current, s.previous?))) else {
         return Err(Failure::new(
             Exit::Failed,
             format!(
                 "no earlier version of the {name} backend is kept in {}",
-                kept.display()
+                store.name_dir(name).display()
             ),
         )
         .hint("rollback goes back to the version the last `backend add` replaced")
         .into());
-    }
-    let back_to = probe_in_child(&kept)?;
-    // The library, then its signature: each rename is atomic, so the active file is always a
-    // whole backend.
-    for (active, kept) in [
-        (active.clone(), kept.clone()),
-        (
-            loader::signature_path(&active),
-            loader::signature_path(&kept),
-        ),
-    ] {
-        swap(&store.dir, &active, &kept)?;
-    }
+    };
+    let back_to = probe_in_child(&store.library(name, &previous))?;
+    let state = State {
+        current: previous,
+        previous: Some(current),
+    };
+    store.switch(name, &state)?;
     println!(
         "rolled the {name} backend back to {} ({})",
         back_to.version,
-        active.display()
+        store.library(name, &state.current).display()
     );
-    Ok(())
-}
-
-/// Exchanges two files (either may be missing) by renames through a third name in `dir`.
-fn swap(dir: &Path, a: &Path, b: &Path) -> Result<()> {
-    let aside = dir.join(format!(".swap-{}", std::process::id()));
-    if a.exists() {
-        fs::rename(a, &aside).with_context(|| format!("cannot move {}", a.display()))?;
-    }
-    if b.exists() {
-        fs::rename(b, a).with_context(|| format!("cannot move {}", b.display()))?;
-    }
-    if aside.exists() {
-        fs::rename(&aside, b).with_context(|| format!("cannot move {}", aside.display()))?;
-    }
     Ok(())
 }
 
@@ -305,27 +556,40 @@ fn not_installed(name: &str, store: &Store) -> anyhow::Error {
 /// `rollback` would restore.
 pub fn list() -> Result<()> {
     let home = description::sygen_home()?;
-    let found = loader::scan(&loader::search_dirs(&home));
-    let loaded: Vec<&loader::Backend> = found.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
-    let mut names: Vec<&str> = loaded.iter().map(|b| b.name.as_str()).collect();
+    let store = Store::at(&home);
+    // Listing creates nothing: without a store there is nothing to tidy.
+    let _lock = if store.dir.is_dir() {
+        Some(store.lock()?)
+    } else {
+        None
+    };
+    // What each file is comes from the registry: listing runs no backend's code here.
+    let found = loader::survey(loader::Choice::Default, &home, false).found;
+    let described: Vec<(usize, &registry::Described)> = found
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| Some((i, f.described.as_ref().ok()?)))
+        .collect();
+    let mut names: Vec<&str> = described.iter().map(|(_, d)| d.name.as_str()).collect();
     names.sort_unstable();
     names.dedup();
     if names.is_empty() {
         println!("no backend found");
     }
     for name in names {
-        let copies: Vec<&&loader::Backend> = loaded.iter().filter(|b| b.name == name).collect();
-        let identities: Vec<loader::Identity> = copies.iter().map(|b| b.identity()).collect();
-        let platform = copies[0].platform.clone();
+        let copies: Vec<&(usize, &registry::Described)> =
+            described.iter().filter(|(_, d)| d.name == name).collect();
+        let identities: Vec<loader::Identity> = copies.iter().map(|(_, d)| (*d).into()).collect();
+        let platform = copies[0].1.platform.clone();
         let chosen = loader::choose(&identities, &platform).unwrap_or(0);
-        let active = copies[chosen];
+        let (index, active) = *copies[chosen];
         let why = match copies.len() {
             1 => "the only copy found".to_owned(),
             n => format!(
                 "the highest version of the {n} copies found (first in search order when equal)"
             ),
         };
-        let shipped = loader::shipped_one_replaced(active, copies.iter().copied().copied(), &home);
+        let shipped = loader::shipped_one_replaced(&found, index, &home);
         let replaces = shipped.map_or(String::new(), |shipped| {
             format!(
                 "; it replaces the one shipped with sygen ({})",
@@ -335,10 +599,9 @@ pub fn list() -> Result<()> {
         println!(
             "{name} {}: {} — {why}{replaces}",
             active.version,
-            active.path.display()
+            found[index].path.display()
         );
-        let kept = home.join("backends/previous").join(file_name(name));
-        if kept.exists() {
+        if let Some(kept) = store.kept(name) {
             match probe_in_child(&kept) {
                 Ok(probe) => println!(
                     "  kept for rollback: {} ({})",
@@ -349,9 +612,9 @@ pub fn list() -> Result<()> {
             }
         }
     }
-    for (path, result) in &found {
-        if let Err(error) = result {
-            println!("not loaded: {}: {}", path.display(), error.reason);
+    for file in &found {
+        if let Err(error) = &file.described {
+            println!("not loaded: {}: {}", file.path.display(), error.reason);
         }
     }
     Ok(())

@@ -18,6 +18,7 @@ mod loader;
 mod onboarding;
 mod platform;
 mod progress;
+mod registry;
 mod runtime;
 mod service;
 mod wait;
@@ -50,7 +51,7 @@ pub fn main() -> ExitCode {
         std::env::set_var("SYGEN_ALLOW_UNSIGNED", "1");
     }
     if let Err(failure) = boundary::read_limit() {
-        return report(&failure.into(), colour);
+        return ExitCode::from(report(&failure.into(), colour));
     }
     let backend = cli.backend.as_deref();
     let done = |result: anyhow::Result<()>| result.map(|()| ExitCode::SUCCESS);
@@ -95,14 +96,22 @@ pub fn main() -> ExitCode {
             Err(error) => Err(error),
         },
     };
-    match outcome {
-        Ok(code) => code,
+    let code = match outcome {
+        Ok(code) if code == ExitCode::SUCCESS => 0,
+        Ok(code) => return code,
         Err(error) => report(&error, colour),
+    };
+    if boundary::stuck() {
+        // A backend call that never answered may hold locks that exiting normally waits for
+        // (the dynamic loader's, in a constructor): end without them, output flushed.
+        let _ = std::io::stdout().flush();
+        platform::exit_now(code.into());
     }
+    ExitCode::from(code)
 }
 
 /// Prints the one line `error` is reported as; answers the exit code that goes with it.
-fn report(error: &anyhow::Error, colour: bool) -> ExitCode {
+fn report(error: &anyhow::Error, colour: bool) -> u8 {
     let (line, code) = exit::report(error);
     // Not `eprintln!`, which panics when stderr is gone: the exit code still tells.
     let mut stderr = std::io::stderr();
@@ -110,7 +119,7 @@ fn report(error: &anyhow::Error, colour: bool) -> ExitCode {
         Some(rest) if colour => writeln!(stderr, "\x1b[1;31merror:\x1b[0m{rest}"),
         _ => writeln!(stderr, "{line}"),
     };
-    ExitCode::from(code)
+    code
 }
 
 /// Diagnostics go to stderr: warnings by default, more with `-v`, anything with `RUST_LOG`.

@@ -28,6 +28,7 @@ use crate::{
     console,
     exit::{Exit, Failure},
     platform,
+    registry::{self, Described},
 };
 
 /// A loaded backend library.
@@ -48,20 +49,37 @@ pub struct Backend {
 pub struct LoadError {
     pub reason: String,
     pub hint: String,
+    /// The reason lies in the file's bytes (see `registry`): true until the file changes.
+    pub lasting: bool,
 }
 
 const NOT_A_BACKEND_HINT: &str =
     "pass a sygen backend library (libsygen_<name>.so, .dylib or sygen_<name>.dll)";
 
 impl LoadError {
-    fn new(reason: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub fn new(reason: impl Into<String>, hint: impl Into<String>) -> Self {
         Self {
             reason: reason.into(),
             hint: hint.into(),
+            lasting: false,
         }
     }
 
+    fn lasting(self) -> Self {
+        Self {
+            lasting: true,
+            ..self
+        }
+    }
+
+    /// `path` is the one the loader was given, which its messages repeat.
     fn from_library(path: &Path, error: LibraryError) -> Self {
+        let lasting = !matches!(error, LibraryError::OpenError { .. });
+        let error = Self::from_library_error(path, error);
+        Self { lasting, ..error }
+    }
+
+    fn from_library_error(path: &Path, error: LibraryError) -> Self {
         match error {
             LibraryError::OpenError { err, .. } => {
                 let detail = err.to_string();
@@ -206,7 +224,9 @@ pub fn signature_path(library: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn check_signature(path: &Path) -> Result<(), LoadError> {
+/// Checks the signature of the library open as `file` (at `path`, beside which its signature
+/// is) against the bytes read through `file`.
+fn check_signature(path: &Path, file: &mut std::fs::File) -> Result<(), LoadError> {
     let keys = match trusted_keys() {
         Ok(keys) if keys.is_empty() => return Ok(()),
         Ok(keys) => keys,
@@ -259,7 +279,9 @@ fn check_signature(path: &Path) -> Result<(), LoadError> {
             ))
         }
     };
-    let data = std::fs::read(path)
+    let mut data = Vec::new();
+    std::io::Seek::rewind(file)
+        .and_then(|()| file.read_to_end(&mut data))
         .map_err(|e| LoadError::new(format!("cannot read it ({e})"), NOT_A_BACKEND_HINT))?;
     if keys
         .iter()
@@ -295,8 +317,8 @@ pub fn parse_name(name: &str) -> Result<String, String> {
         .map_err(|why| format!("{name:?} is not a backend name: it {why} (for example: systemd)"))
 }
 
-/// Loads the backend library at `path`.
-pub fn load(path: &Path) -> Result<Backend, LoadError> {
+/// The canonical path of a file that could be a backend library, or why it cannot be.
+fn resolve(path: &Path) -> Result<PathBuf, LoadError> {
     let metadata = std::fs::metadata(path).map_err(|e| {
         let hint = "check the path of the backend file";
         match e.kind() {
@@ -315,17 +337,49 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
     }
     // An absolute path keeps the dynamic loader from searching LD_LIBRARY_PATH and friends.
     // `dunce` keeps Windows paths free of the `\\?\` prefix in what is shown and written.
-    let path = dunce::canonicalize(path)
-        .map_err(|e| LoadError::new(format!("cannot resolve it ({e})"), NOT_A_BACKEND_HINT))?;
-    check_trust(&path)?;
-    check_signature(&path)?;
-    let (module, info) = open_library(&path)?;
+    dunce::canonicalize(path)
+        .map_err(|e| LoadError::new(format!("cannot resolve it ({e})"), NOT_A_BACKEND_HINT))
+}
+
+/// Whether the file at `path` may be loaded: its trust and signature checks, run on the file
+/// as opened (see [`load`]). Answers its canonical path. No code of it runs.
+pub fn check(path: &Path) -> Result<PathBuf, LoadError> {
+    let path = resolve(path)?;
+    let mut file = open(&path)?;
+    check_open(&path, &mut file)?;
+    Ok(path)
+}
+
+fn open(path: &Path) -> Result<std::fs::File, LoadError> {
+    platform::open_to_load(path)
+        .map_err(|e| LoadError::new(format!("cannot open it ({e})"), NOT_A_BACKEND_HINT))
+}
+
+fn check_open(path: &Path, file: &mut std::fs::File) -> Result<(), LoadError> {
+    platform::check_trust_open(file, path)
+        .map_err(|untrusted| LoadError::new(untrusted.reason, untrusted.hint))?;
+    check_signature(path, file)
+}
+
+/// Loads the backend library at `path`. The file is opened once: its trust and signature are
+/// checked through that descriptor and the library is loaded from it
+/// ([`platform::loadable_path`]), so a file swapped in between the checks and the load is
+/// never the one loaded.
+pub fn load(path: &Path) -> Result<Backend, LoadError> {
+    let path = resolve(path)?;
+    let mut file = open(&path)?;
+    check_open(&path, &mut file)?;
+    let (module, info) = open_library(&path, &platform::loadable_path(&file, &path))?;
+    // Open for as long as the library stays loaded, which is for good: the dynamic loader knows
+    // it by the descriptor's path, which must never name another library later in this process.
+    std::mem::forget(file);
     let name = info.name.as_str();
     check_name(name).map_err(|why| {
         LoadError::new(
             format!("it calls itself {name:?}, which {why}"),
             "a backend's name is lowercase letters, digits, '-' and '_' (ask its publisher)",
         )
+        .lasting()
     })?;
     Ok(Backend {
         path,
@@ -339,24 +393,32 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
     })
 }
 
-/// Loads the library and asks what it is, through the boundary: its constructors and `info`
-/// run in this process, so a crash or hang in them is reported as the backend's.
-fn open_library(path: &Path) -> Result<(BackendModuleRef, BackendInfo), LoadError> {
+/// Loads the library at `loadable` (the file checked at `path`) and asks what it is, through
+/// the boundary: its constructors and `info` run in this process, so a crash or hang in them
+/// is reported as the backend's.
+fn open_library(
+    path: &Path,
+    loadable: &Path,
+) -> Result<(BackendModuleRef, BackendInfo), LoadError> {
     let who = format!("backend {}", path.display());
     let site = Site {
         who: &who,
         call: "loading",
     };
-    let library = path.to_owned();
+    let library = loadable.to_owned();
     boundary::call(&site, Limit::Query, move || {
         let module = lib_header_from_path(&library)
             .and_then(|header| header.init_root_module::<BackendModuleRef>())
             .map_err(|e| LoadError::from_library(&library, e))?;
         Ok((module, (module.info())()))
     })
-    .map_err(|failure| LoadError {
-        reason: failure.message,
-        hint: failure.hint.unwrap_or_default(),
+    .map_err(|failure| {
+        // Said after the file's name, which the message starts with.
+        let reason = failure
+            .message
+            .strip_prefix(&who)
+            .unwrap_or(&failure.message);
+        LoadError::new(reason.trim_start(), failure.hint.unwrap_or_default())
     })?
 }
 
@@ -437,6 +499,17 @@ impl Backend {
         print_service_status -> (), Query;
     }
 
+    /// What the backend says it is.
+    pub fn described(&self) -> Described {
+        Described {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            platform: self.platform.clone(),
+            description: self.description.clone(),
+            api_version: self.api_version.clone(),
+        }
+    }
+
     /// What to say after the backend's name where sygen names the backend in use: where it
     /// comes from, when it replaces the one shipped with sygen.
     pub fn replacing(&self) -> String {
@@ -515,23 +588,23 @@ pub fn search_dirs(sygen_home: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// The backend shipped with sygen that `chosen` replaces: one of the same name in a directory
-/// beside the sygen binary, when `chosen` itself comes from `$SYGEN_HOME/backends`. A newer
-/// backend installed there wins over the shipped one by design; sygen says so wherever it
-/// names the backend in use, so that it never happens unseen.
-pub fn shipped_one_replaced<'a>(
-    chosen: &Backend,
-    found: impl IntoIterator<Item = &'a Backend>,
-    sygen_home: &Path,
-) -> Option<PathBuf> {
+/// The backend shipped with sygen that `found[chosen]` replaces: one of the same name in a
+/// directory beside the sygen binary, when the chosen one comes from `$SYGEN_HOME/backends`. A
+/// newer backend installed there wins over the shipped one by design; sygen says so wherever
+/// it names the backend in use, so that it never happens unseen.
+pub fn shipped_one_replaced(found: &[Found], chosen: usize, sygen_home: &Path) -> Option<PathBuf> {
     let installed = dunce::canonicalize(sygen_home.join("backends")).ok()?;
-    let installed = Some(installed.as_path());
-    if chosen.path.parent() != installed {
+    let chosen = &found[chosen];
+    let name = &chosen.described.as_ref().ok()?.name;
+    if !chosen.path.starts_with(&installed) {
         return None;
     }
     found
-        .into_iter()
-        .find(|other| other.name == chosen.name && other.path.parent() != installed)
+        .iter()
+        .find(|other| {
+            other.described.as_ref().is_ok_and(|d| &d.name == name)
+                && !other.path.starts_with(&installed)
+        })
         .map(|shipped| shipped.path.clone())
 }
 
@@ -555,8 +628,9 @@ fn is_backend_file_name(name: &str) -> bool {
         .is_some_and(|name| !name.is_empty())
 }
 
-/// Every backend file in `dirs`, in search order, with the result of loading it.
-pub fn scan(dirs: &[PathBuf]) -> Vec<(PathBuf, Result<Backend, LoadError>)> {
+/// Every backend file in `dirs`, in search order: in each directory, the files named like
+/// backend libraries and the version in use of each backend `backend add` installed there.
+pub fn backend_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
     let mut found = Vec::new();
     for dir in dirs {
         let Ok(entries) = std::fs::read_dir(dir) else {
@@ -567,11 +641,11 @@ pub fn scan(dirs: &[PathBuf]) -> Vec<(PathBuf, Result<Backend, LoadError>)> {
             .filter(|e| e.file_name().to_str().is_some_and(is_backend_file_name))
             .map(|e| e.path())
             .collect();
+        // Backends installed by `backend add` live one level down, in the version directory
+        // their `state` file names.
+        files.extend(crate::install_backend::active_files(dir));
         files.sort();
-        for file in files {
-            let loaded = load(&file);
-            found.push((file, loaded));
-        }
+        found.extend(files);
     }
     found
 }
@@ -594,12 +668,13 @@ pub struct Identity<'a> {
     pub version: semver::Version,
 }
 
-impl Backend {
-    pub fn identity(&self) -> Identity<'_> {
+impl<'a> From<&'a Described> for Identity<'a> {
+    fn from(described: &'a Described) -> Self {
         Identity {
-            name: &self.name,
-            platform: &self.platform,
-            version: semver::Version::parse(&self.version).unwrap_or(semver::Version::new(0, 0, 0)),
+            name: &described.name,
+            platform: &described.platform,
+            version: semver::Version::parse(&described.version)
+                .unwrap_or(semver::Version::new(0, 0, 0)),
         }
     }
 }
@@ -669,68 +744,126 @@ impl Choice<'_> {
     }
 }
 
-/// Every backend file the user named or the search path holds, loaded, and the one in use.
-pub struct Survey {
-    pub searched: Vec<PathBuf>,
-    pub found: Vec<(PathBuf, Result<Backend, LoadError>)>,
-    /// Index into `found` of the backend sygen uses, or why there is none.
-    pub selected: Result<usize, Failure>,
+/// A backend file found, with what it is or why sygen does not use it.
+pub struct Found {
+    /// Canonical, once the file passed its checks.
+    pub path: PathBuf,
+    pub described: Result<Described, LoadError>,
+    /// Whether its service manager answers, when the survey asked.
+    pub available: Option<Result<bool, Failure>>,
 }
 
-pub fn survey(choice: Choice<'_>, sygen_home: &Path) -> Survey {
+/// Every backend file the user named or the search path holds, and the one in use. Nothing of
+/// theirs ran in this process (see `registry`).
+pub struct Survey {
+    pub searched: Vec<PathBuf>,
+    pub found: Vec<Found>,
+    /// Index into `found` of the backend sygen uses, or why there is none.
+    pub selected: Result<usize, Failure>,
+    /// The backend shipped with sygen that the one in use replaces.
+    pub replaces: Option<PathBuf>,
+}
+
+/// Finds, checks and describes every backend file; with `available`, also asks each whether
+/// its service manager answers (each in its own child process).
+pub fn survey(choice: Choice<'_>, sygen_home: &Path, available: bool) -> Survey {
     let named = choice.named_file();
     let searched = search_dirs(sygen_home);
-    let mut found: Vec<_> = named
+    let files: Vec<PathBuf> = named
         .iter()
-        .map(|path| (path.clone(), load(path)))
+        .cloned()
+        .chain(backend_files(&searched))
         .collect();
-    found.extend(scan(&searched));
+    let checked: Vec<Result<PathBuf, LoadError>> = files.iter().map(|f| check(f)).collect();
+    let passed: Vec<PathBuf> = checked.iter().filter_map(|c| c.clone().ok()).collect();
+    let mut described = registry::describe(&passed, sygen_home, available).into_iter();
+    let found: Vec<Found> = files
+        .into_iter()
+        .zip(checked)
+        .map(|(file, checked)| {
+            // Descriptions come in the order of the files that passed their checks.
+            let description = checked.is_ok().then(|| described.next()).flatten();
+            match (checked, description) {
+                (Ok(path), Some(description)) => Found {
+                    path,
+                    described: description.described,
+                    available: description.available,
+                },
+                (Ok(path), None) => Found {
+                    path,
+                    described: Err(LoadError::new("was not described", "run the command again")),
+                    available: None,
+                },
+                (Err(error), _) => Found {
+                    path: file,
+                    described: Err(error),
+                    available: None,
+                },
+            }
+        })
+        .collect();
     let selected = match &named {
-        Some(path) => match &found[0].1 {
+        Some(path) => match &found[0].described {
             Ok(_) => Ok(0),
             Err(error) => Err(error.clone().into_failure(path)),
         },
         None => {
-            let loaded: Vec<(usize, &Backend)> = found
+            let usable: Vec<(usize, &Described)> = found
                 .iter()
                 .enumerate()
-                .filter_map(|(i, (_, r))| Some((i, r.as_ref().ok()?)))
+                .filter_map(|(i, f)| Some((i, f.described.as_ref().ok()?)))
                 .collect();
-            let identities: Vec<Identity> = loaded.iter().map(|(_, b)| b.identity()).collect();
-            choose(&identities, env::consts::OS).map(|chosen| loaded[chosen].0)
+            let identities: Vec<Identity> = usable.iter().map(|(_, d)| (*d).into()).collect();
+            choose(&identities, env::consts::OS).map(|chosen| usable[chosen].0)
         }
     };
-    if let (None, Ok(index)) = (&named, &selected) {
-        let replaces = found[*index].1.as_ref().ok().and_then(|chosen| {
-            let others = found.iter().filter_map(|(_, r)| r.as_ref().ok());
-            shipped_one_replaced(chosen, others, sygen_home)
-        });
-        if let Ok(chosen) = &mut found[*index].1 {
-            chosen.replaces = replaces;
-        }
-    }
+    let replaces = match (&named, &selected) {
+        (None, Ok(index)) => shipped_one_replaced(&found, *index, sygen_home),
+        _ => None,
+    };
     Survey {
         searched,
         found,
         selected,
+        replaces,
     }
 }
 
-/// Loads the backend the user asked for, or the default one for this platform.
+impl Survey {
+    /// Loads the backend in use into this process, after its checks, and makes sure it is what
+    /// the survey found.
+    pub fn load_selected(&self) -> Result<Backend, Failure> {
+        let index = *self.selected.as_ref().map_err(Clone::clone)?;
+        let found = &self.found[index];
+        let mut backend = load(&found.path).map_err(|e| e.into_failure(&found.path))?;
+        if let Ok(described) = &found.described {
+            if backend.described() != *described {
+                return Err(Failure::new(
+                    Exit::NoBackend,
+                    format!(
+                        "backend {}: it is {} {} now, not the {} {} found a moment ago",
+                        found.path.display(),
+                        backend.name,
+                        backend.version,
+                        described.name,
+                        described.version
+                    ),
+                )
+                .hint("it was replaced while sygen looked at it; run the command again"));
+            }
+        }
+        backend.replaces = self.replaces.clone();
+        Ok(backend)
+    }
+}
+
+/// Loads the backend the user asked for, or the default one for this platform: only that one
+/// is loaded into this process.
 pub fn select(choice: Choice<'_>, sygen_home: &Path) -> Result<Backend, Failure> {
     if let Some(path) = choice.named_file() {
         return load(&path).map_err(|e| e.into_failure(&path));
     }
-    let mut loaded: Vec<Backend> = scan(&search_dirs(sygen_home))
-        .into_iter()
-        .filter_map(|(_, r)| r.ok())
-        .collect();
-    let identities: Vec<Identity> = loaded.iter().map(Backend::identity).collect();
-    let chosen = choose(&identities, env::consts::OS)?;
-    let replaces = shipped_one_replaced(&loaded[chosen], &loaded, sygen_home);
-    let mut backend = loaded.swap_remove(chosen);
-    backend.replaces = replaces;
-    Ok(backend)
+    survey(choice, sygen_home, false).load_selected()
 }
 
 #[cfg(test)]

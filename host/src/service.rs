@@ -17,6 +17,7 @@ use crate::{
     install_backend, lifecycle,
     loader::{self, Backend, Choice},
     progress::Progress,
+    registry,
     runtime::config::Config,
     wait,
 };
@@ -33,6 +34,14 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
         );
         Ok((backend, description::build()?.to_spec()))
     };
+    let is_dry_run = match command {
+        ServiceCommand::Install(args) => args.dry_run.dry_run,
+        ServiceCommand::Uninstall(flag) => flag.dry_run,
+        _ => false,
+    };
+    if is_dry_run {
+        registry::write_nothing();
+    }
     match command {
         ServiceCommand::Install(args) => {
             let (backend, spec) = prepare()?;
@@ -86,7 +95,9 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
             BackendCommand::List => install_backend::list()?,
             BackendCommand::Remove { name } => install_backend::remove(name)?,
             BackendCommand::Rollback { name } => install_backend::rollback(name)?,
-            BackendCommand::Probe { file } => install_backend::probe(file)?,
+            BackendCommand::Describe { available, files } => {
+                registry::describe_here(files, *available)?
+            }
         },
     }
     Ok(())
@@ -299,63 +310,39 @@ struct BackendsJson {
 }
 
 fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
-    let loader::Survey {
-        searched,
-        found,
-        selected,
-    } = loader::survey(choice, home);
-    let selected_path = selected.ok().map(|i| found[i].0.clone());
-    let spec = description::build()?.to_spec();
-    // Each backend asks its own service manager; they answer at the same time.
-    // (Files that did not load get a placeholder answer, never shown.)
-    let availability: Vec<Result<bool, Failure>> = std::thread::scope(|scope| {
-        let asks: Vec<_> = found
-            .iter()
-            .map(|(_, result)| {
-                result
-                    .as_ref()
-                    .ok()
-                    .map(|backend| scope.spawn(|| backend.is_service_available(&spec)))
-            })
-            .collect();
-        asks.into_iter()
-            .map(|ask| match ask {
-                Some(handle) => handle.join().unwrap_or_else(|_| {
-                    Err(Failure::new(
-                        Exit::Failed,
-                        "the availability check panicked",
-                    ))
-                }),
-                None => Ok(false),
-            })
-            .collect()
-    });
-    let rows: Vec<BackendRow> = found
+    let survey = loader::survey(choice, home, true);
+    let selected = survey.selected.as_ref().ok().copied();
+    let rows: Vec<BackendRow> = survey
+        .found
         .iter()
-        .zip(availability)
-        .map(|((path, result), availability)| match result {
-            Ok(backend) => {
-                let (available, error, hint) = match availability {
-                    Ok(available) => (Some(available), None, None),
-                    Err(failure) => (None, Some(failure.message), failure.hint),
+        .enumerate()
+        .map(|(index, found)| match &found.described {
+            Ok(described) => {
+                let (available, error, hint) = match &found.available {
+                    Some(Ok(available)) => (Some(*available), None, None),
+                    Some(Err(failure)) => {
+                        (None, Some(failure.message.clone()), failure.hint.clone())
+                    }
+                    None => (None, None, None),
                 };
+                let selected = selected == Some(index);
                 BackendRow {
-                    path: backend.path.clone(),
+                    path: found.path.clone(),
                     loaded: true,
-                    name: Some(backend.name.clone()),
-                    version: Some(backend.version.clone()),
-                    platform: Some(backend.platform.clone()),
-                    description: Some(backend.description.clone()),
-                    api_version: Some(backend.api_version.clone()),
+                    name: Some(described.name.clone()),
+                    version: Some(described.version.clone()),
+                    platform: Some(described.platform.clone()),
+                    description: Some(described.description.clone()),
+                    api_version: Some(described.api_version.clone()),
                     available,
                     error,
                     hint,
-                    selected: selected_path.as_ref() == Some(path),
-                    replaces: backend.replaces.clone(),
+                    selected,
+                    replaces: survey.replaces.clone().filter(|_| selected),
                 }
             }
             Err(error) => BackendRow {
-                path: path.clone(),
+                path: found.path.clone(),
                 loaded: false,
                 name: None,
                 version: None,
@@ -373,15 +360,15 @@ fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
 
     if json {
         let report = BackendsJson {
-            searched,
+            searched: survey.searched,
             backends: rows,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_backend_table(&rows);
     }
-    if selected_path.is_none() {
-        let reason = if found.is_empty() {
+    if selected.is_none() {
+        let reason = if survey.found.is_empty() {
             "no backend files were found".to_owned()
         } else {
             format!("none of the backends found serves {}", std::env::consts::OS)

@@ -6,12 +6,12 @@
 mod support;
 
 use std::{
-    fs,
+    fs::{self, File},
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Command, Stdio},
     thread,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use support::{artifacts, library, Outcome};
@@ -41,14 +41,32 @@ impl User {
         self.sygen(&["service", "backend", "add", file.to_str().unwrap()])
     }
 
+    fn backends(&self) -> PathBuf {
+        self.home.path().join(".sygen/backends")
+    }
+
+    /// What `backends/versioned/state` names: the version directories in use and kept.
+    fn state(&self) -> Option<(String, Option<String>)> {
+        let text = fs::read_to_string(self.backends().join("versioned/state")).ok()?;
+        let line = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::to_owned))
+        };
+        Some((line("current")?, line("previous")))
+    }
+
+    /// The library of the installed `versioned` backend's version in use.
     fn active(&self) -> PathBuf {
-        self.home
-            .path()
-            .join(".sygen/backends/libsygen_versioned.so")
+        let (current, _) = self.state().expect("the versioned backend is installed");
+        self.backends()
+            .join("versioned")
+            .join(current)
+            .join("libsygen_versioned.so")
     }
 
     /// The version of the installed `versioned` backend, as sygen loads it.
     fn active_version(&self) -> Option<String> {
+        self.state()?;
         let out = self.sygen(&[
             "--backend",
             self.active().to_str().unwrap(),
@@ -60,19 +78,92 @@ impl User {
         report["backends"][0]["version"].as_str().map(str::to_owned)
     }
 
-    /// Files in the store (besides the lock and the kept versions).
-    fn store_files(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.home.path().join(".sygen/backends"))
-            .map(|d| {
-                d.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n != ".lock" && n != "previous")
-                    .collect()
+    /// The versions of the backends sygen finds in the store on its own (no `--backend`), and
+    /// why any file there did not load.
+    fn found_in_store(&self) -> Vec<Result<String, String>> {
+        let out = self.sygen(&["service", "backends", "--json"]);
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let store = fs::canonicalize(self.backends()).unwrap();
+        report["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|row| {
+                row["path"]
+                    .as_str()
+                    .is_some_and(|p| p.starts_with(store.to_str().unwrap()))
             })
-            .unwrap_or_default();
+            .map(|row| match row["version"].as_str() {
+                Some(version) if row["loaded"] == true => Ok(version.to_owned()),
+                _ => Err(format!("{}: {}", row["path"], row["error"])),
+            })
+            .collect()
+    }
+
+    /// Every file in the store (besides the lock), relative to it, with the unique part of
+    /// version directories as `*`: `versioned/1.0.0-*/libsygen_versioned.so`.
+    fn store_files(&self) -> Vec<String> {
+        let mut names: Vec<String> = files_under(&self.backends())
+            .iter()
+            .filter_map(|f| f.strip_prefix(self.backends()).ok())
+            .map(|f| {
+                let mut parts: Vec<String> =
+                    f.iter().map(|c| c.to_string_lossy().into_owned()).collect();
+                if parts.len() == 3 && !parts[1].starts_with('.') {
+                    if let Some((version, _)) = parts[1].rsplit_once('-') {
+                        parts[1] = format!("{version}-*");
+                    }
+                }
+                parts.join("/")
+            })
+            .filter(|f| f != ".lock")
+            .collect();
         names.sort();
         names
     }
+
+    /// What interrupted operations left anywhere in the store.
+    fn leftovers(&self) -> Vec<String> {
+        self.store_files()
+            .into_iter()
+            .filter(|f| {
+                f.split('/')
+                    .any(|part| part.starts_with(".tmp") || part.starts_with(".swap"))
+            })
+            .collect()
+    }
+
+    /// The store holding `versioned` at `versions` only (the one in use first), besides their
+    /// signatures.
+    fn holds_only(&self, versions: &[&str]) {
+        let mut expected: Vec<String> = versions
+            .iter()
+            .map(|v| format!("versioned/{v}-*/libsygen_versioned.so"))
+            .chain(["versioned/state".to_owned()])
+            .collect();
+        expected.sort();
+        let held: Vec<String> = self
+            .store_files()
+            .into_iter()
+            .filter(|f| f.starts_with("versioned/") && !f.ends_with(".minisig"))
+            .collect();
+        assert_eq!(held, expected);
+        assert_eq!(self.active_version().as_deref(), Some(versions[0]));
+    }
+}
+
+/// The files (not directories) under `dir`, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .flat_map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => files_under(&e.path()),
+            _ => vec![e.path()],
+        })
+        .collect()
 }
 
 #[test]
@@ -80,12 +171,14 @@ fn add_upgrades_keeps_the_old_version_and_rolls_back() {
     let user = User::new();
     let out = user.add(&library("versioned_1"));
     assert!(
-        out.succeeds()
-            .starts_with("installed the versioned backend 1.0.0 as"),
+        out.succeeds().starts_with(&format!(
+            "installed the versioned backend 1.0.0 as {}\n",
+            user.active().display()
+        )),
         "{}",
         out.stdout
     );
-    assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
+    user.holds_only(&["1.0.0"]);
     let mode = fs::metadata(user.active()).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o644);
 
@@ -93,7 +186,7 @@ fn add_upgrades_keeps_the_old_version_and_rolls_back() {
     assert!(out
         .succeeds()
         .contains("(kept 1.0.0 for `sygen service backend rollback versioned`)"));
-    assert_eq!(user.active_version().as_deref(), Some("2.0.0"));
+    user.holds_only(&["2.0.0", "1.0.0"]);
     let list = user.sygen(&["service", "backend", "list"]);
     let listing = list.succeeds();
     assert!(
@@ -106,15 +199,13 @@ fn add_upgrades_keeps_the_old_version_and_rolls_back() {
     assert!(listing.contains("  kept for rollback: 1.0.0"), "{listing}");
 
     // The same version again changes nothing.
-    let before = fs::metadata(user.active()).unwrap().modified().unwrap();
+    let before = (user.state(), support::tree(&user.backends()));
     assert!(user
         .add(&library("versioned_2"))
         .succeeds()
         .contains("already installed"));
-    assert_eq!(
-        fs::metadata(user.active()).unwrap().modified().unwrap(),
-        before
-    );
+    assert_eq!(user.state(), before.0);
+    support::assert_unchanged(&user.backends(), &before.1);
 
     // An older one needs --force.
     let line = user
@@ -128,20 +219,26 @@ fn add_upgrades_keeps_the_old_version_and_rolls_back() {
     assert_eq!(user.active_version().as_deref(), Some("2.0.0"));
 
     let out = user.sygen(&["service", "backend", "rollback", "versioned"]);
-    assert!(out
-        .succeeds()
-        .starts_with("rolled the versioned backend back to 1.0.0"));
-    assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
+    assert!(out.succeeds().starts_with(&format!(
+        "rolled the versioned backend back to 1.0.0 ({})",
+        user.active().display()
+    )));
+    user.holds_only(&["1.0.0", "2.0.0"]);
     let out = user.sygen(&["service", "backend", "rollback", "versioned"]);
     assert!(
         out.succeeds()
             .starts_with("rolled the versioned backend back to 2.0.0"),
         "rollback swaps"
     );
+    user.holds_only(&["2.0.0", "1.0.0"]);
 
-    user.sygen(&["service", "backend", "remove", "versioned"])
-        .succeeds();
-    assert!(!user.active().exists());
+    let active = user.active();
+    let out = user.sygen(&["service", "backend", "remove", "versioned"]);
+    assert_eq!(
+        out.succeeds(),
+        format!("removed the versioned backend ({})\n", active.display())
+    );
+    assert!(!user.backends().join("versioned").exists());
     user.sygen(&["service", "backend", "remove", "versioned"])
         .fails_with(4, "no versioned backend is installed");
     user.sygen(&["service", "backend", "rollback", "versioned"])
@@ -173,7 +270,7 @@ fn refused(user: &User, file: &Path, needle: &str) {
         Some("1.0.0"),
         "the working backend stays"
     );
-    assert_eq!(user.store_files(), ["libsygen_versioned.so"]);
+    user.holds_only(&["1.0.0"]);
 }
 
 #[test]
@@ -318,7 +415,7 @@ fn add_refuses_what_is_not_a_good_backend() {
     refused(
         &User::new(),
         &truncated,
-        "loading it crashed the check (killed by signal 7)",
+        "crashed (SIGBUS) in loading; nothing was installed",
     );
 
     let writable = scratch.path().join("libsygen_writable.so");
@@ -344,10 +441,7 @@ fn a_library_that_crashes_on_load_takes_down_only_the_check() {
     let user = User::new();
     user.add(&library("versioned_1")).succeeds();
     let out = user.add(&library("crash_on_load"));
-    let line = out.fails_with(
-        4,
-        "loading it crashed the check (killed by signal 6); nothing was installed",
-    );
+    let line = out.fails_with(4, "crashed (SIGABRT) in loading; nothing was installed");
     assert!(line.contains("ask its publisher"), "{line}");
     assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
 }
@@ -371,8 +465,10 @@ fn concurrent_adds_leave_one_consistent_backend() {
         }
         // Whichever came first, the newer version is active (the older, second, is refused as
         // a downgrade), and it loads.
-        assert_eq!(user.active_version().as_deref(), Some("2.0.0"));
-        assert_eq!(user.store_files(), ["libsygen_versioned.so"]);
+        match user.state() {
+            Some((_, Some(_))) => user.holds_only(&["2.0.0", "1.0.0"]),
+            _ => user.holds_only(&["2.0.0"]),
+        }
     }
 }
 
@@ -401,13 +497,16 @@ fn a_crash_midway_through_add_leaves_a_backend_that_loads() {
             matches!(version.as_deref(), Some("1.0.0" | "2.0.0")),
             "after a kill at {delay_ms} ms the active backend is {version:?}"
         );
+        let leftovers = user.leftovers();
         assert!(
-            user.store_files()
-                .iter()
-                .all(|f| f == "libsygen_versioned.so" || f.starts_with('.')),
+            user.store_files().iter().all(|f| leftovers.contains(f)
+                || f == "versioned/state"
+                || f.ends_with("-*/libsygen_versioned.so")),
             "{:?}",
             user.store_files()
         );
+        user.sygen(&["service", "backend", "list"]).succeeds();
+        assert_eq!(user.leftovers(), Vec::<String>::new());
     }
 }
 
@@ -468,11 +567,9 @@ fn with_trusted_keys_only_signed_backends_load() {
     sign(&publisher, &signed);
     user.add(&signed).succeeds();
     assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
-    assert!(user
-        .home
-        .path()
-        .join(".sygen/backends/libsygen_versioned.so.minisig")
-        .exists());
+    let mut signature = user.active().into_os_string();
+    signature.push(".minisig");
+    assert!(Path::new(&signature).is_file());
 
     let unsigned = publish(scratch.path(), &library("versioned_2"));
     let line = user
@@ -587,4 +684,231 @@ fn allow_unsigned_loads_with_a_loud_warning() {
     );
     let out = user.sygen(&["--backend", unsigned.to_str().unwrap(), "service", "status"]);
     out.fails_with(4, "it has no signature");
+}
+
+/// A small random number generator (xorshift), seeded from the clock: each run tries other
+/// moments, and a failure names its seed.
+struct Random(u64);
+
+impl Random {
+    fn new() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        Self(u64::from(nanos) | 1)
+    }
+
+    fn below(&mut self, bound: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % bound.max(1)
+    }
+}
+
+#[test]
+fn kill_9_during_add_or_rollback_never_splits_a_library_from_its_signature() {
+    let user = User::new();
+    let publisher = trusted_publisher(&user);
+    let scratch = tempfile::tempdir().unwrap();
+    let signed = |built: &str| {
+        let file = publish(scratch.path(), &library(built));
+        sign(&publisher, &file);
+        file.to_str().unwrap().to_owned()
+    };
+    let (v1, v2) = (signed("versioned_1"), signed("versioned_2"));
+    let add_v1 = ["service", "backend", "add", "--force", &v1];
+    let add_v2 = ["service", "backend", "add", &v2];
+    let rollback = ["service", "backend", "rollback", "versioned"];
+    user.sygen(&add_v1).succeeds();
+    user.sygen(&add_v2).succeeds();
+    let started = Instant::now();
+    user.sygen(&rollback).succeeds();
+    let rollback_takes = started.elapsed();
+    let mut random = Random::new();
+    let seed = random.0;
+    let (mut killed, mut in_use) = (0, "1.0.0".to_owned());
+    for round in 0..25 {
+        // Each round changes something: a rollback, or an add of the version not in use.
+        let add = if in_use == "1.0.0" {
+            &add_v2[..]
+        } else {
+            &add_v1[..]
+        };
+        let args = if random.below(2) == 0 {
+            add
+        } else {
+            &rollback[..]
+        };
+        let before = user.store_files();
+        let mut child = user
+            .command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // An add is killed once it starts changing the store (before, it only checks files,
+        // slowly in a debug build), after 0 to 1 ms, 0 to 2 ms, …, 0 to 1 s: in its copies,
+        // renames, the deletion of the version it drops, or after. A rollback anywhere in it,
+        // or not at all (it is mostly a check), so that the versions change.
+        let delay = if args[2] == "add" {
+            while child.try_wait().unwrap().is_none() && user.store_files() == before {
+                thread::sleep(Duration::from_millis(1));
+            }
+            let scale = 1000 << random.below(11);
+            Duration::from_micros(random.below(scale))
+        } else {
+            Duration::from_micros(random.below(rollback_takes.as_micros() as u64 * 3 / 2))
+        };
+        thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        // SIGKILL (nothing, if it has ended already).
+        let _ = child.kill();
+        child.wait().unwrap();
+        let when = format!("round {round} (seed {seed}): {args:?}, kill after {delay:?}");
+        // The one backend in the store loads as sygen searches for it, signature checked.
+        in_use = match &user.found_in_store()[..] {
+            [Ok(version)] if version == "1.0.0" || version == "2.0.0" => version.clone(),
+            found => panic!("{when}: the store holds {found:?}"),
+        };
+        // The cheapest store operation (it checks no file): what the kill left goes.
+        user.sygen(&["service", "backend", "remove", "not-installed"])
+            .fails_with(4, "no not-installed backend is installed");
+        assert_eq!(user.leftovers(), Vec::<String>::new(), "{when}");
+    }
+    assert!(killed > 0, "no operation was killed midway (seed {seed})");
+}
+
+#[test]
+fn leftovers_of_an_interrupted_add_are_removed_by_the_next_store_operation() {
+    let user = User::new();
+    user.add(&library("versioned_1")).succeeds();
+    user.add(&library("versioned_2")).succeeds();
+    let store = user.backends();
+    // What killed operations leave: an old-layout `write_atomic` temporary (as big as a
+    // library), an old rollback's file set aside, a version directory being built, a
+    // temporary state, and a version directory no state names any more.
+    let big = File::create(store.join(".tmpAbCd12")).unwrap();
+    big.set_len(28 * 1024 * 1024).unwrap();
+    fs::write(store.join(".swap-4242"), "x").unwrap();
+    let building = store.join("versioned/.tmp-x");
+    fs::create_dir_all(&building).unwrap();
+    fs::copy(
+        library("versioned_2"),
+        building.join("libsygen_versioned.so"),
+    )
+    .unwrap();
+    fs::write(store.join("versioned/.tmpSt4te"), "current x\n").unwrap();
+    let orphan = store.join("versioned/0.9.0-Orph4n");
+    fs::create_dir_all(&orphan).unwrap();
+    fs::copy(library("versioned_1"), orphan.join("libsygen_versioned.so")).unwrap();
+    assert_eq!(user.leftovers().len(), 4, "{:?}", user.store_files());
+
+    let listing = user.sygen(&["service", "backend", "list"]);
+    assert!(
+        listing.succeeds().contains("  kept for rollback: 1.0.0"),
+        "{}",
+        listing.stdout
+    );
+    assert!(!orphan.exists());
+    user.holds_only(&["2.0.0", "1.0.0"]);
+    assert_eq!(user.found_in_store(), [Ok("2.0.0".to_owned())]);
+}
+
+#[test]
+fn a_backend_installed_by_the_old_layout_is_migrated_not_lost() {
+    let scratch = tempfile::tempdir().unwrap();
+    let user = User::new();
+    let publisher = trusted_publisher(&user);
+    let store = user.backends();
+    let (v1, v2) = (
+        publish(scratch.path(), &library("versioned_1")),
+        publish(scratch.path(), &library("versioned_2")),
+    );
+    sign(&publisher, &v1);
+    sign(&publisher, &v2);
+    // As the old `backend add` left them: v2 active, v1 kept, each with its signature; and a
+    // file the user dropped in by hand.
+    let old = |from: &Path, to: &Path| {
+        fs::create_dir_all(to.parent().unwrap()).unwrap();
+        fs::copy(from, to).unwrap();
+        let signature = |p: &Path| PathBuf::from(format!("{}.minisig", p.display()));
+        fs::copy(signature(from), signature(to)).unwrap();
+    };
+    old(&v2, &store.join("libsygen_versioned.so"));
+    old(&v1, &store.join("previous/libsygen_versioned.so"));
+    let by_hand = publish(scratch.path(), &artifacts().join("libsygen_openrc.so"));
+    sign(&publisher, &by_hand);
+    old(&by_hand, &store.join("libsygen_openrc.so"));
+    let openrc_loads = |user: &User| {
+        let out = user.sygen(&["service", "backends", "--json"]);
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        report["backends"].as_array().unwrap().iter().any(|row| {
+            row["name"] == "openrc"
+                && row["loaded"] == true
+                && row["path"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(".sygen/backends/libsygen_openrc.so"))
+        })
+    };
+    assert!(openrc_loads(&user));
+
+    // Listing touches no name: the old layout still loads and shows its kept version.
+    let listing = user.sygen(&["service", "backend", "list"]);
+    assert!(
+        listing.succeeds().contains("versioned 2.0.0: ")
+            && listing.stdout.contains("  kept for rollback: 1.0.0"),
+        "{}",
+        listing.stdout
+    );
+
+    // The first operation on the name moves both versions, each with its signature.
+    let out = user.sygen(&["service", "backend", "rollback", "versioned"]);
+    assert!(
+        out.succeeds()
+            .starts_with("rolled the versioned backend back to 1.0.0"),
+        "{}",
+        out.stdout
+    );
+    user.holds_only(&["1.0.0", "2.0.0"]);
+    assert_eq!(
+        user.found_in_store(),
+        [Ok("0.1.0".to_owned()), Ok("1.0.0".to_owned())],
+        "openrc, dropped in by hand, and versioned"
+    );
+    assert!(!store.join("previous").exists());
+    let out = user.sygen(&["service", "backend", "rollback", "versioned"]);
+    assert!(
+        out.succeeds()
+            .starts_with("rolled the versioned backend back to 2.0.0"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(user.active_version().as_deref(), Some("2.0.0"));
+    assert!(user.add(&v2).succeeds().contains("already installed"));
+    assert!(openrc_loads(&user), "the file dropped by hand stays");
+    assert!(store.join("libsygen_openrc.so").is_file());
+
+    // An old install without a kept version, upgraded by `add`.
+    let user = User::new();
+    fs::create_dir_all(user.backends()).unwrap();
+    fs::copy(
+        library("versioned_1"),
+        user.backends().join("libsygen_versioned.so"),
+    )
+    .unwrap();
+    let out = user.add(&library("versioned_2"));
+    assert!(
+        out.succeeds()
+            .contains("(kept 1.0.0 for `sygen service backend rollback versioned`)"),
+        "{}",
+        out.stdout
+    );
+    user.holds_only(&["2.0.0", "1.0.0"]);
+    user.sygen(&["service", "backend", "rollback", "versioned"])
+        .succeeds();
+    user.holds_only(&["1.0.0", "2.0.0"]);
 }

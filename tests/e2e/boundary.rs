@@ -7,7 +7,8 @@
 mod support;
 
 use std::{
-    process::Command,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -111,6 +112,37 @@ fn a_backend_that_aborts_or_crashes_is_named_with_the_call_and_the_signal() {
 }
 
 #[test]
+fn a_backend_that_crashes_or_hangs_while_loading_is_named() {
+    let user = User::new();
+    let crashing = library("crash_on_load");
+    let out = Outcome::from(
+        user.command(&["--backend", crashing.to_str().unwrap(), "service", "status"])
+            .output()
+            .unwrap(),
+    );
+    out.fails_with(
+        1,
+        &format!(
+            "backend {} crashed (SIGABRT) in loading",
+            crashing.display()
+        ),
+    );
+    let slow = library("on_load");
+    let mut command = user.command(&["--backend", slow.to_str().unwrap(), "service", "status"]);
+    command
+        .env("ON_LOAD", "sleep")
+        .env("SYGEN_BACKEND_TIMEOUT", "1");
+    let out = Outcome::from(command.output().unwrap());
+    out.fails_with(
+        4,
+        &format!(
+            "backend {}: did not answer loading within 1 s",
+            slow.display()
+        ),
+    );
+}
+
+#[test]
 fn a_backend_that_does_not_answer_is_given_up_on_at_the_time_limit() {
     let user = User::new();
     let started = Instant::now();
@@ -174,4 +206,181 @@ fn a_bad_time_limit_is_one_clear_error() {
             &format!("SYGEN_BACKEND_TIMEOUT={bad} is not a number of seconds from 1 to 3600"),
         );
     }
+}
+
+/// Puts `library` into the user's `$SYGEN_HOME/backends` as `file_name` (a hard link where it
+/// can be: fifty copies of a debug build would be more than a gigabyte).
+fn drop_in(user: &User, library: &Path, file_name: &str) -> PathBuf {
+    let dir = user.home.path().join(".sygen/backends");
+    std::fs::create_dir_all(&dir).unwrap();
+    let to = dir.join(file_name);
+    if std::fs::hard_link(library, &to).is_err() {
+        std::fs::copy(library, &to).unwrap();
+    }
+    to
+}
+
+#[test]
+fn finding_backends_runs_none_of_their_code_in_sygen() {
+    let user = User::new();
+    drop_in(&user, &library("on_load"), "libsygen_on-load.so");
+    let marks = user.home.path().join("loaded-by");
+    let mut hosts = Vec::new();
+    for args in [
+        &["service", "status"][..],
+        &["doctor"],
+        &["stop"],
+        &["service", "backend", "list"],
+        &["service", "backends"],
+        &["service", "status"],
+    ] {
+        let mut command = user.command(args);
+        command.env("ON_LOAD", format!("mark:{}", marks.display()));
+        let child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        hosts.push(child.id());
+        child.wait_with_output().unwrap();
+    }
+    let loaded_by: Vec<u32> = std::fs::read_to_string(&marks)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    // Described once by a child, then from the cache; `backends` asks a child again whether
+    // its service manager answers.
+    assert_eq!(loaded_by.len(), 2, "{loaded_by:?}");
+    for pid in &loaded_by {
+        assert!(!hosts.contains(pid), "sygen itself ({pid}) loaded it");
+    }
+}
+
+#[test]
+fn fifty_backends_one_slow_to_load_one_slow_to_answer_are_listed_within_the_limit() {
+    let user = User::new();
+    for i in 0..48 {
+        drop_in(
+            &user,
+            &library("minimal_backend"),
+            &format!("libsygen_copy{i:02}.so"),
+        );
+    }
+    drop_in(&user, &library("on_load"), "libsygen_slow-to-load.so");
+    drop_in(
+        &user,
+        &library("misbehaving_backend"),
+        "libsygen_slow-to-answer.so",
+    );
+    let started = Instant::now();
+    let mut command = user.command(&["service", "backends"]);
+    command
+        .env("ON_LOAD", "sleep")
+        .env("MISBEHAVE", "hang@is_service_available")
+        .env("SYGEN_BACKEND_TIMEOUT", "3");
+    let out = Outcome::from(command.output().unwrap());
+    let took = started.elapsed();
+    // Loading (3 s) and asking (3 s), with margin: far from the two minutes each would take.
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    let rows = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("minimal") && l.contains("libsygen_copy"))
+        .count();
+    assert_eq!(rows, 48, "{}", out.stdout);
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("not loaded: ")
+            && l.contains("libsygen_slow-to-load.so")
+            && l.contains("did not answer loading within 3 s")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with(
+            "misbehaving: availability unknown: misbehaving backend 0.1.0 did not answer is_service_available within 3 s"
+        )),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_library_swapped_in_between_check_and_load_is_never_the_one_loaded() {
+    let user = User::new();
+    let sygen_home = user.home.path().join(".sygen");
+    let keys = sygen_home.join("trusted-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    std::fs::write(
+        keys.join("publisher.pub"),
+        pair.pk.to_box().unwrap().to_string(),
+    )
+    .unwrap();
+    // The signed 1.0.0 and a never-signed 2.0.0, each ready to be renamed over `active`.
+    let dir = user.home.path().join("store");
+    std::fs::create_dir_all(&dir).unwrap();
+    let active = dir.join("libsygen_versioned.so");
+    let (signed, unsigned) = (dir.join("signed"), dir.join("unsigned"));
+    std::fs::copy(library("versioned_1"), &active).unwrap();
+    let data = std::fs::read(library("versioned_1")).unwrap();
+    let signature = minisign::sign(Some(&pair.pk), &pair.sk, &data[..], None, None).unwrap();
+    std::fs::write(
+        dir.join("libsygen_versioned.so.minisig"),
+        signature.to_string(),
+    )
+    .unwrap();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, active, signed, unsigned) = (
+            stop.clone(),
+            active.clone(),
+            signed.clone(),
+            unsigned.clone(),
+        );
+        let (v1, v2) = (library("versioned_1"), library("versioned_2"));
+        std::thread::spawn(move || {
+            // Links, not copies: each swap is two system calls, as fast as a race can be.
+            let place = |from: &Path, to: &Path| {
+                if std::fs::hard_link(from, to).is_err() {
+                    std::fs::copy(from, to).unwrap();
+                }
+            };
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                place(&v2, &unsigned);
+                std::fs::rename(&unsigned, &active).unwrap();
+                place(&v1, &signed);
+                std::fs::rename(&signed, &active).unwrap();
+            }
+        })
+    };
+    let mut loaded = Vec::new();
+    for _ in 0..8 {
+        for args in [
+            &["service", "status"][..],
+            &["service", "backends", "--json"],
+        ] {
+            let mut full = vec!["--backend", active.to_str().unwrap()];
+            full.extend_from_slice(args);
+            let out = Outcome::from(user.command(&full).output().unwrap());
+            loaded.push(format!("{}{}", out.stdout, out.stderr));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    for output in &loaded {
+        assert!(
+            !output.contains("2.0.0") || output.contains("refusing to load it"),
+            "the never-signed library was loaded: {output}"
+        );
+    }
+    // Both outcomes happened: the check is not simply refusing everything.
+    assert!(
+        loaded
+            .iter()
+            .any(|o| o.contains("versioned backend 1.0.0") || o.contains("\"version\": \"1.0.0\"")),
+        "{loaded:#?}"
+    );
 }

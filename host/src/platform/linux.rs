@@ -199,3 +199,10 @@ fn reap(spawning: &Mutex<()>, new_child: &mpsc::Receiver<()>, exited: &Exited) {
         }
     }
 }
+
+/// The path the dynamic loader opens to load the library open as `file`: the descriptor
+/// itself, so a file swapped in at `_path` after the checks is never the one loaded.
+pub fn loadable_path(file: &std::fs::File, _path: &std::path::Path) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd as _;
+    std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}

@@ -197,3 +197,10 @@ impl Tree {
         Ok(child)
     }
 }
+
+/// The path the dynamic loader opens to load the library open as `file`: the descriptor
+/// itself (`/dev/fd`), so a file swapped in at `_path` after the checks is never the one loaded.
+pub fn loadable_path(file: &std::fs::File, _path: &std::path::Path) -> std::path::PathBuf {
+    use std::os::fd::AsRawFd as _;
+    std::path::PathBuf::from(format!("/dev/fd/{}", file.as_raw_fd()))
+}

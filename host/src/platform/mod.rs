@@ -16,7 +16,9 @@
 //!   life ([`try_lock`], [`is_locked`]): "is it running" is "is the lock held".
 //! - **Requests.** Stop and restart ([`Request`]; SIGTERM and SIGUSR1 on Unix, named events on
 //!   Windows), heard by the runtime and the agent through [`listen`].
-//! - **Trust.** Whether anyone but the user could have written a backend file ([`check_trust`]).
+//! - **Trust.** Whether anyone but the user could have written a backend file ([`check_trust`]),
+//!   judged on the file as opened to be loaded ([`open_to_load`], [`check_trust_open`],
+//!   [`loadable_path`]).
 //! - **Last words.** Hooks for a crash ([`on_crash`]) and an `exit()` ([`on_exit`]), and what
 //!   they may use: [`write_stderr_now`] and [`exit_now`] (see `boundary`).
 
@@ -33,10 +35,11 @@ use windows as family;
 use windows as os;
 
 pub use family::{
-    check_private, check_trust, exit_now, exit_status, is_locked, is_same_file, listen, no_follow,
-    on_crash, on_exit, quiet_on_closed_pipes, regular_file_behind, send, special_file_kind,
-    try_lock, write_stderr_now, Tree,
+    check_private, check_trust, check_trust_open, exit_now, exit_status, file_stamp, is_locked,
+    is_same_file, listen, no_follow, on_crash, on_exit, open_to_load, quiet_on_closed_pipes,
+    regular_file_behind, send, special_file_kind, try_lock, write_stderr_now, Tree,
 };
+pub use os::loadable_path;
 
 #[cfg(target_os = "linux")]
 mod linux;

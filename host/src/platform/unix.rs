@@ -224,30 +224,53 @@ enum Exposure {
 /// Whether someone other than the `trusted` users could have written `place` (a symbolic link
 /// is judged by what it points to).
 fn exposure(place: &std::path::Path, trusted: &[u32]) -> Result<Option<Exposure>, Untrusted> {
-    use std::os::unix::fs::MetadataExt;
     let metadata = std::fs::metadata(place).map_err(|e| Untrusted {
         reason: format!("cannot check {}: {e}", place.display()),
         hint: format!("check that {} exists and is readable", place.display()),
     })?;
+    Ok(exposure_of(&metadata, trusted))
+}
+
+fn exposure_of(metadata: &std::fs::Metadata, trusted: &[u32]) -> Option<Exposure> {
+    use std::os::unix::fs::MetadataExt;
     let mode = metadata.mode() & 0o7777;
-    Ok(if mode & 0o022 != 0 {
+    if mode & 0o022 != 0 {
         Some(Exposure::Writable(mode))
     } else if !trusted.contains(&metadata.uid()) {
         Some(Exposure::Owner(metadata.uid()))
     } else {
         None
-    })
+    }
 }
 
 /// Refuses a library that someone other than this user (or root) could have put there: a
 /// file or directory writable by group or others, or owned by another user. Loading it runs
 /// its code with this user's rights.
 pub fn check_trust(path: &std::path::Path) -> Result<(), Untrusted> {
-    let trusted = [nix::unistd::geteuid().as_raw(), 0];
+    let it = exposure(path, &trusted_writers())?;
+    judge_trust(path, it)
+}
+
+/// [`check_trust`] for the library open as `file`: the file itself is judged through the
+/// descriptor, so what is checked is what is loaded.
+pub fn check_trust_open(file: &File, path: &std::path::Path) -> Result<(), Untrusted> {
+    let metadata = file.metadata().map_err(|e| Untrusted {
+        reason: format!("cannot check {}: {e}", path.display()),
+        hint: format!("check that {} is readable", path.display()),
+    })?;
+    judge_trust(path, exposure_of(&metadata, &trusted_writers()))
+}
+
+fn trusted_writers() -> [u32; 2] {
+    [nix::unistd::geteuid().as_raw(), 0]
+}
+
+fn judge_trust(path: &std::path::Path, it: Option<Exposure>) -> Result<(), Untrusted> {
     let dir = path.parent().unwrap_or(std::path::Path::new("/"));
-    for (what, place) in [("it", path), ("its directory", dir)] {
+    let of_dir = exposure(dir, &trusted_writers())?;
+    for (what, place, exposure) in [("it", path, it), ("its directory", dir, of_dir)] {
         let shown = place.display();
-        match exposure(place, &trusted)? {
+        match exposure {
             Some(Exposure::Writable(mode)) => return Err(Untrusted {
                 reason: format!(
                     "refusing to load it: {what} ({shown}) is writable by group or others (mode {mode:04o})"
@@ -266,6 +289,27 @@ pub fn check_trust(path: &std::path::Path) -> Result<(), Untrusted> {
         }
     }
     Ok(())
+}
+
+/// Opens a backend library once, to check it and load it through the same descriptor.
+pub fn open_to_load(path: &std::path::Path) -> io::Result<File> {
+    File::open(path)
+}
+
+/// A stamp of a file's metadata that changes whenever its content or identity may have:
+/// device, inode, size, modification and change times.
+pub fn file_stamp(metadata: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{}:{}:{}:{}.{}:{}.{}",
+        metadata.dev(),
+        metadata.ino(),
+        metadata.size(),
+        metadata.mtime(),
+        metadata.mtime_nsec(),
+        metadata.ctime(),
+        metadata.ctime_nsec()
+    )
 }
 
 /// Refuses a file or directory of the sygen home that someone other than its users could have

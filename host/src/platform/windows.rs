@@ -552,6 +552,40 @@ pub fn check_trust(path: &Path) -> Result<(), Untrusted> {
     Ok(())
 }
 
+/// [`check_trust`] for the library open as `file`: [`open_to_load`] shares it for reading
+/// only, so the file at `path` cannot be changed, renamed or replaced while it is open.
+pub fn check_trust_open(_file: &File, path: &Path) -> Result<(), Untrusted> {
+    check_trust(path)
+}
+
+/// Opens a backend library once, to check it and load it: no one may write, rename or delete
+/// it while it is open, so what is checked is what is loaded.
+pub fn open_to_load(path: &Path) -> io::Result<File> {
+    use std::os::windows::fs::OpenOptionsExt as _;
+    use windows_sys::Win32::Storage::FileSystem::FILE_SHARE_READ;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .share_mode(FILE_SHARE_READ)
+        .open(path)
+}
+
+/// The path to load the library open as `file` from: its own, fixed while it is open.
+pub fn loadable_path(_file: &File, path: &Path) -> std::path::PathBuf {
+    path.to_owned()
+}
+
+/// A stamp of a file's metadata that changes whenever its content may have: size, creation
+/// and last write times.
+pub fn file_stamp(metadata: &std::fs::Metadata) -> String {
+    use std::os::windows::fs::MetadataExt as _;
+    format!(
+        "{}:{}:{}",
+        metadata.file_size(),
+        metadata.creation_time(),
+        metadata.last_write_time()
+    )
+}
+
 /// Refuses a file or directory of the sygen home that an account other than this user,
 /// SYSTEM or Administrators could have written: its content becomes a command sygen runs, or
 /// the place it writes.

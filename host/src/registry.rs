@@ -1,0 +1,528 @@
+//! What each backend file is, learnt without running its code in this process.
+//!
+//! Loading a library runs its constructors, so finding the backend to use must not load every
+//! file on the search path: a file's name, version and platform are asked once, by a child
+//! process (`sygen service backend describe`) with a time limit, and kept in a cache in the
+//! sygen home (`cache/backends.json`), keyed on the file's path and a stamp of its metadata
+//! (device, inode, size, modification and change times). A file that changes is described
+//! again; a file that crashes or hangs its child is reported, never cached. Only the backend a
+//! command uses is then loaded into sygen, after its trust and signature checks, and what it
+//! says it is must match what the cache said (`loader::select`).
+//!
+//! The cache is only a shortcut: one that someone else could have written is ignored, and one
+//! that lies cannot make sygen load a file its checks refuse.
+
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Seek as _, Write as _},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde::{Deserialize, Serialize};
+use sygen_backend_api::sdk::fs::write_atomic;
+
+use crate::{
+    boundary,
+    exit::{Exit, Failure},
+    loader::{self, LoadError},
+    platform,
+};
+
+/// What a backend file says it is.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub struct Described {
+    pub name: String,
+    pub version: String,
+    pub platform: String,
+    pub description: String,
+    pub api_version: String,
+}
+
+/// What the child process answers about one file: one line of JSON.
+#[derive(Debug, Deserialize, Serialize)]
+struct Answer {
+    file: PathBuf,
+    described: Result<Described, Refusal>,
+    /// Whether its service manager answers, when asked (`--available`).
+    available: Option<Result<bool, Refusal>>,
+}
+
+/// Why a file is not a usable backend, or why it could not say whether it is available.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+struct Refusal {
+    reason: String,
+    hint: String,
+    /// The reason lies in the file's bytes alone (not a library, a foreign interface), so it
+    /// stays true until the file changes: it may be cached.
+    lasting: bool,
+}
+
+impl Refusal {
+    fn of(failure: Failure) -> Self {
+        Refusal {
+            reason: failure.message,
+            hint: failure.hint.unwrap_or_default(),
+            lasting: false,
+        }
+    }
+}
+
+/// `sygen service backend describe [--available] <file>…`, in the child: loads each file in
+/// turn and prints an [`Answer`] line for it as soon as it has one. It stops after a call that
+/// did not answer (the process is then not to be trusted with more); the parent starts another
+/// child for the files left.
+pub fn describe_here(files: &[PathBuf], available: bool) -> std::io::Result<()> {
+    let spec = crate::description::build().map(|d| d.to_spec());
+    for file in files {
+        let loaded = loader::load(file);
+        let described = match &loaded {
+            Ok(backend) => Ok(backend.described()),
+            Err(error) => Err(Refusal {
+                reason: error.reason.clone(),
+                hint: error.hint.clone(),
+                lasting: error.lasting,
+            }),
+        };
+        let available = match (&loaded, available) {
+            (Ok(backend), true) => Some(
+                spec.as_ref()
+                    .map_err(|e| Failure::new(Exit::Failed, format!("{e:#}")))
+                    .and_then(|spec| backend.is_service_available(spec))
+                    .map_err(Refusal::of),
+            ),
+            _ => None,
+        };
+        let answer = Answer {
+            file: file.clone(),
+            described,
+            available,
+        };
+        let json = serde_json::to_string(&answer).map_err(std::io::Error::other)?;
+        writeln!(std::io::stdout(), "{json}")?;
+        std::io::stdout().flush()?;
+        if boundary::stuck() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// What the host learns about one file.
+pub struct Description {
+    pub described: Result<Described, LoadError>,
+    /// Whether its service manager answers (only when asked for).
+    pub available: Option<Result<bool, Failure>>,
+}
+
+/// Describes `files` (canonical paths that passed their checks): from the cache where it knows
+/// them, else from child processes, all at once, each with a time limit. With `available`,
+/// every file goes to a child, which also asks whether its service manager answers.
+pub fn describe(files: &[PathBuf], home: &Path, available: bool) -> Vec<Description> {
+    let cache_file = home.join("cache").join("backends.json");
+    let mut cache = Cache::read(&cache_file);
+    let stamps: Vec<Option<String>> = files
+        .iter()
+        .map(|f| std::fs::metadata(f).ok().map(|m| platform::file_stamp(&m)))
+        .collect();
+    let mut results: Vec<Option<Description>> = files
+        .iter()
+        .zip(&stamps)
+        .map(|(file, stamp)| {
+            let hit = cache.lookup(file, stamp.as_deref()?)?;
+            (!available).then_some(Description {
+                described: hit,
+                available: None,
+            })
+        })
+        .collect();
+    let asked: Vec<usize> = (0..files.len()).filter(|&i| results[i].is_none()).collect();
+    let answers = ask_children(asked.iter().map(|&i| files[i].as_path()), available);
+    let mut changed = false;
+    for (i, answer) in asked.into_iter().zip(answers) {
+        if let (Some(stamp), Some(answer)) = (&stamps[i], &answer) {
+            changed |= cache.store(&files[i], stamp, &answer.described);
+        }
+        results[i] = Some(match answer {
+            Some(answer) => Description {
+                described: answer.described.map_err(LoadError::from),
+                available: answer
+                    .available
+                    .map(|a| a.map_err(|r| Failure::new(Exit::Failed, r.reason).hint(r.hint))),
+            },
+            None => Description {
+                described: Err(LoadError::new(
+                    "could not be described (the process that checks backends did not start)",
+                    "run the command again",
+                )),
+                available: None,
+            },
+        });
+    }
+    if changed {
+        cache.keep_only(files);
+        cache.write(&cache_file);
+    }
+    results
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or(Description {
+                described: Err(LoadError::new("was not described", "run the command again")),
+                available: None,
+            })
+        })
+        .collect()
+}
+
+impl From<Refusal> for LoadError {
+    fn from(refusal: Refusal) -> Self {
+        LoadError {
+            reason: refusal.reason,
+            hint: refusal.hint,
+            lasting: refusal.lasting,
+        }
+    }
+}
+
+/// Describes one file in a child process, bypassing the cache: what `backend add` checks
+/// before it installs a file.
+pub fn describe_in_child(file: &Path) -> Result<Described, Failure> {
+    let shown = dunce::canonicalize(file).unwrap_or_else(|_| file.to_owned());
+    let answer = ask_children(std::iter::once(shown.as_path()), false)
+        .pop()
+        .flatten();
+    let refusal = match answer.map(|a| a.described) {
+        Some(Ok(described)) => return Ok(described),
+        Some(Err(refusal)) => refusal,
+        None => Refusal {
+            reason: "could not be checked (the process that checks backends did not start)".into(),
+            hint: "run the command again".into(),
+            lasting: false,
+        },
+    };
+    // The child's own error lines name the file already.
+    let reason = refusal
+        .reason
+        .strip_prefix(&format!("backend {}: ", shown.display()))
+        .or_else(|| {
+            refusal
+                .reason
+                .strip_prefix(&format!("backend {} ", shown.display()))
+        })
+        .unwrap_or(&refusal.reason);
+    Err(Failure::new(
+        Exit::NoBackend,
+        format!("backend {}: {reason}", file.display()),
+    )
+    .hint(refusal.hint))
+}
+
+/// How long a child may take over one file: loading it and one question, each under the
+/// call limit, and its own start.
+fn per_file_limit() -> Duration {
+    boundary::Limit::Query
+        .duration()
+        .unwrap_or(Duration::from_secs(10))
+        .saturating_mul(2)
+        .saturating_add(Duration::from_secs(2))
+}
+
+/// Describes `files` in child processes, a few working side by side on their share of the
+/// files; `None` for a file no child could answer for.
+fn ask_children<'a>(files: impl Iterator<Item = &'a Path>, available: bool) -> Vec<Option<Answer>> {
+    let files: Vec<&Path> = files.collect();
+    if files.is_empty() {
+        return Vec::new();
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return files.iter().map(|_| None).collect();
+    };
+    let children = std::thread::available_parallelism()
+        .map_or(2, usize::from)
+        .clamp(1, 4);
+    let share = files.len().div_ceil(children);
+    std::thread::scope(|scope| {
+        let scanners: Vec<_> = files
+            .chunks(share)
+            .map(|files| scope.spawn(|| Scanner::new(&exe, available).describe(files)))
+            .collect();
+        scanners
+            .into_iter()
+            .flat_map(|scanner| scanner.join().unwrap_or_default())
+            .collect()
+    })
+}
+
+/// Describes a list of files with as few child processes as it can: one child takes them all
+/// in turn, answering a line per file; a child that crashes or stops answering on a file is
+/// ended, that file is reported as the culprit, and a new child takes the files left (as
+/// GStreamer's plugin scanner does).
+struct Scanner<'a> {
+    exe: &'a Path,
+    available: bool,
+}
+
+impl<'a> Scanner<'a> {
+    fn new(exe: &'a Path, available: bool) -> Self {
+        Self { exe, available }
+    }
+
+    fn describe(&self, files: &[&Path]) -> Vec<Option<Answer>> {
+        let mut answers: Vec<Option<Answer>> = Vec::with_capacity(files.len());
+        while answers.len() < files.len() {
+            let left = &files[answers.len()..];
+            let Some(mut child) = ScannerChild::spawn(self.exe, left, self.available) else {
+                answers.extend(left.iter().map(|_| None));
+                break;
+            };
+            let before = answers.len();
+            let outcome = child.answer(left, &mut answers);
+            match outcome {
+                // All answered, or it stopped after a stuck call: go on with the rest.
+                Ending::Finished if answers.len() > before => {}
+                Ending::Finished | Ending::Crashed => {
+                    answers.push(Some(child.culprit(left[answers.len() - before])))
+                }
+                Ending::TimedOut => {
+                    answers.push(Some(did_not_finish(left[answers.len() - before])))
+                }
+            }
+        }
+        answers
+    }
+}
+
+/// How a child stopped answering.
+enum Ending {
+    /// It exited normally (having answered for some files, or none).
+    Finished,
+    /// It ended abnormally: the file it was at is why.
+    Crashed,
+    /// It stopped answering for longer than one file may take; it was killed.
+    TimedOut,
+}
+
+/// A child process describing files, its stdout and stderr going to unnamed temporary files: a
+/// pipe could be held open by whatever a library started, and reading it would never end.
+struct ScannerChild {
+    process: std::process::Child,
+    stdout: std::fs::File,
+    stderr: std::fs::File,
+    read: u64,
+    pending: String,
+}
+
+impl ScannerChild {
+    fn spawn(exe: &Path, files: &[&Path], available: bool) -> Option<Self> {
+        let (stdout, stderr) = (tempfile::tempfile().ok()?, tempfile::tempfile().ok()?);
+        let mut command = Command::new(exe);
+        command.args(["service", "backend", "describe"]);
+        if available {
+            command.arg("--available");
+        }
+        let process = command
+            .args(files)
+            .stdin(Stdio::null())
+            .stdout(stdout.try_clone().ok()?)
+            .stderr(stderr.try_clone().ok()?)
+            .spawn()
+            .map_err(|e| tracing::debug!("cannot start the backend scanner: {e}"))
+            .ok()?;
+        Some(Self {
+            process,
+            stdout,
+            stderr,
+            read: 0,
+            pending: String::new(),
+        })
+    }
+
+    /// Collects answers for `files`, in order, into `answers`, until the child ends or stops
+    /// answering.
+    fn answer(&mut self, files: &[&Path], answers: &mut Vec<Option<Answer>>) -> Ending {
+        let start = answers.len();
+        let mut deadline = Instant::now() + per_file_limit();
+        loop {
+            let exited = self.process.try_wait().ok().flatten();
+            for answer in self.new_answers() {
+                let index = answers.len() - start;
+                if files.get(index).is_some_and(|f| *f == answer.file) {
+                    answers.push(Some(answer));
+                    deadline = Instant::now() + per_file_limit();
+                }
+            }
+            if let Some(status) = exited {
+                return match platform::exit_status(status) {
+                    platform::Exit::Code(0) => Ending::Finished,
+                    _ => Ending::Crashed,
+                };
+            }
+            if answers.len() - start == files.len() {
+                let _ = self.process.wait();
+                return Ending::Finished;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.process.kill();
+                let _ = self.process.wait();
+                return Ending::TimedOut;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// The complete lines the child wrote since last asked.
+    fn new_answers(&mut self) -> Vec<Answer> {
+        let mut text = String::new();
+        let read = self
+            .stdout
+            .seek(std::io::SeekFrom::Start(self.read))
+            .and_then(|_| (&mut self.stdout).take(1 << 20).read_to_string(&mut text));
+        if read.is_err() {
+            return Vec::new();
+        }
+        self.read += text.len() as u64;
+        self.pending.push_str(&text);
+        let Some(end) = self.pending.rfind('\n') else {
+            return Vec::new();
+        };
+        let complete: String = self.pending.drain(..=end).collect();
+        complete
+            .lines()
+            .filter_map(|line| serde_json::from_str(line).ok())
+            .collect()
+    }
+
+    /// The answer for the file the child was at when it ended: its last error line (a crash
+    /// reported by the boundary), else how it ended.
+    fn culprit(&mut self, file: &Path) -> Answer {
+        let mut said = String::new();
+        let _ = self.stderr.rewind();
+        let _ = (&mut self.stderr).take(1 << 20).read_to_string(&mut said);
+        let line = said.lines().rev().find_map(|l| l.strip_prefix("error: "));
+        let reason = match (line, self.process.try_wait().ok().flatten()) {
+            (Some(line), _) => line.split(" (hint: ").next().unwrap_or(line).to_owned(),
+            (None, Some(status)) => match platform::exit_status(status) {
+                platform::Exit::Signal(signal) => {
+                    format!("loading it ended the process that checked it (signal {signal})")
+                }
+                platform::Exit::Crash(code) => {
+                    format!("loading it ended the process that checked it (exception {code:#010X})")
+                }
+                platform::Exit::Code(code) => {
+                    format!("loading it ended the process that checked it (exit code {code})")
+                }
+            },
+            (None, None) => "the process that checked it ended without an answer".to_owned(),
+        };
+        Answer {
+            file: file.to_owned(),
+            described: Err(Refusal {
+                reason,
+                hint: "this file is not a working sygen backend; remove it or ask its \
+                       publisher for a fixed build"
+                    .into(),
+                lasting: false,
+            }),
+            available: None,
+        }
+    }
+}
+
+fn did_not_finish(file: &Path) -> Answer {
+    Answer {
+        file: file.to_owned(),
+        described: Err(Refusal {
+            reason: format!(
+                "describing it did not finish in time (the check of {} was ended)",
+                file.display()
+            ),
+            hint: "its library constructor or its service manager is stuck; remove the file \
+                   if you do not need it"
+                .into(),
+            lasting: false,
+        }),
+        available: None,
+    }
+}
+
+/// Set for a dry run, which changes nothing in the sygen home, not even the cache.
+static READ_ONLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// From now on, describe without writing the cache.
+pub fn write_nothing() {
+    READ_ONLY.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The cache file: what each file was, by path, while its stamp is unchanged.
+#[derive(Default, Deserialize, Serialize)]
+struct Cache {
+    files: BTreeMap<PathBuf, Entry>,
+}
+
+#[derive(Deserialize, Serialize)]
+struct Entry {
+    stamp: String,
+    described: Result<Described, Refusal>,
+}
+
+/// A cache larger than this is not one sygen wrote.
+const MAX_CACHE: u64 = 1 << 20;
+
+impl Cache {
+    fn read(path: &Path) -> Self {
+        if platform::check_private(path).is_err() {
+            return Self::default();
+        }
+        let mut text = String::new();
+        let read = std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_CACHE).read_to_string(&mut text));
+        match read {
+            Ok(_) => serde_json::from_str(&text).unwrap_or_default(),
+            Err(_) => Self::default(),
+        }
+    }
+
+    fn lookup(&self, file: &Path, stamp: &str) -> Option<Result<Described, LoadError>> {
+        let entry = self.files.get(file).filter(|e| e.stamp == stamp)?;
+        Some(entry.described.clone().map_err(LoadError::from))
+    }
+
+    /// Keeps what a child learnt, when it stays true while the file is unchanged. Answers
+    /// whether the cache changed.
+    fn store(&mut self, file: &Path, stamp: &str, described: &Result<Described, Refusal>) -> bool {
+        if matches!(described, Err(refusal) if !refusal.lasting) {
+            return false;
+        }
+        let entry = Entry {
+            stamp: stamp.to_owned(),
+            described: described.clone(),
+        };
+        self.files.insert(file.to_owned(), entry);
+        true
+    }
+
+    fn keep_only(&mut self, files: &[PathBuf]) {
+        self.files.retain(|path, _| files.contains(path));
+    }
+
+    /// Writes the cache atomically; a home that cannot take it only makes the next command
+    /// describe again.
+    fn write(&self, path: &Path) {
+        if READ_ONLY.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        // Into an existing sygen home only: looking for backends creates no home.
+        let dir = path.parent().unwrap_or(path);
+        let created = match std::fs::create_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            other => other,
+        };
+        let written = created
+            .and_then(|()| serde_json::to_vec(self).map_err(std::io::Error::other))
+            .and_then(|json| write_atomic(path, &json, Some(0o600)));
+        if let Err(e) = written {
+            tracing::debug!("cannot keep the backend cache {}: {e}", path.display());
+        }
+    }
+}

@@ -286,4 +286,27 @@ mod tests {
         }
         assert!(dir.path().join("agent.log.1").is_file(), "rotation goes on");
     }
+
+    #[cfg(unix)]
+    #[test]
+    fn rotation_moves_links_placed_among_the_rotated_files_and_never_writes_through_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        fs::write(outside.path(), "not sygen's\n").unwrap();
+        for name in ["agent.log.1", "agent.log.2"] {
+            std::os::unix::fs::symlink(outside.path(), dir.path().join(name)).unwrap();
+        }
+        let log = AgentLog::open(dir.path(), 200, 2).unwrap();
+        for i in 0..20 {
+            log.line("stdout", &format!("line {i:02} {}", "x".repeat(40)));
+        }
+        assert_eq!(fs::read_to_string(outside.path()).unwrap(), "not sygen's\n");
+        for name in names(dir.path()) {
+            let kind = fs::symlink_metadata(dir.path().join(&name)).unwrap();
+            assert!(
+                kind.is_file(),
+                "{name} was rotated away: a file of sygen's now"
+            );
+        }
+    }
 }

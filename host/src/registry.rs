@@ -228,6 +228,9 @@ fn per_file_limit() -> Duration {
         .saturating_add(Duration::from_secs(2))
 }
 
+const FILES_PER_CHILD: usize = 4;
+const MAX_CHILDREN: usize = 8;
+
 /// Describes `files` in child processes, a few working side by side on their share of the
 /// files; `None` for a file no child could answer for.
 fn ask_children<'a>(files: impl Iterator<Item = &'a Path>, available: bool) -> Vec<Option<Answer>> {
@@ -238,9 +241,10 @@ fn ask_children<'a>(files: impl Iterator<Item = &'a Path>, available: bool) -> V
     let Ok(exe) = std::env::current_exe() else {
         return files.iter().map(|_| None).collect();
     };
-    let children = std::thread::available_parallelism()
-        .map_or(2, usize::from)
-        .clamp(1, 4);
+    // Most of a child's time is spent waiting for service managers to answer, not computing:
+    // a few files per child, up to 8 children, measured fastest on 2 cores (see
+    // docs/benchmarks.md).
+    let children = files.len().div_ceil(FILES_PER_CHILD).clamp(1, MAX_CHILDREN);
     let share = files.len().div_ceil(children);
     std::thread::scope(|scope| {
         let scanners: Vec<_> = files
@@ -367,7 +371,7 @@ impl ScannerChild {
                 let _ = self.process.wait();
                 return Ending::TimedOut;
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 

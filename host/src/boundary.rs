@@ -14,8 +14,8 @@
 //!   nothing in it allocates or locks.
 //! - **`exit()`** called by the backend runs the exit hook ([`platform::on_exit`]), which does
 //!   the same while a call is in flight: the backend's exit code never reaches the user.
-//! - **A hang** ends at the call's time limit ([`Limit`]): the caller gets an error naming the
-//!   backend and the call, and the backend is not called again by this process. Its thread
+//! - **A hang** ends at the call's time limit ([`Limit`]; a change the user waits for with
+//!   `--timeout` may take that long): the caller gets an error naming the backend and the call, and the backend is not called again by this process. Its thread
 //!   cannot be stopped from outside, so it is left behind and ends with the process.
 //!
 //! A backend built with `panic = "abort"` would turn every panic into an abort; the SDK's export
@@ -85,15 +85,27 @@ pub fn read_limit() -> Result<(), Failure> {
     Ok(())
 }
 
+/// How long the user said to wait for a change (`--timeout`, at most a day).
+static WAIT_FOR_CHANGE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+
+/// A change the user waits for with `--timeout` may take that long in the backend too.
+pub fn allow_changes_to_take(wait: Duration) {
+    let _ = WAIT_FOR_CHANGE.set(wait);
+}
+
 impl Limit {
-    /// The limit in time: `SYGEN_BACKEND_TIMEOUT`, else the default for the kind of call.
+    /// The limit in time: `SYGEN_BACKEND_TIMEOUT`, else the default for the kind of call; a
+    /// change also gets the `--timeout` the user gave, when that is longer.
     pub fn duration(self) -> Option<Duration> {
-        let default = match self {
-            Limit::Query => QUERY_LIMIT,
-            Limit::Change => CHANGE_LIMIT,
-            Limit::None => return None,
-        };
-        Some(LIMIT_SET.get().copied().flatten().unwrap_or(default))
+        let set = LIMIT_SET.get().copied().flatten();
+        match self {
+            Limit::Query => Some(set.unwrap_or(QUERY_LIMIT)),
+            Limit::Change => {
+                let wait = WAIT_FOR_CHANGE.get().copied().unwrap_or_default();
+                Some(set.unwrap_or(CHANGE_LIMIT).max(wait))
+            }
+            Limit::None => None,
+        }
     }
 }
 

@@ -50,6 +50,7 @@ pub fn is_first_run() -> Result<bool> {
 }
 
 pub fn run(answer: Answer, backend_file: Option<&Path>, wait: WaitArgs) -> Result<()> {
+    crate::boundary::allow_changes_to_take(wait.timeout);
     let home = description::sygen_home()?;
     let config = home.join("config.toml");
     if !config.exists() {

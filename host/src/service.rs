@@ -11,7 +11,8 @@ use sygen_backend_api::{
 };
 
 use crate::{
-    cli::{BackendCommand, ServiceCommand, WaitArgs},
+    boundary,
+    cli::{BackendCommand, InstallArgs, ServiceCommand, WaitArgs},
     conformance, console, description,
     exit::{Exit, Failure},
     install_backend, lifecycle,
@@ -41,6 +42,12 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
     };
     if is_dry_run {
         registry::write_nothing();
+    }
+    if let ServiceCommand::Install(InstallArgs { wait, .. })
+    | ServiceCommand::Start(wait)
+    | ServiceCommand::Stop(wait) = command
+    {
+        boundary::allow_changes_to_take(wait.timeout);
     }
     match command {
         ServiceCommand::Install(args) => {

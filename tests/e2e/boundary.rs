@@ -168,6 +168,28 @@ fn a_backend_that_does_not_answer_is_given_up_on_at_the_time_limit() {
     // The backend sleeps two minutes: sygen did not wait for it.
     assert!(took < Duration::from_secs(60), "took {took:?}");
 
+    // A change the user waits for with --timeout may take that long in the backend too.
+    let mut command = user.command(&[
+        "--backend",
+        library("misbehaving_backend").to_str().unwrap(),
+        "service",
+        "start",
+        "--timeout",
+        "3s",
+    ]);
+    command
+        .env("MISBEHAVE", "hang@start_service")
+        .env("SYGEN_BACKEND_TIMEOUT", "1");
+    let out = Outcome::from(command.output().unwrap());
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let line = error_line(&out);
+    assert!(
+        line.starts_with(
+            "error: misbehaving backend 0.1.0 did not answer start_service within 3 s (hint: "
+        ),
+        "{line}"
+    );
+
     // doctor says so as one failed check, and asks the stuck backend nothing more.
     let mut command = user.command(&[
         "--backend",

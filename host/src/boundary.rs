@@ -12,8 +12,9 @@
 //!   ends the process with [`CRASH_EXIT`]; otherwise the signal takes the course it had before.
 //!   The line is formatted before the call, so the handler only copies bytes and writes them:
 //!   nothing in it allocates or locks.
-//! - **`exit()`** called by the backend runs the exit hook ([`platform::on_exit`]), which does
-//!   the same while a call is in flight: the backend's exit code never reaches the user.
+//! - **`exit()`** called by the backend runs the exit hook ([`platform::on_exit`]; Linux and
+//!   macOS), which does the same while a call is in flight: the backend's exit code never
+//!   reaches the user.
 //! - **A hang** ends at the call's time limit ([`Limit`]; a change the user waits for with
 //!   `--timeout` may take that long): the caller gets an error naming the backend and the call, and the backend is not called again by this process. Its thread
 //!   cannot be stopped from outside, so it is left behind and ends with the process.

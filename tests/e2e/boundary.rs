@@ -8,42 +8,11 @@ mod support;
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Stdio},
+    process::Stdio,
     time::{Duration, Instant},
 };
 
-use support::{artifacts, library, Outcome};
-
-struct User {
-    home: tempfile::TempDir,
-}
-
-impl User {
-    fn new() -> Self {
-        Self {
-            home: tempfile::tempdir().expect("temporary home"),
-        }
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(artifacts().join("sygen"));
-        support::in_home(command.args(args), self.home.path())
-            .env_remove("MISBEHAVE")
-            .env_remove("ON_LOAD")
-            .env_remove("SYGEN_BACKEND_TIMEOUT");
-        command
-    }
-
-    /// Runs `args` with the misbehaving backend told to `behaviour`.
-    fn misbehaving(&self, behaviour: &str, args: &[&str]) -> Outcome {
-        let backend = library("misbehaving_backend");
-        let mut full = vec!["--backend", backend.to_str().unwrap()];
-        full.extend_from_slice(args);
-        let mut command = self.command(&full);
-        command.env("MISBEHAVE", behaviour);
-        Outcome::from(command.output().expect("sygen runs"))
-    }
-}
+use support::{library, Outcome, User};
 
 /// The one `error:` line of a failed run (a backend's own notes may come before it).
 fn error_line(out: &Outcome) -> &str {
@@ -115,11 +84,7 @@ fn a_backend_that_aborts_or_crashes_is_named_with_the_call_and_the_signal() {
 fn a_backend_that_crashes_or_hangs_while_loading_is_named() {
     let user = User::new();
     let crashing = library("crash_on_load");
-    let out = Outcome::from(
-        user.command(&["--backend", crashing.to_str().unwrap(), "service", "status"])
-            .output()
-            .unwrap(),
-    );
+    let out = user.run(&["--backend", crashing.to_str().unwrap(), "service", "status"]);
     out.fails_with(
         1,
         &format!(
@@ -132,7 +97,7 @@ fn a_backend_that_crashes_or_hangs_while_loading_is_named() {
     command
         .env("ON_LOAD", "sleep")
         .env("SYGEN_BACKEND_TIMEOUT", "1");
-    let out = Outcome::from(command.output().unwrap());
+    let out = User::run_command(command);
     out.fails_with(
         4,
         &format!(
@@ -155,7 +120,7 @@ fn a_backend_that_does_not_answer_is_given_up_on_at_the_time_limit() {
     command
         .env("MISBEHAVE", "hang@is_service_installed")
         .env("SYGEN_BACKEND_TIMEOUT", "2");
-    let out = Outcome::from(command.output().unwrap());
+    let out = User::run_command(command);
     let took = started.elapsed();
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     let line = error_line(&out);
@@ -180,7 +145,7 @@ fn a_backend_that_does_not_answer_is_given_up_on_at_the_time_limit() {
     command
         .env("MISBEHAVE", "hang@start_service")
         .env("SYGEN_BACKEND_TIMEOUT", "1");
-    let out = Outcome::from(command.output().unwrap());
+    let out = User::run_command(command);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     let line = error_line(&out);
     assert!(
@@ -199,7 +164,7 @@ fn a_backend_that_does_not_answer_is_given_up_on_at_the_time_limit() {
     command
         .env("MISBEHAVE", "hang@is_service_available")
         .env("SYGEN_BACKEND_TIMEOUT", "2");
-    let out = Outcome::from(command.output().unwrap());
+    let out = User::run_command(command);
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(
         out.stdout.contains(
@@ -222,7 +187,7 @@ fn a_bad_time_limit_is_one_clear_error() {
             "status",
         ]);
         command.env("SYGEN_BACKEND_TIMEOUT", bad);
-        let out = Outcome::from(command.output().unwrap());
+        let out = User::run_command(command);
         out.fails_with(
             1,
             &format!("SYGEN_BACKEND_TIMEOUT={bad} is not a number of seconds from 1 to 3600"),
@@ -301,7 +266,7 @@ fn fifty_backends_one_slow_to_load_one_slow_to_answer_are_listed_within_the_limi
         .env("ON_LOAD", "sleep")
         .env("MISBEHAVE", "hang@is_service_available")
         .env("SYGEN_BACKEND_TIMEOUT", "3");
-    let out = Outcome::from(command.output().unwrap());
+    let out = User::run_command(command);
     let took = started.elapsed();
     // Loading (3 s) and asking (3 s), with margin: far from the two minutes each would take.
     assert!(took < Duration::from_secs(30), "took {took:?}");
@@ -386,7 +351,7 @@ fn a_library_swapped_in_between_check_and_load_is_never_the_one_loaded() {
         ] {
             let mut full = vec!["--backend", active.to_str().unwrap()];
             full.extend_from_slice(args);
-            let out = Outcome::from(user.command(&full).output().unwrap());
+            let out = user.run(&full);
             loaded.push(format!("{}{}", out.stdout, out.stderr));
         }
     }

@@ -14,58 +14,7 @@ use std::{
     process::Command,
 };
 
-use support::{artifacts, library, Outcome};
-
-/// A user with an empty home directory.
-struct User {
-    home: tempfile::TempDir,
-    program: PathBuf,
-}
-
-impl User {
-    fn new() -> Self {
-        Self {
-            home: tempfile::tempdir().expect("temporary home"),
-            program: artifacts().join("sygen"),
-        }
-    }
-
-    fn sygen_home(&self) -> PathBuf {
-        self.home.path().join(".sygen")
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.program);
-        command.args(args);
-        self.environment(&mut command);
-        command
-    }
-
-    /// This user's environment, for `command`, whatever program it runs.
-    fn environment(&self, command: &mut Command) {
-        support::in_home(command, self.home.path())
-            .env_remove("NVM_DIR")
-            .env_remove("MISBEHAVE");
-    }
-
-    fn run_command(mut command: Command) -> Outcome {
-        Outcome::from(command.output().expect("sygen runs"))
-    }
-
-    fn run(&self, args: &[&str]) -> Outcome {
-        Self::run_command(self.command(args))
-    }
-
-    /// Runs with the misbehaving test backend told to `behaviour`.
-    fn misbehaving(&self, behaviour: &str, args: &[&str]) -> Outcome {
-        let backend = library("misbehaving_backend");
-        let mut full = vec!["--backend", backend.to_str().unwrap()];
-        full.extend_from_slice(args);
-        let mut command = self.command(&full);
-        command.env("MISBEHAVE", behaviour);
-        Self::run_command(command)
-    }
-}
+use support::{artifacts, library, Outcome, User};
 
 #[test]
 fn backends_lists_the_shipped_backends_and_selects_systemd() {
@@ -676,7 +625,7 @@ fn onboarding_asks_on_a_terminal() {
     // nothing, so there is nothing to wait for.
     let line = format!(
         "'{}' --backend '{}' onboarding --no-wait",
-        user.program.display(),
+        artifacts().join("sygen").display(),
         backend.display()
     );
     let mut script = Command::new("script");
@@ -848,7 +797,7 @@ fn the_manual_page_generates() {
 
 /// Runs `sygen ARGS` on a terminal (`script` gives it one); answers what the terminal showed.
 fn on_a_terminal(user: &User, args: &str, no_color: bool) -> String {
-    let line = format!("'{}' {args}", user.program.display());
+    let line = format!("'{}' {args}", artifacts().join("sygen").display());
     let mut script = Command::new("script");
     user.environment(&mut script);
     script.args(["-qec", &line, "/dev/null"]);

@@ -20,13 +20,64 @@ pub fn in_home<'a>(command: &'a mut Command, home: &Path) -> &'a mut Command {
     for variable in [
         "SYGEN_HOME",
         "SYGEN_BACKEND",
+        "SYGEN_BACKEND_TIMEOUT",
         "SYGEN_SUPERVISOR",
         "SYGEN_ALLOW_UNSIGNED",
         "RUST_LOG",
+        // What the test backends are told to do.
+        "MISBEHAVE",
+        "ON_LOAD",
     ] {
         command.env_remove(variable);
     }
     command
+}
+
+/// A user with an empty home directory, running the real `sygen`.
+pub struct User {
+    pub home: tempfile::TempDir,
+}
+
+impl User {
+    pub fn new() -> Self {
+        Self {
+            home: tempfile::tempdir().expect("temporary home"),
+        }
+    }
+
+    pub fn sygen_home(&self) -> PathBuf {
+        self.home.path().join(".sygen")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(artifacts().join("sygen"));
+        command.args(args);
+        self.environment(&mut command);
+        command
+    }
+
+    /// This user's environment, for `command`, whatever program it runs.
+    pub fn environment(&self, command: &mut Command) {
+        in_home(command, self.home.path()).env_remove("NVM_DIR");
+    }
+
+    pub fn run_command(mut command: Command) -> Outcome {
+        Outcome::from(command.output().expect("sygen runs"))
+    }
+
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        Self::run_command(self.command(args))
+    }
+
+    /// Runs `args` with the misbehaving test backend told to `behaviour` (`MISBEHAVE`).
+    pub fn misbehaving(&self, behaviour: &str, args: &[&str]) -> Outcome {
+        let backend = library("misbehaving_backend");
+        let mut full = vec!["--backend", backend.to_str().unwrap()];
+        full.extend_from_slice(args);
+        let mut command = self.command(&full);
+        command.env("MISBEHAVE", behaviour);
+        Self::run_command(command)
+    }
 }
 
 /// `target/<profile>`, where cargo put `sygen` and the backend libraries.

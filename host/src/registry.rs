@@ -218,14 +218,15 @@ pub fn describe_in_child(file: &Path) -> Result<Described, Failure> {
     .hint(refusal.hint))
 }
 
-/// How long a child may take over one file: loading it and one question, each under the
-/// call limit, and its own start.
+/// How long a child may take over one file before it is ended: loading it and one question,
+/// each under the call limit, with room for a start on a busy machine. A backstop only: the
+/// child's own limits answer first.
 fn per_file_limit() -> Duration {
     boundary::Limit::Query
         .duration()
         .unwrap_or(Duration::from_secs(10))
         .saturating_mul(2)
-        .saturating_add(Duration::from_secs(2))
+        .saturating_add(Duration::from_secs(10))
 }
 
 const FILES_PER_CHILD: usize = 4;

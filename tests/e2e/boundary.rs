@@ -210,7 +210,11 @@ fn drop_in(user: &User, library: &Path, file_name: &str) -> PathBuf {
 #[test]
 fn finding_backends_runs_none_of_their_code_in_sygen() {
     let user = User::new();
-    drop_in(&user, &library("on_load"), "libsygen_on-load.so");
+    // A copy of its own: a link would share its change time with the other tests' links,
+    // and a file whose change time moves is described again.
+    let dir = user.sygen_home().join("backends");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(library("on_load"), dir.join("libsygen_on-load.so")).unwrap();
     let marks = user.home.path().join("loaded-by");
     let mut hosts = Vec::new();
     for args in [
@@ -268,8 +272,9 @@ fn fifty_backends_one_slow_to_load_one_slow_to_answer_are_listed_within_the_limi
         .env("SYGEN_BACKEND_TIMEOUT", "3");
     let out = User::run_command(command);
     let took = started.elapsed();
-    // Loading (3 s) and asking (3 s), with margin: far from the two minutes each would take.
-    assert!(took < Duration::from_secs(30), "took {took:?}");
+    // Loading (3 s) and asking (3 s), or at worst the 16 s after which a child is ended: far
+    // from the two minutes each would take.
+    assert!(took < Duration::from_secs(40), "took {took:?}");
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     let rows = out
         .stdout
@@ -277,10 +282,13 @@ fn fifty_backends_one_slow_to_load_one_slow_to_answer_are_listed_within_the_limi
         .filter(|l| l.contains("minimal") && l.contains("libsygen_copy"))
         .count();
     assert_eq!(rows, 48, "{}", out.stdout);
+    // Its child says so itself, or, on a machine too busy for the child to answer in time,
+    // is ended and named by sygen.
     assert!(
         out.stdout.lines().any(|l| l.starts_with("not loaded: ")
             && l.contains("libsygen_slow-to-load.so")
-            && l.contains("did not answer loading within 3 s")),
+            && (l.contains("did not answer loading within 3 s")
+                || l.contains("describing it did not finish in time"))),
         "{}",
         out.stdout
     );

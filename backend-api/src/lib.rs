@@ -30,5 +30,8 @@ pub use service::{ServiceDescription, UNIX_SYSTEM_DIRS};
 
 /// Re-exported so backends and the host use the same abi_stable.
 pub use abi_stable;
+/// Re-exported for `status.details` and `call` answers, so a backend needs no JSON crate of
+/// its own.
+pub use serde_json;
 /// Re-exported so a backend's events reach the SDK's forwarder (it sees only this copy's).
 pub use tracing;

@@ -1,5 +1,6 @@
 //! The backend author kit as a third party meets it: the template, copied out of this
-//! repository and pointed at `sygen-backend-api`, builds, and sygen finds and loads it.
+//! repository, builds against `sygen-backend-api` as packaged for crates.io, and sygen finds
+//! and loads it.
 
 #![cfg(unix)]
 
@@ -10,16 +11,52 @@ use std::{fs, process::Command};
 use support::{artifacts, Outcome};
 
 #[test]
-fn the_template_builds_outside_the_workspace_and_is_listed() {
-    // Pointed at this checkout's backend-api by absolute path, as an author would.
-    let api = fs::canonicalize(support::repository().join("backend-api")).unwrap();
+fn the_template_builds_against_the_packaged_crate_outside_the_repository_and_is_listed() {
+    // The crate as it would be published, unpacked where no path leads into this checkout.
+    let outside = tempfile::tempdir().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let packaged = Command::new(&cargo)
+        .args([
+            "package",
+            "-p",
+            "sygen-backend-api",
+            "--allow-dirty",
+            "--no-verify",
+        ])
+        .arg("--target-dir")
+        .arg(outside.path().join("target"))
+        .current_dir(support::repository())
+        .output()
+        .unwrap();
+    assert!(
+        packaged.status.success(),
+        "{}",
+        String::from_utf8_lossy(&packaged.stderr)
+    );
+    let archive = outside
+        .path()
+        .join("target/package/sygen-backend-api-1.1.0.crate");
+    let unpacked = Command::new("tar")
+        .arg("xzf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(outside.path())
+        .status()
+        .unwrap();
+    assert!(unpacked.success());
+    let api = outside.path().join("sygen-backend-api-1.1.0");
+    // The template as an author copies it: its one dependency is `sygen-backend-api = "1.1"`,
+    // which the unpacked crate stands in for until it is on crates.io.
     let built = support::build_out_of_tree("backend-api/template", |copy| {
         let manifest = copy.join("Cargo.toml");
-        let text = fs::read_to_string(&manifest).unwrap().replace(
-            "path = \"../../backend-api\"",
-            &format!("path = {:?}", api.display().to_string()),
+        let text = fs::read_to_string(&manifest).unwrap();
+        let dependencies = text.split("[dependencies]").nth(1).unwrap_or_default();
+        assert_eq!(dependencies.trim(), "sygen-backend-api = \"1.1\"", "{text}");
+        let patched = format!(
+            "{text}\n[patch.crates-io]\nsygen-backend-api = {{ path = {:?} }}\n",
+            api.display().to_string()
         );
-        fs::write(&manifest, text).unwrap();
+        fs::write(&manifest, patched).unwrap();
     });
 
     let home = tempfile::tempdir().unwrap();

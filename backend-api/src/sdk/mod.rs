@@ -290,8 +290,36 @@ pub fn find_executable(name: &str) -> Option<PathBuf> {
     which::which(name).ok()
 }
 
+/// The library header of a backend: what sygen looks up, under [`ROOT_MODULE_SYMBOL`], to
+/// load it. Use [`export_backend!`] rather than calling this.
+pub const fn lib_header<B: Backend>() -> abi_stable::library::LibHeader {
+    extern "C" fn erased_root_module<B: Backend>() -> abi_stable::library::RootModuleResult {
+        abi_stable::library::__call_root_module_loader(root_module::<B>)
+    }
+    // SAFETY: the constructor returns the root module of `BackendModuleRef`, as the header says,
+    // and its layout is checked when the library is loaded.
+    unsafe {
+        abi_stable::library::LibHeader::from_constructor::<BackendModuleRef>(
+            erased_root_module::<B>,
+            abi_stable::library::CheckTypeLayout::Yes,
+        )
+    }
+}
+
+/// The symbol a backend library exports its header under: abi_stable's
+/// `ROOT_MODULE_LOADER_NAME`, spelled out because `#[export_name]` takes only a literal (a test
+/// keeps the two equal).
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __root_module_symbol {
+    () => {
+        "_1as_0lib_1header_0root_bmodule_bloader"
+    };
+}
+
 /// Exports a [`Backend`] as the library's root module. Invoke once, at the crate root of a
-/// `cdylib` crate that depends on `sygen-backend-api` and `abi_stable`.
+/// `cdylib` crate that depends on `sygen-backend-api` (and nothing else of sygen's: everything
+/// the expansion uses comes through this crate).
 #[macro_export]
 macro_rules! export_backend {
     ($backend:ty) => {
@@ -302,17 +330,24 @@ macro_rules! export_backend {
             "a sygen backend must be built with `panic = \"unwind\"`: with `panic = \"abort\"` \
              a panic in the backend would end sygen instead of failing one call"
         );
-        /// The root module of this sygen backend library.
-        #[::abi_stable::export_root_module]
-        pub fn sygen_backend_root_module() -> $crate::abi::BackendModuleRef {
-            $crate::sdk::root_module::<$backend>()
-        }
+        /// The header sygen loads this backend library by.
+        #[export_name = $crate::__root_module_symbol!()]
+        pub static SYGEN_BACKEND_LIB_HEADER: $crate::abi_stable::library::LibHeader =
+            $crate::sdk::lib_header::<$backend>();
     };
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_exported_symbol_is_the_one_abi_stable_looks_up() {
+        assert_eq!(
+            crate::__root_module_symbol!(),
+            abi_stable::library::ROOT_MODULE_LOADER_NAME
+        );
+    }
 
     #[test]
     fn finds_executables_on_path() {

@@ -161,6 +161,12 @@ pub enum BackendCommand {
         #[arg(value_parser = crate::loader::parse_name)]
         name: String,
     },
+    /// Use this backend for every command from now on (writes `backend = "<name>"` into
+    /// config.toml).
+    Use {
+        #[arg(value_parser = crate::loader::parse_name)]
+        name: String,
+    },
     /// Go back to the version the last `add` replaced.
     Rollback {
         #[arg(value_parser = crate::loader::parse_name)]

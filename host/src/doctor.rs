@@ -108,10 +108,11 @@ fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription
     let spec = service.to_spec();
     let mut running = None;
     if let Some(backend) = &backend {
+        let why = backend.why.map_or(String::new(), |why| format!(" ({why})"));
         checks.push(Check::pass(
             "backend",
             format!(
-                "{} {} from {}",
+                "{} {} from {}{why}",
                 backend.name,
                 backend.version,
                 backend.path.display()

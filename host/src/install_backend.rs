@@ -581,7 +581,7 @@ pub fn list() -> Result<()> {
             described.iter().filter(|(_, d)| d.name == name).collect();
         let identities: Vec<loader::Identity> = copies.iter().map(|(_, d)| (*d).into()).collect();
         let platform = copies[0].1.platform.clone();
-        let chosen = loader::choose(&identities, &platform).unwrap_or(0);
+        let chosen = loader::choose(&identities, &platform, None).map_or(0, |(i, _)| i);
         let (index, active) = *copies[chosen];
         let why = match copies.len() {
             1 => "the only copy found".to_owned(),
@@ -617,5 +617,50 @@ pub fn list() -> Result<()> {
             println!("not loaded: {}: {}", file.path.display(), error.reason);
         }
     }
+    Ok(())
+}
+
+/// `backend use <name>`: makes `name` the backend every later command uses, by writing
+/// `backend = "<name>"` into config.toml (the rest of the file, comments included, stays as it
+/// is). Only a backend found for this platform can be chosen, and only in a configuration that
+/// parses.
+pub fn use_backend(name: &str) -> Result<()> {
+    let home = description::sygen_home()?;
+    let survey = loader::survey(loader::Choice::Default, &home, false);
+    let found = survey.found.iter().find(|f| {
+        f.described
+            .as_ref()
+            .is_ok_and(|d| d.name == name && d.platform == std::env::consts::OS)
+    });
+    let Some(found) = found else {
+        return Err(Failure::new(
+            Exit::NoBackend,
+            format!(
+                "no {name} backend for {} was found",
+                std::env::consts::OS
+            ),
+        )
+        .hint("`sygen service backends` lists the backends found; `sygen service backend add <file>` installs one")
+        .into());
+    };
+    let path = home.join("config.toml");
+    crate::runtime::config::Config::load(&path)?;
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    let mut document: toml_edit::DocumentMut = text
+        .parse()
+        .with_context(|| format!("cannot parse {}", path.display()))?;
+    document["backend"] = toml_edit::value(name);
+    fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
+    write_atomic(&path, document.to_string().as_bytes(), Some(0o600))
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "sygen uses the {name} backend from now on ({}; set in {})",
+        found.path.display(),
+        path.display()
+    );
     Ok(())
 }

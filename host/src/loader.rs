@@ -41,6 +41,10 @@ pub struct Backend {
     pub api_version: String,
     /// The backend shipped with sygen that this one, chosen from the sygen home, replaces.
     pub replaces: Option<PathBuf>,
+    /// Why it is the backend in use, when it is.
+    pub why: Option<Why>,
+    /// The description's `extra` for this backend: its settings from config.toml.
+    extra: String,
     module: BackendModuleRef,
 }
 
@@ -389,6 +393,8 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
         description: info.description.into(),
         api_version: info.api_version.into(),
         replaces: None,
+        why: None,
+        extra: extra_for("", &Settings::new()),
         module,
     })
 }
@@ -484,8 +490,15 @@ impl Backend {
         operation: Operation<T>,
         spec: &ServiceSpec,
     ) -> Result<T, Failure> {
-        let spec = spec.clone();
+        let spec = self.spec(spec);
         self.guarded(call, limit, move |console| operation(&spec, console))
+    }
+
+    /// `spec`, with this backend's own part of the description (its settings) in `extra`.
+    fn spec(&self, spec: &ServiceSpec) -> ServiceSpec {
+        let mut spec = spec.clone();
+        spec.extra = self.extra.as_str().into();
+        spec
     }
 
     operations! {
@@ -510,17 +523,18 @@ impl Backend {
         }
     }
 
-    /// What to say after the backend's name where sygen names the backend in use: where it
-    /// comes from, when it replaces the one shipped with sygen.
+    /// What to say after the backend's name where sygen names the backend in use: why it is
+    /// the one, and where it comes from when it replaces the one shipped with sygen.
     pub fn replacing(&self) -> String {
+        let why = self.why.map_or(String::new(), |why| format!(", {why}"));
         match &self.replaces {
             Some(shipped) => format!(
-                " {} from {}, which replaces the one shipped with sygen ({})",
+                " {} from {}, which replaces the one shipped with sygen ({}){why}",
                 self.version,
                 self.path.parent().unwrap_or(&self.path).display(),
                 shipped.display()
             ),
-            None => String::new(),
+            None => why,
         }
     }
 
@@ -544,7 +558,7 @@ impl Backend {
 
     /// The extension point: `method` with a JSON `input`, answering JSON.
     pub fn call(&self, method: &str, input: &str, spec: &ServiceSpec) -> Result<String, Failure> {
-        let (function, spec) = (self.module.call(), spec.clone());
+        let (function, spec) = (self.module.call(), self.spec(spec));
         let (method_text, input) = (method.to_owned(), input.to_owned());
         self.guarded(method, Limit::Change, move |console| {
             function(
@@ -563,7 +577,7 @@ impl Backend {
         follow: bool,
         lines: u32,
     ) -> Result<(), Failure> {
-        let (function, spec) = (self.module.print_service_logs(), spec.clone());
+        let (function, spec) = (self.module.print_service_logs(), self.spec(spec));
         let limit = if follow { Limit::None } else { Limit::Change };
         self.guarded("print_service_logs", limit, move |console| {
             function(&spec, follow, lines, console)
@@ -679,14 +693,62 @@ impl<'a> From<&'a Described> for Identity<'a> {
     }
 }
 
-/// Chooses the backend for `platform`: the platform's usual backend if present, else the only
-/// one there is; of several versions of it, the highest. Answers an index into `candidates`.
-pub fn choose(candidates: &[Identity<'_>], platform: &str) -> Result<usize, Failure> {
+/// Why the backend in use is the one it is, as sygen says it wherever it names that backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Why {
+    /// `--backend <file>`.
+    Flag,
+    /// `$SYGEN_BACKEND`.
+    Env,
+    /// `backend = "<name>"` in config.toml (`sygen service backend use <name>`).
+    Config,
+    /// The platform's usual backend (systemd, launchd, Task Scheduler).
+    PlatformDefault,
+    /// The only backend found for the platform.
+    OnlyOne,
+}
+
+impl std::fmt::Display for Why {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Why::Flag => "named with --backend",
+            Why::Env => "named by SYGEN_BACKEND",
+            Why::Config => "chosen in config.toml",
+            Why::PlatformDefault => "the default for this platform",
+            Why::OnlyOne => "the only one for this platform",
+        })
+    }
+}
+
+/// Chooses the backend for `platform`: the one `configured` names, else the platform's usual
+/// backend if present, else the only one there is; of several versions of it, the highest.
+/// Answers an index into `candidates` and why.
+pub fn choose(
+    candidates: &[Identity<'_>],
+    platform: &str,
+    configured: Option<&str>,
+) -> Result<(usize, Why), Failure> {
     let for_platform = |i: &usize| candidates[*i].platform == platform;
     let mut eligible: Vec<usize> = (0..candidates.len()).filter(for_platform).collect();
-    if let Some(preferred) = preferred_backend(platform) {
+    let mut why = Why::OnlyOne;
+    if let Some(name) = configured {
+        eligible.retain(|&i| candidates[i].name == name);
+        if eligible.is_empty() {
+            return Err(Failure::new(
+                Exit::NoBackend,
+                format!("the {name} backend chosen in config.toml was not found for {platform}"),
+            )
+            .hint(
+                "`sygen service backends` lists the backends found; \
+                 `sygen service backend use <name>` chooses another",
+            ));
+        }
+        why = Why::Config;
+    } else if let Some(preferred) = preferred_backend(platform) {
         if eligible.iter().any(|&i| candidates[i].name == preferred) {
             eligible.retain(|&i| candidates[i].name == preferred);
+            why = Why::PlatformDefault;
         }
     }
     let mut names: Vec<&str> = eligible.iter().map(|&i| candidates[i].name).collect();
@@ -702,16 +764,19 @@ pub fn choose(candidates: &[Identity<'_>], platform: &str) -> Result<usize, Fail
              `sygen service backends` shows what was found and why it did not load",
         )),
         // The highest version; of equal ones, the first in search order.
-        1 => Ok(eligible
-            .into_iter()
-            .reduce(|best, i| {
-                if candidates[i].version > candidates[best].version {
-                    i
-                } else {
-                    best
-                }
-            })
-            .unwrap_or_default()),
+        1 => Ok((
+            eligible
+                .into_iter()
+                .reduce(|best, i| {
+                    if candidates[i].version > candidates[best].version {
+                        i
+                    } else {
+                        best
+                    }
+                })
+                .unwrap_or_default(),
+            why,
+        )),
         _ => Err(Failure::new(
             Exit::NoBackend,
             format!(
@@ -719,8 +784,34 @@ pub fn choose(candidates: &[Identity<'_>], platform: &str) -> Result<usize, Fail
                 names.join(", ")
             ),
         )
-        .hint("choose one with --backend <file>")),
+        .hint("choose one: `sygen service backend use <name>`, or --backend <file>")),
     }
+}
+
+/// What `config.toml` says about backends: the one chosen, and each one's settings. A
+/// configuration that does not parse is said once and says nothing: finding a backend must
+/// work to repair the service.
+fn backend_config(sygen_home: &Path) -> (Option<String>, Settings) {
+    let path = sygen_home.join("config.toml");
+    match crate::runtime::config::Config::load(&path) {
+        Ok(config) => (config.backend, config.backends),
+        Err(failure) => {
+            eprintln!(
+                "warning: {} (backends are chosen and run without it)",
+                failure.message
+            );
+            (None, Settings::new())
+        }
+    }
+}
+
+/// `[backends.<name>]` of config.toml, by name.
+type Settings = std::collections::BTreeMap<String, toml::Table>;
+
+/// What the description's `extra` carries to the backend `name`: its settings.
+fn extra_for(name: &str, settings: &Settings) -> String {
+    let table = settings.get(name).cloned().unwrap_or_default();
+    serde_json::json!({ "settings": table }).to_string()
 }
 
 /// Where the backend to use comes from.
@@ -733,6 +824,14 @@ pub enum Choice<'a> {
 }
 
 impl Choice<'_> {
+    /// Why the file [`Choice::named_file`] answers is the one.
+    fn why_named(self) -> Why {
+        match self {
+            Choice::Flag(_) => Why::Flag,
+            Choice::Default => Why::Env,
+        }
+    }
+
     /// The one file the user named, if any: `--backend`, else `$SYGEN_BACKEND`.
     pub fn named_file(self) -> Option<PathBuf> {
         match self {
@@ -760,14 +859,18 @@ pub struct Survey {
     pub found: Vec<Found>,
     /// Index into `found` of the backend sygen uses, or why there is none.
     pub selected: Result<usize, Failure>,
+    /// Why the backend in use is the one.
+    pub why: Option<Why>,
     /// The backend shipped with sygen that the one in use replaces.
     pub replaces: Option<PathBuf>,
+    settings: Settings,
 }
 
 /// Finds, checks and describes every backend file; with `available`, also asks each whether
 /// its service manager answers (each in its own child process).
 pub fn survey(choice: Choice<'_>, sygen_home: &Path, available: bool) -> Survey {
     let named = choice.named_file();
+    let (configured, settings) = backend_config(sygen_home);
     let searched = search_dirs(sygen_home);
     let files: Vec<PathBuf> = named
         .iter()
@@ -802,9 +905,9 @@ pub fn survey(choice: Choice<'_>, sygen_home: &Path, available: bool) -> Survey 
             }
         })
         .collect();
-    let selected = match &named {
+    let chosen = match &named {
         Some(path) => match &found[0].described {
-            Ok(_) => Ok(0),
+            Ok(_) => Ok((0, choice.why_named())),
             Err(error) => Err(error.clone().into_failure(path)),
         },
         None => {
@@ -814,9 +917,12 @@ pub fn survey(choice: Choice<'_>, sygen_home: &Path, available: bool) -> Survey 
                 .filter_map(|(i, f)| Some((i, f.described.as_ref().ok()?)))
                 .collect();
             let identities: Vec<Identity> = usable.iter().map(|(_, d)| (*d).into()).collect();
-            choose(&identities, env::consts::OS).map(|chosen| usable[chosen].0)
+            choose(&identities, env::consts::OS, configured.as_deref())
+                .map(|(chosen, why)| (usable[chosen].0, why))
         }
     };
+    let why = chosen.as_ref().ok().map(|(_, why)| *why);
+    let selected = chosen.map(|(index, _)| index);
     let replaces = match (&named, &selected) {
         (None, Ok(index)) => shipped_one_replaced(&found, *index, sygen_home),
         _ => None,
@@ -825,7 +931,9 @@ pub fn survey(choice: Choice<'_>, sygen_home: &Path, available: bool) -> Survey 
         searched,
         found,
         selected,
+        why,
         replaces,
+        settings,
     }
 }
 
@@ -853,6 +961,8 @@ impl Survey {
             }
         }
         backend.replaces = self.replaces.clone();
+        backend.why = self.why;
+        backend.extra = extra_for(&backend.name, &self.settings);
         Ok(backend)
     }
 }
@@ -861,7 +971,10 @@ impl Survey {
 /// is loaded into this process.
 pub fn select(choice: Choice<'_>, sygen_home: &Path) -> Result<Backend, Failure> {
     if let Some(path) = choice.named_file() {
-        return load(&path).map_err(|e| e.into_failure(&path));
+        let mut backend = load(&path).map_err(|e| e.into_failure(&path))?;
+        backend.why = Some(choice.why_named());
+        backend.extra = extra_for(&backend.name, &backend_config(sygen_home).1);
+        return Ok(backend);
     }
     survey(choice, sygen_home, false).load_selected()
 }
@@ -921,8 +1034,27 @@ mod tests {
             id("systemd", "linux", "0.9.0"),
             id("systemd", "linux", "0.10.0"),
         ];
-        assert_eq!(choose(&found, "linux").unwrap(), 3, "first of the highest");
-        assert_eq!(choose(&found, "macos").unwrap(), 0);
+        assert_eq!(
+            choose(&found, "linux", None).unwrap(),
+            (3, Why::PlatformDefault),
+            "first of the highest"
+        );
+        assert_eq!(
+            choose(&found, "macos", None).unwrap(),
+            (0, Why::PlatformDefault)
+        );
+        assert_eq!(
+            choose(&found, "linux", Some("openrc")).unwrap(),
+            (2, Why::Config)
+        );
+        let error = choose(&found, "linux", Some("runit")).unwrap_err();
+        assert!(
+            error
+                .message
+                .contains("the runit backend chosen in config.toml was not found"),
+            "{}",
+            error.message
+        );
     }
 
     #[test]
@@ -931,11 +1063,14 @@ mod tests {
             id("openrc", "linux", "1.0.0"),
             id("runit", "linux", "1.0.0"),
         ];
-        assert_eq!(choose(&found[..1], "linux").unwrap(), 0);
-        let error = choose(&found, "linux").unwrap_err();
+        assert_eq!(
+            choose(&found[..1], "linux", None).unwrap(),
+            (0, Why::OnlyOne)
+        );
+        let error = choose(&found, "linux", None).unwrap_err();
         assert_eq!(error.exit, Exit::NoBackend);
         assert!(error.message.contains("openrc, runit"), "{}", error.message);
-        let error = choose(&found, "windows").unwrap_err();
+        let error = choose(&found, "windows", None).unwrap_err();
         assert!(error
             .message
             .contains("no usable sygen backend for windows"));

@@ -102,6 +102,7 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
             BackendCommand::List => install_backend::list()?,
             BackendCommand::Remove { name } => install_backend::remove(name)?,
             BackendCommand::Rollback { name } => install_backend::rollback(name)?,
+            BackendCommand::Use { name } => install_backend::use_backend(name)?,
             BackendCommand::Describe { available, files } => {
                 registry::describe_here(files, *available)?
             }
@@ -306,6 +307,8 @@ struct BackendRow {
     error: Option<String>,
     hint: Option<String>,
     selected: bool,
+    /// Why the one in use is (`flag`, `env`, `config`, `platform-default`, `only-one`).
+    chosen_because: Option<loader::Why>,
     /// The backend shipped with sygen that this one, in use, replaces.
     replaces: Option<PathBuf>,
 }
@@ -345,6 +348,7 @@ fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
                     error,
                     hint,
                     selected,
+                    chosen_because: survey.why.filter(|_| selected),
                     replaces: survey.replaces.clone().filter(|_| selected),
                 }
             }
@@ -360,6 +364,7 @@ fn list_backends(choice: Choice<'_>, home: &Path, json: bool) -> Result<()> {
                 error: Some(error.reason.clone()),
                 hint: Some(error.hint.clone()),
                 selected: false,
+                chosen_because: None,
                 replaces: None,
             },
         })
@@ -423,6 +428,13 @@ fn print_backend_table(rows: &[BackendRow]) {
         println!("{}", cells.join(" ").trim_end());
     }
     for row in rows {
+        if let Some(why) = row.chosen_because {
+            println!(
+                "* in use: {} {}, {why}",
+                cell(&row.name),
+                cell(&row.version)
+            );
+        }
         if let Some(shipped) = &row.replaces {
             println!(
                 "note: {} {} ({}) replaces the {0} backend shipped with sygen ({})",

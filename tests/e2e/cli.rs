@@ -93,6 +93,7 @@ fn backends_json_has_the_documented_shape() {
             "error",
             "hint",
             "selected",
+            "chosen_because",
             "replaces",
         ];
         documented.sort_unstable();
@@ -263,7 +264,7 @@ fn backend_output_goes_through_the_console_sink() {
     assert_eq!(out.code, Some(0), "{}", out.stderr);
     assert_eq!(
         out.stdout,
-        "install_service: ok for sygen\nsygen service installed (misbehaving backend)\n"
+        "install_service: ok for sygen\nsygen service installed (misbehaving backend, named with --backend)\n"
     );
     assert_eq!(out.stderr, "install_service: a note on stderr\n");
 }
@@ -371,6 +372,7 @@ fn the_host_builds_the_service_description() {
             format!("env HOME={home}"),
             format!("env SYGEN_HOME={home}/.sygen"),
             "env SYGEN_SUPERVISOR=1".to_owned(),
+            "settings={}".to_owned(),
         ]
     );
 }
@@ -421,7 +423,8 @@ fn sygen_backend_names_the_backend_and_the_flag_beats_it() {
         .env("MISBEHAVE", "ok");
     let out = User::run_command(command);
     assert!(
-        out.stdout.contains("installed (misbehaving backend)"),
+        out.stdout
+            .contains("installed (misbehaving backend, named by SYGEN_BACKEND)"),
         "{}",
         out.stdout
     );
@@ -562,7 +565,7 @@ fn onboarding_yes_installs_and_no_does_not() {
     );
     assert!(out
         .stdout
-        .contains("sygen service installed (misbehaving backend)"));
+        .contains("sygen service installed (misbehaving backend, named with --backend)"));
     assert!(
         !out.stdout.contains("wrote a starting configuration"),
         "written once"
@@ -1150,4 +1153,112 @@ fn a_flood_of_backend_output_is_kept_as_its_last_lines_only() {
         .expect("the peak memory");
     // 200 MiB went through the console; what is kept is a few MiB at most.
     assert!(peak < 64 * 1024, "peak {peak} KiB");
+}
+
+#[test]
+fn backend_use_makes_a_backend_the_one_every_later_command_uses() {
+    let user = User::new();
+    let config = user.sygen_home().join("config.toml");
+    fs::create_dir_all(user.sygen_home()).unwrap();
+    fs::write(
+        &config,
+        "# mine\n[agent]\nheartbeat_interval = \"5s\" # fast\n",
+    )
+    .unwrap();
+
+    let out = user.run(&["service", "backend", "use", "openrc"]);
+    assert!(
+        out.succeeds()
+            .starts_with("sygen uses the openrc backend from now on ("),
+        "{}",
+        out.stdout
+    );
+    let text = fs::read_to_string(&config).unwrap();
+    assert!(text.contains("backend = \"openrc\""), "{text}");
+    assert!(
+        text.contains("heartbeat_interval = \"5s\" # fast"),
+        "the rest stays: {text}"
+    );
+
+    // Every later command, in a new process, uses it and says why.
+    let report: serde_json::Value =
+        serde_json::from_str(user.run(&["service", "backends", "--json"]).succeeds()).unwrap();
+    let selected: Vec<&serde_json::Value> = report["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["selected"] == true)
+        .collect();
+    assert_eq!(selected.len(), 1, "{report}");
+    assert_eq!(selected[0]["name"], "openrc");
+    assert_eq!(selected[0]["chosen_because"], "config");
+    assert!(user
+        .run(&["service", "backends"])
+        .stdout
+        .contains("* in use: openrc 0.1.0, chosen in config.toml"));
+    assert!(user
+        .run(&["doctor"])
+        .stdout
+        .contains("(chosen in config.toml)\n"));
+    let status = user.run(&["service", "status"]);
+    assert!(status.stderr.contains("openrc"), "{}", status.stderr);
+
+    // What cannot be chosen is one line, and changes nothing.
+    user.run(&["service", "backend", "use", "launchd"])
+        .fails_with(4, "no launchd backend for linux was found");
+    let out = user.run(&["service", "backend", "use", "Not/A/Name"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is not a backend name"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(fs::read_to_string(&config).unwrap(), text);
+
+    // A configured backend that is gone is said as such, with the way out.
+    fs::write(&config, "backend = \"runit\"\n").unwrap();
+    user.run(&["service", "status"]).fails_with(
+        4,
+        "the runit backend chosen in config.toml was not found for linux",
+    );
+    fs::write(&config, "backend = \"../x\"\n").unwrap();
+    let out = user.run(&["doctor"]);
+    assert!(
+        out.stdout.contains("is not a backend name"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn a_backends_settings_in_config_reach_that_backend_only() {
+    let user = User::new();
+    fs::create_dir_all(user.sygen_home()).unwrap();
+    let config = user.sygen_home().join("config.toml");
+    fs::write(
+        &config,
+        "[backends.misbehaving]\nsocket = \"/run/supervisor.sock\"\nretries = 3\n\n\
+         [backends.systemd]\nsecret = \"not for misbehaving\"\n",
+    )
+    .unwrap();
+    let out = user.misbehaving("ok", &["service", "status"]);
+    assert!(
+        out.stdout
+            .contains("settings={\"retries\":3,\"socket\":\"/run/supervisor.sock\"}\n"),
+        "{}",
+        out.stdout
+    );
+    fs::write(&config, "").unwrap();
+    let out = user.misbehaving("ok", &["service", "status"]);
+    assert!(out.stdout.contains("settings={}\n"), "{}", out.stdout);
+
+    // A settings table that is not one, or a name that is not a name, is a config error that
+    // says where.
+    fs::write(&config, "[backends]\nmisbehaving = 3\n").unwrap();
+    let out = user.run(&["doctor"]);
+    assert!(
+        out.stdout.contains("line 2: key `backends.misbehaving`:"),
+        "{}",
+        out.stdout
+    );
 }

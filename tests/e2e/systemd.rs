@@ -622,7 +622,7 @@ fn onboarding_offers_and_installs_the_real_service() {
 
     let out = h.sygen_ok(&["onboarding", "--yes"]);
     assert!(
-        out.contains("sygen service installed (systemd backend)"),
+        out.contains("sygen service installed (systemd backend, the default for this platform)"),
         "{out}"
     );
     eventually("the service", Duration::from_secs(5), || {
@@ -697,7 +697,7 @@ fn dry_runs_show_exactly_what_install_and_uninstall_do_and_change_nothing() {
     let main_pid = h.property("MainPID");
     assert!(
         installed.contains(&format!(
-            "sygen service installed (systemd backend); running: runtime pid {main_pid}, worker pid "
+            "sygen service installed (systemd backend, the default for this platform); running: runtime pid {main_pid}, worker pid "
         )),
         "{installed}"
     );

@@ -316,7 +316,7 @@ fn install_and_stop_on_a_terminal_end_with_the_state_reached() {
     let worker = home.worker_pid().unwrap();
     let runtime = support::read_pid(&home.sygen_home().join("bot.pid")).unwrap();
     let state_line = format!(
-        "sygen service installed (launchd backend); running: runtime pid {runtime}, worker pid {worker}",
+        "sygen service installed (launchd backend, named with --backend); running: runtime pid {runtime}, worker pid {worker}",
     );
     if !last.contains(&state_line) || !last.contains("exit=0") {
         shutdown();

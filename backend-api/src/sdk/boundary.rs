@@ -101,10 +101,22 @@ fn run_in<B: Backend, T>(
                 service: ServiceDescription::from_spec(spec),
                 console,
                 changes,
+                settings: settings(spec),
             };
             operation(&B::default(), &cx)
         })
     })
+}
+
+/// The backend's settings, which the host puts in the description's `extra` as `settings`.
+fn settings(spec: &ServiceSpec) -> serde_json::Map<String, serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(spec.extra.as_str())
+        .ok()
+        .and_then(|extra| match extra.get("settings") {
+            Some(serde_json::Value::Object(settings)) => Some(settings.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// Runs install or uninstall with changes recorded, not made, and answers them as JSON. What

@@ -209,6 +209,10 @@ pub struct Context {
     /// Every file written or removed and every state-changing command goes through here, so
     /// a dry run can show them instead (see [`Changes`]).
     pub changes: Changes,
+    /// This backend's own settings: the `[backends.<name>]` table of the user's config.toml,
+    /// as JSON (an empty object when there is none). sygen checks only that it is a table;
+    /// what its keys mean, and saying which one is wrong, is the backend's job.
+    pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
 /// A service-manager backend. Operations a backend does not implement answer a clear

@@ -15,9 +15,32 @@ use crate::exit::{Exit, Failure};
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// The backend every command uses, by name (`sygen service backend use <name>`).
+    #[serde(deserialize_with = "backend_name")]
+    pub backend: Option<String>,
+    /// Each backend's own settings, `[backends.<name>]`, handed to that backend only.
+    #[serde(deserialize_with = "backend_tables")]
+    pub backends: BTreeMap<String, toml::Table>,
     pub agent: AgentConfig,
     pub logs: LogsConfig,
     pub supervise: SuperviseConfig,
+}
+
+fn backend_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let name = String::deserialize(d)?;
+    crate::loader::parse_name(&name)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn backend_tables<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, toml::Table>, D::Error> {
+    let tables = BTreeMap::<String, toml::Table>::deserialize(d)?;
+    for name in tables.keys() {
+        crate::loader::parse_name(name).map_err(serde::de::Error::custom)?;
+    }
+    Ok(tables)
 }
 
 #[derive(Debug, Deserialize, PartialEq)]

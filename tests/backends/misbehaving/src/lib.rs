@@ -12,7 +12,10 @@
 //!
 //! `<what>@<operation>` (`segfault@is_service_running`) misbehaves in that operation only.
 
-use sygen_backend_api::sdk::{Backend, Context, Error, Info, Result};
+use sygen_backend_api::{
+    sdk::{Backend, Context, Error, Info, Result},
+    serde_json,
+};
 
 #[derive(Default)]
 pub struct Misbehaving;
@@ -114,6 +117,10 @@ impl Backend for Misbehaving {
         for (key, value) in &s.env {
             cx.console.println(&format!("env {key}={value}"));
         }
+        cx.console.println(&format!(
+            "settings={}",
+            serde_json::Value::from(cx.settings.clone())
+        ));
         Ok(())
     }
     fn print_service_logs(&self, cx: &Context, follow: bool, lines: u32) -> Result<()> {

@@ -43,6 +43,29 @@ pub struct ServiceDescription {
 }
 
 impl ServiceDescription {
+    /// The description sygen would build for a user whose home is `user_home`, with the sygen
+    /// binary at `/usr/local/bin/sygen`: for a backend's unit tests (see
+    /// [`crate::sdk::Context::for_test`]).
+    pub fn for_test(user_home: &std::path::Path) -> Self {
+        let home = user_home.join(".sygen");
+        let path = UNIX_SYSTEM_DIRS.join(":");
+        Self {
+            name: "sygen".into(),
+            label: "dev.sygen".into(),
+            description: "sygen agent".into(),
+            program: "/usr/local/bin/sygen".into(),
+            args: vec!["run".into()],
+            env: vec![
+                ("PATH".into(), path),
+                ("HOME".into(), user_home.to_string_lossy().into_owned()),
+                ("SYGEN_HOME".into(), home.to_string_lossy().into_owned()),
+                ("SYGEN_SUPERVISOR".into(), "1".into()),
+            ],
+            logs_dir: home.join("logs"),
+            home,
+        }
+    }
+
     /// The value of one environment variable of the service.
     pub fn env_var(&self, name: &str) -> Option<&str> {
         self.env

@@ -47,7 +47,7 @@ fn the_template_builds_against_the_packaged_crate_outside_the_repository_and_is_
     let api = outside.path().join("sygen-backend-api-1.1.0");
     // The template as an author copies it: its one dependency is `sygen-backend-api = "1.1"`,
     // which the unpacked crate stands in for until it is on crates.io.
-    let built = support::build_out_of_tree("backend-api/template", |copy| {
+    let patch = |copy: &std::path::Path| {
         let manifest = copy.join("Cargo.toml");
         let text = fs::read_to_string(&manifest).unwrap();
         let dependencies = text.split("[dependencies]").nth(1).unwrap_or_default();
@@ -57,7 +57,10 @@ fn the_template_builds_against_the_packaged_crate_outside_the_repository_and_is_
             api.display().to_string()
         );
         fs::write(&manifest, patched).unwrap();
-    });
+    };
+    let built = support::build_out_of_tree("backend-api/template", patch);
+    // Its own unit test, with a test context from the SDK, passes there too.
+    support::cargo_out_of_tree("backend-api/template", patch, &["test", "--lib"]);
 
     let home = tempfile::tempdir().unwrap();
     let backends = home.path().join(".sygen/backends");

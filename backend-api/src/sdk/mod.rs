@@ -215,6 +215,28 @@ pub struct Context {
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
 
+impl Context {
+    /// A context for a backend's own unit tests, with no host: `service` (see
+    /// [`ServiceDescription::for_test`]), a console that keeps what is written to it, and
+    /// changes recorded instead of made (`cx.changes.recorded_changes()` lists them). Queries
+    /// an operation runs through [`command::run`] still run for real.
+    pub fn for_test(service: ServiceDescription) -> (Self, Captured) {
+        let (console, captured) = Console::capture();
+        let cx = Self {
+            service,
+            console,
+            changes: Changes::dry_run(),
+            settings: serde_json::Map::new(),
+        };
+        (cx, captured)
+    }
+
+    /// The same context with `settings`, as a `[backends.<name>]` table would give them.
+    pub fn with_settings(self, settings: serde_json::Map<String, serde_json::Value>) -> Self {
+        Self { settings, ..self }
+    }
+}
+
 /// A service-manager backend. Operations a backend does not implement answer a clear
 /// "not implemented in this backend version" error.
 pub trait Backend: Default + 'static {

@@ -275,6 +275,12 @@ fn copy_dir(from: &Path, to: &Path) {
 /// lock file goes along, so the same dependency versions are used and nothing is fetched anew.
 /// Answers the directory holding the build's artifacts.
 pub fn build_out_of_tree(dir: &str, prepare: impl FnOnce(&Path)) -> PathBuf {
+    cargo_out_of_tree(dir, prepare, &["build"])
+}
+
+/// Runs `cargo <args>` on a copy of `dir` made outside the repository (after `prepare`
+/// adjusts the copy), into a target directory of its own; answers the build directory.
+pub fn cargo_out_of_tree(dir: &str, prepare: impl FnOnce(&Path), args: &[&str]) -> PathBuf {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&repository().join(dir), copy.path());
     std::fs::copy(
@@ -286,7 +292,7 @@ pub fn build_out_of_tree(dir: &str, prepare: impl FnOnce(&Path)) -> PathBuf {
     let target = artifacts().join("out-of-tree");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let build = std::process::Command::new(cargo)
-        .arg("build")
+        .args(args)
         .current_dir(copy.path())
         .env("CARGO_TARGET_DIR", &target)
         .output()

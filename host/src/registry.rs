@@ -308,11 +308,13 @@ enum Ending {
     TimedOut,
 }
 
-/// A child process describing files, its stdout and stderr going to unnamed temporary files: a
-/// pipe could be held open by whatever a library started, and reading it would never end.
+/// A child process describing files, its stdout and stderr going to temporary files: a pipe
+/// could be held open by whatever a library started, and reading it would never end. The
+/// child writes its answers through a file description of its own (`reopen`): one shared with
+/// the reader would share its offset, and a read would move where the next answer lands.
 struct ScannerChild {
     process: std::process::Child,
-    stdout: std::fs::File,
+    stdout: tempfile::NamedTempFile,
     stderr: std::fs::File,
     read: u64,
     pending: String,
@@ -320,7 +322,10 @@ struct ScannerChild {
 
 impl ScannerChild {
     fn spawn(exe: &Path, files: &[&Path], available: bool) -> Option<Self> {
-        let (stdout, stderr) = (tempfile::tempfile().ok()?, tempfile::tempfile().ok()?);
+        let (stdout, stderr) = (
+            tempfile::NamedTempFile::new().ok()?,
+            tempfile::tempfile().ok()?,
+        );
         let mut command = Command::new(exe);
         command.args(["service", "backend", "describe"]);
         if available {
@@ -329,7 +334,7 @@ impl ScannerChild {
         let process = command
             .args(files)
             .stdin(Stdio::null())
-            .stdout(stdout.try_clone().ok()?)
+            .stdout(stdout.reopen().ok()?)
             .stderr(stderr.try_clone().ok()?)
             .spawn()
             .map_err(|e| tracing::debug!("cannot start the backend scanner: {e}"))

@@ -108,6 +108,7 @@ pub fn run(answer: Answer, backend_file: Option<&Path>, wait: WaitArgs) -> Resul
         }
     };
     if install {
+        let backend = service::backend_to_install(backend, &spec, &home)?;
         service::install(&backend, &spec, &home, wait)?;
     } else {
         println!("not installing the background service; `sygen service install` does it later");

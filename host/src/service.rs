@@ -55,6 +55,7 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
             if args.dry_run.dry_run {
                 return dry_run(&backend, &spec, INSTALL_DRY_RUN, &home);
             }
+            let backend = backend_to_install(backend, &spec, &home)?;
             install(&backend, &spec, &home, args.wait)?;
         }
         ServiceCommand::Start(wait) => {
@@ -109,6 +110,39 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
         },
     }
     Ok(())
+}
+
+/// The backend to install with. The platform's usual backend is passed over when its service
+/// manager does not answer here and exactly one other backend for this platform does: that one
+/// becomes the lasting choice (as `backend use` makes it), so every later command manages the
+/// service it installs.
+pub fn backend_to_install(backend: Backend, spec: &ServiceSpec, home: &Path) -> Result<Backend> {
+    if backend.why != Some(loader::Why::PlatformDefault)
+        || !matches!(backend.is_service_available(spec), Ok(false))
+    {
+        return Ok(backend);
+    }
+    let survey = loader::survey(Choice::Default, home, true);
+    let mut answering: Vec<&str> = survey
+        .found
+        .iter()
+        .filter(|found| matches!(found.available, Some(Ok(true))))
+        .filter_map(|found| found.described.as_ref().ok())
+        .filter(|d| d.platform == std::env::consts::OS && d.name != backend.name)
+        .map(|d| d.name.as_str())
+        .collect();
+    answering.sort_unstable();
+    answering.dedup();
+    let [other] = answering[..] else {
+        return Ok(backend);
+    };
+    println!(
+        "the {} service manager does not answer here; {other} is the only other backend for {} whose service manager does",
+        backend.name,
+        std::env::consts::OS
+    );
+    install_backend::use_backend(other)?;
+    Ok(loader::select(Choice::Default, home)?)
 }
 
 /// Installs the service and waits until sygen runs; also what onboarding does.

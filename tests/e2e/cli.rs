@@ -1262,3 +1262,45 @@ fn a_backends_settings_in_config_reach_that_backend_only() {
         out.stdout
     );
 }
+
+#[test]
+fn install_passes_over_a_default_backend_whose_manager_does_not_answer_for_the_one_that_does() {
+    let user = User::new();
+    let report: serde_json::Value =
+        serde_json::from_str(user.run(&["service", "backends", "--json"]).succeeds()).unwrap();
+    let answering = report["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|b| b["platform"] == "linux" && b["available"] == true);
+    if answering {
+        // A user manager or OpenRC answers on this machine: nothing to pass over.
+        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "{report}");
+        eprintln!("skipped: a Linux service manager answers here");
+        return;
+    }
+    // A second Linux backend whose manager answers (`on-load` always does).
+    let dir = user.sygen_home().join("backends");
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy(library("on_load"), dir.join("libsygen_on-load.so")).unwrap();
+    let out = user.run(&["service", "install", "--no-wait"]);
+    assert!(
+        out.stdout.starts_with(
+            "the systemd service manager does not answer here; on-load is the only other \
+             backend for linux whose service manager does\nsygen uses the on-load backend from now on"
+        ),
+        "{}",
+        out.stdout
+    );
+    // It cannot install (the test backend has no install), and says so as itself.
+    out.fails_with(
+        1,
+        "on-load backend 0.1.0: install_service is not implemented",
+    );
+    let config = fs::read_to_string(user.sygen_home().join("config.toml")).unwrap();
+    assert!(config.contains("backend = \"on-load\""), "{config}");
+    assert!(user
+        .run(&["service", "backends"])
+        .stdout
+        .contains("* in use: on-load 0.1.0, chosen in config.toml"));
+}

@@ -40,21 +40,29 @@ pub fn print_file_logs(cx: &Context, follow: bool, lines: u32) -> Result<()> {
         ))
         .with_hint("`sygen service status` shows whether the service has run"));
     };
+    print_log_file(cx, &file, follow, lines)
+}
+
+/// Prints the last `lines` lines of `file` (any file: a service manager's own capture of the
+/// service's output, say), headed by its path on stderr; with `follow`, keeps printing what is
+/// appended, across rotation, until interrupted.
+pub fn print_log_file(cx: &Context, file: &Path, follow: bool, lines: u32) -> Result<()> {
     cx.console
         .eprintln(&format!("-- logs of sygen from {} --", file.display()));
     let read_error = |e| Error::io(format!("reading {}", file.display()), e);
-    for line in tail_lines(&file, lines as usize).map_err(read_error)? {
+    for line in tail_lines(file, lines as usize).map_err(read_error)? {
         cx.console.println(&line);
     }
     if follow {
-        follow_file(&file, cx).map_err(read_error)?;
+        follow_file(file, cx).map_err(read_error)?;
     }
     Ok(())
 }
 
-/// Prints what is appended to `path` from its current end on. When the file is replaced
-/// (rotation) or truncated, starts again at the beginning of the new one.
-fn follow_file(path: &Path, cx: &Context) -> std::io::Result<()> {
+/// Prints what is appended to `path` from its current end on, through the console. When the
+/// file is replaced (rotation) or truncated, starts again at the beginning of the new one.
+/// Returns only on an error: following ends when the user interrupts it.
+pub fn follow_file(path: &Path, cx: &Context) -> std::io::Result<()> {
     let mut file = File::open(path)?;
     let mut position = file.seek(SeekFrom::End(0))?;
     let mut identity = file_identity(&file);

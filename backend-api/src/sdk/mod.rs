@@ -18,6 +18,8 @@ pub mod doctor;
 mod forward;
 pub mod fs;
 pub mod logs;
+pub mod quote;
+pub mod wait;
 
 use std::{
     fmt,

@@ -14,10 +14,11 @@
 //! - `print` output is not an API: `state`, `pid` and `last exit code` are read defensively and
 //!   missing ones are unknown; `list` reports `LastExitStatus` as a raw wait status.
 
-use std::{path::Path, thread, time::Duration};
+use std::{path::Path, time::Duration};
 
 use sygen_backend_api::sdk::{
     command::{self, Output},
+    wait::{self, Look},
     Changes, Error, Result,
 };
 
@@ -30,7 +31,6 @@ const IO_ERROR: i32 = 5;
 
 /// How long `bootout` may take to let go of the label.
 const UNLOAD_TIMEOUT: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(100);
 
 /// Runs `launchctl ARGS` to read state.
 fn launchctl(args: &[&str]) -> Result<Output> {
@@ -249,18 +249,19 @@ impl<'a> Launchctl<'a> {
     }
 
     fn wait_until_unloaded(&self) -> Result<()> {
-        let deadline = std::time::Instant::now() + UNLOAD_TIMEOUT;
-        while self.state()?.is_some() {
-            if std::time::Instant::now() >= deadline {
-                return Err(Error::failed(format!(
-                    "launchd still has {} loaded {}s after it was told to unload it",
-                    self.describe(),
-                    UNLOAD_TIMEOUT.as_secs()
-                )));
-            }
-            thread::sleep(POLL);
-        }
-        Ok(())
+        let unloaded = wait::until(UNLOAD_TIMEOUT, || {
+            Ok(match self.state()? {
+                Some(_) => Look::NotYet(()),
+                None => Look::Done,
+            })
+        })?;
+        unloaded.map_err(|()| {
+            Error::failed(format!(
+                "launchd still has {} loaded {}s after it was told to unload it",
+                self.describe(),
+                UNLOAD_TIMEOUT.as_secs()
+            ))
+        })
     }
 
     /// Starts the loaded service if it is not running.

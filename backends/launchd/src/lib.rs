@@ -17,13 +17,16 @@ mod plist;
 
 use std::{
     path::{Path, PathBuf},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use sygen_backend_api::{
     methods::{Check, DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
-    sdk::{self, Backend, Context, Error, Info, Result},
+    sdk::{
+        self,
+        wait::{self, Look},
+        Backend, Context, Error, Info, Result,
+    },
 };
 
 use crate::launchctl::{JobState, Launchctl};
@@ -65,25 +68,25 @@ fn wait_for(
     what: &str,
     done: impl Fn(&Option<JobState>) -> bool,
 ) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let waited = wait::until(timeout, || {
         let state = ctl.state()?;
-        if done(&state) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            let last_exit = state
-                .and_then(|s| s.last_exit)
-                .unwrap_or_else(|| "unknown".into());
-            return Err(Error::service_failed(format!(
-                "{} did not {what} within {}s (last exit code {last_exit})",
-                ctl.describe(),
-                timeout.as_secs()
-            ))
-            .with_hint("`sygen service logs` and ~/.sygen/logs/service.err show why"));
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
+        Ok(if done(&state) {
+            Look::Done
+        } else {
+            Look::NotYet(state)
+        })
+    })?;
+    waited.map_err(|state| {
+        let last_exit = state
+            .and_then(|s| s.last_exit)
+            .unwrap_or_else(|| "unknown".into());
+        Error::service_failed(format!(
+            "{} did not {what} within {}s (last exit code {last_exit})",
+            ctl.describe(),
+            timeout.as_secs()
+        ))
+        .with_hint("`sygen service logs` and ~/.sygen/logs/service.err show why")
+    })
 }
 
 fn is_running(state: &Option<JobState>) -> bool {

@@ -18,11 +18,15 @@ mod doctor;
 mod openrc;
 mod script;
 
-use std::{fs, path::PathBuf, thread, time::Duration};
+use std::{fs, path::PathBuf, time::Duration};
 
 use sygen_backend_api::{
     methods::{Check, DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
-    sdk::{self, command, Backend, Changes, Context, Error, Info, Result},
+    sdk::{
+        self, command,
+        wait::{self, Look},
+        Backend, Changes, Context, Error, Info, Result,
+    },
 };
 
 use crate::openrc::{Mode, State};
@@ -95,19 +99,21 @@ fn require_installed(cx: &Context, mode: &Mode) -> Result<PathBuf> {
 
 /// Waits briefly for supervise-daemon to report the service started.
 fn check_started(cx: &Context, mode: &Mode) -> Result<()> {
-    let mut state = State::Other(-1);
-    for _ in 0..20 {
-        state = openrc::status(mode, &cx.service.name)?;
-        if state == State::Started {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
-    Err(Error::service_failed(format!(
-        "sygen did not start: OpenRC reports it {}",
-        state.describe()
-    ))
-    .with_hint("`sygen service logs` shows why"))
+    let started = wait::until(Duration::from_secs(2), || {
+        let state = openrc::status(mode, &cx.service.name)?;
+        Ok(if state == State::Started {
+            Look::Done
+        } else {
+            Look::NotYet(state)
+        })
+    })?;
+    started.map_err(|state| {
+        Error::service_failed(format!(
+            "sygen did not start: OpenRC reports it {}",
+            state.describe()
+        ))
+        .with_hint("`sygen service logs` shows why")
+    })
 }
 
 /// Root creates the logs directory in the user's home; the user's sygen must own it.

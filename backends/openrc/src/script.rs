@@ -14,16 +14,9 @@
 use std::fmt::Write as _;
 
 use sygen_backend_api::{
-    sdk::{Error, Result},
+    sdk::{quote::sh_word, Error, Result},
     ServiceDescription,
 };
-
-/// One word for the shell.
-fn quote(text: &str) -> Result<String> {
-    shlex::try_quote(text)
-        .map(|q| q.into_owned())
-        .map_err(|e| Error::failed(format!("cannot write {text:?} into a shell script: {e}")))
-}
 
 /// One word for openrc-run's unquoted expansion and `eval`: every character that is not
 /// plainly safe gets a backslash, so no space is left for word splitting to collapse.
@@ -52,7 +45,7 @@ fn eval_words<'a>(words: impl IntoIterator<Item = &'a str>) -> Result<String> {
         .into_iter()
         .map(escape_for_eval)
         .collect::<Result<_>>()?;
-    quote(&escaped.join(" "))
+    sh_word(&escaped.join(" "))
 }
 
 /// The service script; `user` is who sygen runs as (`command_user`), when OpenRC runs it as
@@ -83,7 +76,7 @@ pub fn render(service: &ServiceDescription, user: Option<&str>) -> Result<String
         script,
         "# supervise-daemon restarts sygen after any exit, up to respawn_max times in respawn_period."
     );
-    let _ = writeln!(script, "description={}", quote(&service.description)?);
+    let _ = writeln!(script, "description={}", sh_word(&service.description)?);
     let _ = writeln!(script, "supervisor=supervise-daemon");
     let _ = writeln!(script, "command={}", eval_words([program.as_str()])?);
     let _ = writeln!(

@@ -17,11 +17,16 @@ use std::{
     collections::HashMap,
     fs,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use sygen_backend_api::{
     methods::{Check, DOCTOR, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
-    sdk::{self, Backend, Context, Error, Info, Result},
+    sdk::{
+        self,
+        wait::{self, Look},
+        Backend, Context, Error, Info, Result,
+    },
 };
 
 use crate::systemctl::{change, change_ok, show, systemctl, unit_name, LogSource};
@@ -79,21 +84,23 @@ fn state(cx: &Context) -> Result<HashMap<String, String>> {
 /// Watches it for a moment, because a program that starts and then exits at once still
 /// counts as started for `systemctl start`.
 fn check_started(cx: &Context) -> Result<()> {
-    for attempt in 0..5 {
-        if attempt > 0 {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+    let watched = wait::until(Duration::from_millis(400), || {
         let state = state(cx)?;
         let active = state.get("ActiveState").map_or("", String::as_str);
         let sub = state.get("SubState").map_or("", String::as_str);
         if active == "failed" || sub == "auto-restart" {
-            return Err(Error::service_failed(format!(
-                "sygen did not start: the service is {active} ({sub}), last exit: {}",
-                format_last_exit(&state)
-            ))
-            .with_hint("`sygen service logs` shows why"));
+            return Ok(Look::Failed(
+                Error::service_failed(format!(
+                    "sygen did not start: the service is {active} ({sub}), last exit: {}",
+                    format_last_exit(&state)
+                ))
+                .with_hint("`sygen service logs` shows why"),
+            ));
         }
-    }
+        Ok(Look::NotYet(()))
+    })?;
+    // Up for the whole moment, never failed: it started.
+    let (Ok(()) | Err(())) = watched;
     Ok(())
 }
 

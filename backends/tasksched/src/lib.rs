@@ -18,13 +18,16 @@ mod task_xml;
 
 use std::{
     path::{Path, PathBuf},
-    thread,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use sygen_backend_api::{
     methods::{Check, DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
-    sdk::{self, Backend, Context, Error, Info, Result},
+    sdk::{
+        self,
+        wait::{self, Look},
+        Backend, Context, Error, Info, Result,
+    },
 };
 
 use crate::{
@@ -113,23 +116,23 @@ fn require_installed(cx: &Context) -> Result<TaskState> {
 }
 
 fn wait_until_running(cx: &Context) -> Result<()> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
+    let running = wait::until(START_TIMEOUT, || {
         let state = require_installed(cx)?;
-        if state.is_running() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(Error::service_failed(format!(
-                "the task {} did not start within {}s (last result {})",
-                cx.service.name,
-                START_TIMEOUT.as_secs(),
-                state.describe_last_result()
-            ))
-            .with_hint("`sygen service logs` shows what sygen wrote"));
-        }
-        thread::sleep(Duration::from_millis(100));
-    }
+        Ok(if state.is_running() {
+            Look::Done
+        } else {
+            Look::NotYet(state)
+        })
+    })?;
+    running.map_err(|state| {
+        Error::service_failed(format!(
+            "the task {} did not start within {}s (last result {})",
+            cx.service.name,
+            START_TIMEOUT.as_secs(),
+            state.describe_last_result()
+        ))
+        .with_hint("`sygen service logs` shows what sygen wrote")
+    })
 }
 
 /// Registers the task from the XML file, which is removed whatever happens.

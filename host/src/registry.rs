@@ -362,15 +362,18 @@ impl ScannerChild {
                     deadline = Instant::now() + per_file_limit();
                 }
             }
+            if answers.len() - start == files.len() {
+                // All is said: whatever the child does on its way out (a crash in a destructor,
+                // a hang in a library's exit code) is no file's fault, and is not waited for.
+                let _ = self.process.kill();
+                let _ = self.process.wait();
+                return Ending::Finished;
+            }
             if let Some(status) = exited {
                 return match platform::exit_status(status) {
                     platform::Exit::Code(0) => Ending::Finished,
                     _ => Ending::Crashed,
                 };
-            }
-            if answers.len() - start == files.len() {
-                let _ = self.process.wait();
-                return Ending::Finished;
             }
             if Instant::now() >= deadline {
                 let _ = self.process.kill();

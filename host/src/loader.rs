@@ -494,6 +494,11 @@ impl Backend {
         self.guarded(call, limit, move |console| operation(&spec, console))
     }
 
+    /// Gives the backend its own table of `settings` with every call from now on.
+    pub fn configure(&mut self, settings: &Settings) {
+        self.extra = extra_for(&self.name, settings);
+    }
+
     /// `spec`, with this backend's own part of the description (its settings) in `extra`.
     fn spec(&self, spec: &ServiceSpec) -> ServiceSpec {
         let mut spec = spec.clone();
@@ -805,8 +810,13 @@ fn backend_config(sygen_home: &Path) -> (Option<String>, Settings) {
     }
 }
 
+/// The `[backends.<name>]` tables of the config.toml in `sygen_home`.
+pub fn settings(sygen_home: &Path) -> Settings {
+    backend_config(sygen_home).1
+}
+
 /// `[backends.<name>]` of config.toml, by name.
-type Settings = std::collections::BTreeMap<String, toml::Table>;
+pub type Settings = std::collections::BTreeMap<String, toml::Table>;
 
 /// What the description's `extra` carries to the backend `name`: its settings.
 fn extra_for(name: &str, settings: &Settings) -> String {
@@ -962,7 +972,7 @@ impl Survey {
         }
         backend.replaces = self.replaces.clone();
         backend.why = self.why;
-        backend.extra = extra_for(&backend.name, &self.settings);
+        backend.configure(&self.settings);
         Ok(backend)
     }
 }
@@ -973,7 +983,7 @@ pub fn select(choice: Choice<'_>, sygen_home: &Path) -> Result<Backend, Failure>
     if let Some(path) = choice.named_file() {
         let mut backend = load(&path).map_err(|e| e.into_failure(&path))?;
         backend.why = Some(choice.why_named());
-        backend.extra = extra_for(&backend.name, &backend_config(sygen_home).1);
+        backend.configure(&settings(sygen_home));
         return Ok(backend);
     }
     survey(choice, sygen_home, false).load_selected()

@@ -75,8 +75,14 @@ impl Refusal {
 /// child for the files left.
 pub fn describe_here(files: &[PathBuf], available: bool) -> std::io::Result<()> {
     let spec = crate::description::build().map(|d| d.to_spec());
+    let settings = crate::description::sygen_home()
+        .map(|home| loader::settings(&home))
+        .unwrap_or_default();
     for file in files {
-        let loaded = loader::load(file);
+        let loaded = loader::load(file).map(|mut backend| {
+            backend.configure(&settings);
+            backend
+        });
         let described = match &loaded {
             Ok(backend) => Ok(backend.described()),
             Err(error) => Err(Refusal {

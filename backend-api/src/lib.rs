@@ -2,12 +2,14 @@
 //!
 //! The host binary holds no platform code: it loads a backend shared library at run time
 //! (`libsygen_systemd.so`, `libsygen_launchd.dylib`, `sygen_tasksched.dll`, or a third party's)
-//! and drives the service through nine functions. This crate has two parts:
+//! and drives the service through nine functions. This crate has these parts:
 //!
 //! - [`abi`]: the frozen boundary types, checked by abi_stable when a backend is loaded.
 //! - [`methods`]: the named methods of `call` and the JSON documents they answer.
 //! - [`sdk`]: the kit for writing a backend in safe Rust: implement [`sdk::Backend`], call
 //!   [`export_backend!`], and use the shared helpers.
+//! - `conformance` (feature `conformance`): the checks `sygen service conformance` runs, for a
+//!   backend's own `cargo test`.
 //!
 //! # The freeze rule
 //!
@@ -20,6 +22,8 @@
 //! new description fields go into [`abi::ServiceSpec::extra`].
 
 pub mod abi;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod kinds;
 pub mod methods;
 pub mod sdk;

@@ -665,7 +665,7 @@ fn conformance_fails_a_backend_that_implements_nothing() {
     assert!(out.stdout.contains("  info() is sane"), "{}", out.stdout);
     assert!(
         out.stdout
-            .contains("FAIL  minimal backend 0.1.0: is_service_available is not implemented"),
+            .contains("FAIL  is_service_available is not implemented"),
         "{}",
         out.stdout
     );

@@ -1,0 +1,445 @@
+//! The conformance suite: runs a backend through its nine operations and says, check by check,
+//! whether it behaves as sygen expects of every backend.
+//!
+//! `sygen service conformance` runs it on the backend sygen has loaded; a backend's own
+//! `cargo test` runs it on the library cargo just built, through [`Conformance`]. Both print
+//! the same table because both run [`run`]: only how a call reaches the backend differs
+//! (the [`Subject`]).
+//!
+//! It works in a sandbox: a service named `sygen-conformance` (label `dev.sygen.conformance`),
+//! so a real sygen service is never touched, with a temporary sygen home. Backends still reach
+//! their real service manager, and the user's home is the description's `HOME` (a service
+//! manager reads its user's configuration there): make it a scratch one for the "no files
+//! left" check to mean something.
+
+mod library;
+
+use std::{
+    collections::BTreeSet,
+    fmt,
+    path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
+};
+
+pub use library::Conformance;
+
+use crate::{BackendError, BackendInfo, ErrorKind, ServiceDescription, ServiceSpec};
+
+/// The sandboxed service's name and launchd label.
+pub const NAME: &str = "sygen-conformance";
+pub const LABEL: &str = "dev.sygen.conformance";
+/// How long a service may take to reach the state asked for.
+const SETTLE: Duration = Duration::from_secs(15);
+/// Longer than any shipped backend's restart delay (systemd's RestartSec=5).
+const NO_RESPAWN_WATCH: Duration = Duration::from_secs(7);
+/// "Quickly", for `is_service_available`.
+const AVAILABLE_WITHIN: Duration = Duration::from_secs(5);
+
+/// An operation that answers yes or no.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Question {
+    Available,
+    Installed,
+    Running,
+}
+
+/// An operation that answers nothing but success or failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    Install,
+    Start,
+    Stop,
+    Uninstall,
+    Status,
+    /// `print_service_logs` of the last `lines` lines, not following.
+    Logs {
+        lines: u32,
+    },
+}
+
+/// The backend under test, as the suite reaches it. Each call answers the backend's result
+/// and everything it printed through the console.
+pub trait Subject {
+    /// What the backend says it is.
+    fn info(&self) -> BackendInfo;
+    /// The library it was loaded from.
+    fn path(&self) -> &Path;
+    fn ask(&self, question: Question, spec: &ServiceSpec) -> (Result<bool, BackendError>, String);
+    fn act(&self, action: Action, spec: &ServiceSpec) -> (Result<(), BackendError>, String);
+}
+
+/// A new sandbox: a temporary directory for the sygen home, whose path holds a space, quotes
+/// and a `$`, as a user's may, so that a backend that does not quote what it writes fails.
+pub fn sandbox() -> std::io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix("sygen-conformance \"sandbox\" 'of' $HOME-")
+        .tempdir()
+}
+
+/// `service` moved into the sandbox whose sygen home is `home`: another name and label, the
+/// home and logs there, and `SYGEN_HOME` saying so.
+pub fn sandboxed(mut service: ServiceDescription, home: &Path) -> ServiceDescription {
+    service.name = NAME.into();
+    service.label = LABEL.into();
+    service.description = "sygen conformance check".into();
+    service.home = home.to_path_buf();
+    service.logs_dir = home.join("logs");
+    for (key, value) in &mut service.env {
+        if key == "SYGEN_HOME" {
+            *value = home.display().to_string();
+        }
+    }
+    service
+}
+
+/// One check's result.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Pass(String),
+    Fail(String),
+    /// Not run: an earlier check left nothing to build on.
+    Skipped,
+}
+
+/// What [`run`] found: one row per check, printed as a table by `Display`.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The backend as the table's heading names it: name, version, library.
+    pub backend: String,
+    pub rows: Vec<(&'static str, Outcome)>,
+}
+
+impl Report {
+    pub fn passed(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|(_, outcome)| matches!(outcome, Outcome::Pass(_)))
+            .count()
+    }
+
+    pub fn all_passed(&self) -> bool {
+        self.passed() == self.rows.len()
+    }
+
+    /// Panics with the table unless every check passed: for a backend's own tests.
+    #[track_caller]
+    pub fn assert_passed(&self) {
+        assert!(self.all_passed(), "\n{self}");
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "conformance of the {}", self.backend)?;
+        let width = self
+            .rows
+            .iter()
+            .map(|(name, _)| name.chars().count())
+            .max()
+            .unwrap_or(0);
+        for (name, outcome) in &self.rows {
+            let (mark, detail) = match outcome {
+                Outcome::Pass(detail) => ("pass", detail.as_str()),
+                Outcome::Fail(why) => ("FAIL", why.as_str()),
+                Outcome::Skipped => ("skip", "not run: an earlier check failed"),
+            };
+            writeln!(f, "  {name:width$}  {mark}  {detail}")?;
+        }
+        writeln!(f, "{} of {} checks passed", self.passed(), self.rows.len())
+    }
+}
+
+struct Run<'a> {
+    subject: &'a dyn Subject,
+    spec: ServiceSpec,
+    rows: Vec<(&'static str, Outcome)>,
+    /// Set once a check leaves the service in a state the later ones cannot build on.
+    stopped: bool,
+    panics: Vec<String>,
+}
+
+impl Run<'_> {
+    fn check(
+        &mut self,
+        name: &'static str,
+        check: impl FnOnce(&mut Self) -> Result<String, String>,
+    ) {
+        if self.stopped {
+            self.rows.push((name, Outcome::Skipped));
+            return;
+        }
+        let outcome = match check(self) {
+            Ok(detail) => Outcome::Pass(detail),
+            Err(why) => Outcome::Fail(why),
+        };
+        self.rows.push((name, outcome));
+    }
+
+    /// Notes a panic that crossed the boundary as an error.
+    fn noted<T>(
+        &mut self,
+        (result, text): (Result<T, BackendError>, String),
+    ) -> (Result<T, BackendError>, String) {
+        if let Err(error) = &result {
+            if error.kind == ErrorKind::PANICKED {
+                self.panics.push(error.message.to_string());
+            }
+        }
+        (result, text)
+    }
+
+    fn ask(&mut self, question: Question) -> (Result<bool, BackendError>, String) {
+        let answer = self.subject.ask(question, &self.spec);
+        self.noted(answer)
+    }
+
+    fn act(&mut self, action: Action) -> (Result<(), BackendError>, String) {
+        let answer = self.subject.act(action, &self.spec);
+        self.noted(answer)
+    }
+
+    fn yes(&mut self, question: Question) -> Result<bool, String> {
+        self.ask(question).0.map_err(|e| e.message.into())
+    }
+
+    /// Asks `is_service_running` until it answers `wanted`.
+    fn wait_running(&mut self, wanted: bool) -> Result<Duration, String> {
+        let started = Instant::now();
+        while self.yes(Question::Running)? != wanted {
+            if started.elapsed() > SETTLE {
+                return Err(format!(
+                    "is_service_running still answered {} after {}s",
+                    !wanted,
+                    SETTLE.as_secs()
+                ));
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        Ok(started.elapsed())
+    }
+
+    /// Runs `action`, answering what it printed, or why it failed.
+    fn expect_ok(&mut self, what: &str, action: Action) -> Result<String, String> {
+        match self.act(action) {
+            (Ok(()), text) => Ok(text),
+            (Err(error), _) => Err(format!("{what} failed: {}", error.message)),
+        }
+    }
+}
+
+/// The files (not directories) under `root`, skipping `skip`.
+fn files_under(root: &Path, skip: &Path) -> BTreeSet<PathBuf> {
+    let mut files = BTreeSet::new();
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(|e| e.ok()) {
+            let path = entry.path();
+            if path.starts_with(skip) {
+                continue;
+            }
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(path),
+                Ok(_) => {
+                    files.insert(path);
+                }
+                Err(_) => {}
+            }
+        }
+    }
+    files
+}
+
+fn info_is_sane(info: &BackendInfo) -> Result<String, String> {
+    let name = info.name.as_str();
+    let name_ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !name_ok {
+        return Err(format!("the name {name:?} is not a short lowercase word"));
+    }
+    semver::Version::parse(&info.version)
+        .map_err(|e| format!("the version {:?} is not semver: {e}", info.version))?;
+    if info.platform.is_empty() || info.description.is_empty() {
+        return Err("the platform or the description is empty".into());
+    }
+    let api = semver::Version::parse(&info.api_version).map_err(|e| {
+        format!(
+            "the interface version {:?} is not semver: {e}",
+            info.api_version
+        )
+    })?;
+    if api.major != 1 {
+        return Err(format!("built against interface {api}, not 1.x"));
+    }
+    Ok(format!(
+        "{} {} for {}, interface {}",
+        info.name, info.version, info.platform, info.api_version
+    ))
+}
+
+/// Runs every check on `subject` with `service` (see [`sandboxed`]), whose `HOME` is the
+/// user's home watched for files left behind, and uninstalls whatever it installed.
+pub fn run(subject: &dyn Subject, service: &ServiceDescription) -> Report {
+    let info = subject.info();
+    let user_home = service.env_var("HOME").map(PathBuf::from);
+    let mut run = Run {
+        subject,
+        spec: service.to_spec(),
+        rows: Vec::new(),
+        stopped: false,
+        panics: Vec::new(),
+    };
+    run.check("info() is sane", |_| info_is_sane(&info));
+    run.check("is_service_available answers quickly", |r| {
+        let started = Instant::now();
+        let (answer, _) = r.ask(Question::Available);
+        let took = started.elapsed();
+        match answer {
+            Ok(true) if took <= AVAILABLE_WITHIN => Ok(format!("yes, in {} ms", took.as_millis())),
+            Ok(true) => Err(format!("yes, but only after {} ms", took.as_millis())),
+            Ok(false) => {
+                r.stopped = true;
+                Err(
+                    "no: its service manager is not available here, so nothing else can be checked"
+                        .into(),
+                )
+            }
+            Err(error) => {
+                r.stopped = true;
+                Err(error.message.into())
+            }
+        }
+    });
+    run.check("not installed before install", |r| {
+        if r.yes(Question::Installed)? || r.yes(Question::Running)? {
+            r.stopped = true;
+            return Err(format!("{NAME} is already installed; uninstall it first"));
+        }
+        Ok("not installed, not running".into())
+    });
+    run.check("calls on a missing service answer \"not installed\"", |r| {
+        let calls = [
+            ("start", Action::Start),
+            ("stop", Action::Stop),
+            ("uninstall", Action::Uninstall),
+            ("status", Action::Status),
+        ];
+        for (name, action) in calls {
+            match r.act(action).0 {
+                Err(error) if error.kind == ErrorKind::NOT_INSTALLED => {}
+                Err(error) => return Err(format!("{name}: {}", error.message)),
+                Ok(()) => return Err(format!("{name} succeeded")),
+            }
+        }
+        Ok("start, stop, uninstall, status".into())
+    });
+    let sandbox = service.home.as_path();
+    let files_before = user_home
+        .as_deref()
+        .map(|home| files_under(home, sandbox))
+        .unwrap_or_default();
+    run.check("install → installed and running", |r| {
+        r.expect_ok("install", Action::Install)?;
+        if !r.yes(Question::Installed)? {
+            r.stopped = true;
+            return Err("is_service_installed says no after install".into());
+        }
+        let took = r.wait_running(true)?;
+        Ok(format!("running after {} ms", took.as_millis()))
+    });
+    run.check("re-install is idempotent", |r| {
+        r.expect_ok("the second install", Action::Install)?;
+        if !r.yes(Question::Installed)? {
+            return Err("not installed after the second install".into());
+        }
+        r.wait_running(true)?;
+        Ok("still installed and running".into())
+    });
+    run.check("stop → not running, not respawned", |r| {
+        r.expect_ok("stop", Action::Stop)?;
+        r.wait_running(false)?;
+        thread::sleep(NO_RESPAWN_WATCH);
+        if r.yes(Question::Running)? {
+            return Err(format!(
+                "running again {}s after stop",
+                NO_RESPAWN_WATCH.as_secs()
+            ));
+        }
+        Ok(format!(
+            "still stopped {}s later",
+            NO_RESPAWN_WATCH.as_secs()
+        ))
+    });
+    run.check("start → running", |r| {
+        r.expect_ok("start", Action::Start)?;
+        let took = r.wait_running(true)?;
+        Ok(format!("running after {} ms", took.as_millis()))
+    });
+    run.check("status prints through the console", |r| {
+        let text = r.expect_ok("status", Action::Status)?;
+        match text.lines().find(|l| !l.trim().is_empty()) {
+            Some(first) => Ok(first.chars().take(60).collect()),
+            None => Err("printed nothing".into()),
+        }
+    });
+    run.check("logs print through the console", |r| {
+        let agent_log = service.logs_dir.join("agent.log");
+        let deadline = Instant::now() + SETTLE;
+        while !std::fs::read_to_string(&agent_log).is_ok_and(|l| l.contains("heartbeat")) {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "the service wrote no heartbeat to {} (was it given its environment?)",
+                    agent_log.display()
+                ));
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        let text = r.expect_ok("logs", Action::Logs { lines: 20 })?;
+        if text.trim().is_empty() {
+            return Err("printed nothing".into());
+        }
+        Ok(format!("{} lines", text.lines().count()))
+    });
+    run.check("uninstall → not installed, no files left", |r| {
+        r.expect_ok("uninstall", Action::Uninstall)?;
+        if r.yes(Question::Installed)? {
+            return Err("is_service_installed still says yes".into());
+        }
+        r.wait_running(false)?;
+        let left: Vec<PathBuf> = user_home
+            .as_deref()
+            .map(|home| files_under(home, sandbox))
+            .unwrap_or_default()
+            .difference(&files_before)
+            .cloned()
+            .collect();
+        if !left.is_empty() {
+            return Err(format!("left behind: {left:?}"));
+        }
+        Ok("nothing left".into())
+    });
+    run.stopped = false;
+    run.check("no panic crossed the boundary", |r| {
+        match r.panics.first() {
+            None => Ok("none".into()),
+            Some(first) => Err(format!("{} panics, first: {first}", r.panics.len())),
+        }
+    });
+    if run.yes(Question::Installed).unwrap_or(false) {
+        let _ = run.act(Action::Uninstall);
+    }
+    Report {
+        backend: format!(
+            "{} backend {} ({})",
+            info.name,
+            info.version,
+            subject.path().display()
+        ),
+        rows: run.rows,
+    }
+}

@@ -275,12 +275,18 @@ fn copy_dir(from: &Path, to: &Path) {
 /// lock file goes along, so the same dependency versions are used and nothing is fetched anew.
 /// Answers the directory holding the build's artifacts.
 pub fn build_out_of_tree(dir: &str, prepare: impl FnOnce(&Path)) -> PathBuf {
-    cargo_out_of_tree(dir, prepare, &["build"])
+    cargo_out_of_tree(dir, prepare, &["build"], &[]).0
 }
 
-/// Runs `cargo <args>` on a copy of `dir` made outside the repository (after `prepare`
-/// adjusts the copy), into a target directory of its own; answers the build directory.
-pub fn cargo_out_of_tree(dir: &str, prepare: impl FnOnce(&Path), args: &[&str]) -> PathBuf {
+/// Runs `cargo <args>` with `env` on a copy of `dir` made outside the repository (after
+/// `prepare` adjusts the copy), into a target directory of its own; answers the build
+/// directory and what cargo printed on stdout.
+pub fn cargo_out_of_tree(
+    dir: &str,
+    prepare: impl FnOnce(&Path),
+    args: &[&str],
+    env: &[(&str, &Path)],
+) -> (PathBuf, String) {
     let copy = tempfile::tempdir().unwrap();
     copy_dir(&repository().join(dir), copy.path());
     std::fs::copy(
@@ -295,14 +301,16 @@ pub fn cargo_out_of_tree(dir: &str, prepare: impl FnOnce(&Path), args: &[&str]) 
         .args(args)
         .current_dir(copy.path())
         .env("CARGO_TARGET_DIR", &target)
+        .envs(env.iter().copied())
         .output()
         .expect("cargo runs");
+    let stdout = String::from_utf8_lossy(&build.stdout).into_owned();
     assert!(
         build.status.success(),
-        "{}",
+        "{stdout}\n{}",
         String::from_utf8_lossy(&build.stderr)
     );
-    target.join("debug")
+    (target.join("debug"), stdout)
 }
 
 /// The pid in the pid file at `path` (its first line), if there is one.

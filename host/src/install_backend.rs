@@ -48,7 +48,7 @@ fn probe_in_child(file: &Path) -> Result<registry::Described> {
 }
 
 /// `libsygen_<name>.so`, `libsygen_<name>.dylib`, `sygen_<name>.dll`.
-fn file_name(name: &str) -> String {
+pub fn file_name(name: &str) -> String {
     format!(
         "{}sygen_{name}.{}",
         std::env::consts::DLL_PREFIX,
@@ -330,6 +330,16 @@ impl Store {
         Ok(())
     }
 
+    /// Installs nothing of `name` any more, in one step (its state goes; its version
+    /// directories with it), so that the one shipped with sygen is used again.
+    fn forget(&self, name: &str) -> Result<()> {
+        let file = self.name_dir(name).join("state");
+        fs::remove_file(&file).with_context(|| format!("cannot remove {}", file.display()))?;
+        sync_dir(&self.name_dir(name))?;
+        self.tidy_name(name);
+        Ok(())
+    }
+
     /// Moves a backend installed by the old layout into a state of its own, copying first so
     /// that a kill at any point loses nothing (the old files go once the state names the
     /// copies).
@@ -415,84 +425,130 @@ pub fn add(file: &Path, force: bool) -> Result<()> {
         message: format!("{}; nothing was installed", failure.message),
         ..failure
     })?;
+    lock()?.add(file, &new, force)
+}
+
+/// The store, held locked: for `update`, which fetches and installs under one lock.
+pub struct LockedStore {
+    store: Store,
+    _lock: File,
+}
+
+/// Opens the store and waits for its lock.
+pub fn lock() -> Result<LockedStore> {
     let store = Store::open()?;
-    let _lock = store.lock()?;
-    store.migrate(&new.name)?;
-    let current = store
-        .state(&new.name)?
-        .map(|state| state.current)
-        .filter(|dir| store.library(&new.name, dir).is_file());
-    if let Some(dir) = &current {
-        let active = store.library(&new.name, dir);
-        match probe_in_child(&active) {
-            Ok(current) if version(&current.version) == version(&new.version) => {
-                println!(
-                    "the {} backend {} is already installed ({}); nothing to do",
-                    new.name,
-                    new.version,
-                    active.display()
-                );
-                return Ok(());
-            }
-            Ok(current) if version(&new.version) < version(&current.version) && !force => {
-                return Err(Failure::new(
-                    Exit::Failed,
-                    format!(
-                        "{} would downgrade the {} backend from {} to {}",
-                        file.display(),
+    let lock = store.lock()?;
+    Ok(LockedStore { store, _lock: lock })
+}
+
+impl LockedStore {
+    pub fn dir(&self) -> &Path {
+        &self.store.dir
+    }
+
+    /// The version of `name` sygen would use: the newer of the store's current one and the
+    /// one shipped with sygen.
+    pub fn version_in_use(&self, name: &str) -> Result<Option<semver::Version>> {
+        let store = &self.store;
+        store.migrate(name)?;
+        let current = store
+            .state(name)?
+            .map(|state| store.library(name, &state.current));
+        let shipped = loader::shipped_file(&description::sygen_home()?, &file_name(name));
+        Ok(current
+            .into_iter()
+            .chain(shipped)
+            .filter(|file| file.is_file())
+            .filter_map(|file| probe_in_child(&file).ok())
+            .map(|described| version(&described.version))
+            .max())
+    }
+
+    /// Installs `file`, described as `new`, keeping the version it replaces for rollback.
+    pub fn add(&self, file: &Path, new: &registry::Described, force: bool) -> Result<()> {
+        let store = &self.store;
+        store.migrate(&new.name)?;
+        let current = store
+            .state(&new.name)?
+            .map(|state| state.current)
+            .filter(|dir| store.library(&new.name, dir).is_file());
+        if let Some(dir) = &current {
+            let active = store.library(&new.name, dir);
+            match probe_in_child(&active) {
+                Ok(current) if version(&current.version) == version(&new.version) => {
+                    println!(
+                        "the {} backend {} is already installed ({}); nothing to do",
                         new.name,
-                        current.version,
-                        new.version
-                    ),
-                )
-                .hint("pass --force to install the older version anyway")
-                .into());
+                        new.version,
+                        active.display()
+                    );
+                    return Ok(());
+                }
+                Ok(current) if version(&new.version) < version(&current.version) && !force => {
+                    return Err(Failure::new(
+                        Exit::Failed,
+                        format!(
+                            "{} would downgrade the {} backend from {} to {}",
+                            file.display(),
+                            new.name,
+                            current.version,
+                            new.version
+                        ),
+                    )
+                    .hint("pass --force to install the older version anyway")
+                    .into());
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    let state = State {
-        current: store.make_version(&new.name, file, &new.version)?,
-        previous: current,
-    };
-    store.switch(&new.name, &state)?;
-    let active = store.library(&new.name, &state.current);
-    let kept = state
-        .previous
-        .and_then(|dir| probe_in_child(&store.library(&new.name, &dir)).ok());
-    match kept {
-        Some(kept) => println!(
-            "installed the {} backend {} as {} (kept {} for `sygen service backend rollback {}`)",
-            new.name,
-            new.version,
-            active.display(),
-            kept.version,
-            new.name
-        ),
-        None => println!(
-            "installed the {} backend {} as {}",
-            new.name,
-            new.version,
-            active.display()
-        ),
-    }
-    let home = description::sygen_home()?;
-    if let Some(shipped) = loader::shipped_file(&home, &file_name(&new.name)) {
-        match probe_in_child(&shipped) {
-            Ok(probe) if version(&probe.version) >= version(&new.version) => println!(
-                "the {} backend {} shipped with sygen ({}) stays in use: it is not older",
+        let state = State {
+            current: store.make_version(&new.name, file, &new.version)?,
+            previous: current,
+        };
+        store.switch(&new.name, &state)?;
+        let active = store.library(&new.name, &state.current);
+        let kept = state
+            .previous
+            .and_then(|dir| probe_in_child(&store.library(&new.name, &dir)).ok());
+        let kept_one = kept.is_some();
+        match kept {
+            Some(kept) => println!(
+                "installed the {} backend {} as {} (kept {} for `sygen service backend rollback {}`)",
                 new.name,
-                probe.version,
-                shipped.display()
+                new.version,
+                active.display(),
+                kept.version,
+                new.name
             ),
-            _ => println!(
-                "it replaces the {} backend shipped with sygen ({}) for every command",
+            None => println!(
+                "installed the {} backend {} as {}",
                 new.name,
-                shipped.display()
+                new.version,
+                active.display()
             ),
         }
+        let home = description::sygen_home()?;
+        if let Some(shipped) = loader::shipped_file(&home, &file_name(&new.name)) {
+            match probe_in_child(&shipped) {
+                Ok(probe) if version(&probe.version) >= version(&new.version) => println!(
+                    "the {} backend {} shipped with sygen ({}) stays in use: it is not older",
+                    new.name,
+                    probe.version,
+                    shipped.display()
+                ),
+                _ => println!(
+                    "it replaces the {} backend shipped with sygen ({}) for every command{}",
+                    new.name,
+                    shipped.display(),
+                    match kept_one {
+                        true => "",
+                        false => " (`sygen service backend rollback` goes back to it)",
+                    }
+                ),
+            }
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 pub fn remove(name: &str) -> Result<()> {
@@ -517,22 +573,36 @@ pub fn rollback(name: &str) -> Result<()> {
     let store = Store::open()?;
     let _lock = store.lock()?;
     store.migrate(name)?;
-    let state = store.state(name)?;
-    let Some((current, previous)) = state.and_then(|s| Some((s.current, s.previous?))) else {
-        return Err(Failure::new(
+    let nothing_kept = || {
+        Failure::new(
             Exit::Failed,
             format!(
                 "no earlier version of the {name} backend is kept in {}",
                 store.name_dir(name).display()
             ),
         )
-        .hint("rollback goes back to the version the last `backend add` replaced")
-        .into());
+        .hint(
+            "rollback goes back to the version the last `backend add` or `backend update` replaced",
+        )
+    };
+    let state = store.state(name)?.ok_or_else(nothing_kept)?;
+    let Some(previous) = state.previous else {
+        // The first version installed replaced the one shipped with sygen, if any: back to it.
+        let home = description::sygen_home()?;
+        let shipped = loader::shipped_file(&home, &file_name(name)).ok_or_else(nothing_kept)?;
+        let back_to = probe_in_child(&shipped)?;
+        store.forget(name)?;
+        println!(
+            "rolled the {name} backend back to {}, the one shipped with sygen ({})",
+            back_to.version,
+            shipped.display()
+        );
+        return Ok(());
     };
     let back_to = probe_in_child(&store.library(name, &previous))?;
     let state = State {
         current: previous,
-        previous: Some(current),
+        previous: Some(state.current),
     };
     store.switch(name, &state)?;
     println!(

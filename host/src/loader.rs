@@ -160,7 +160,39 @@ fn trusted_keys() -> &'static Result<Keys, LoadError> {
     KEYS.get_or_init(read_trusted_keys)
 }
 
-type Keys = Vec<(PathBuf, minisign_verify::PublicKey)>;
+type Keys = Vec<TrustedKey>;
+
+/// A publisher's key from `trusted-keys/`.
+#[derive(Clone, Debug)]
+pub struct TrustedKey {
+    pub path: PathBuf,
+    pub key: minisign_verify::PublicKey,
+    /// Names the key in what sygen remembers of channels, whatever its file is called: the
+    /// start of the sha256 of its base64 form.
+    pub id: String,
+}
+
+/// The trusted keys, for what must be signed whatever else is allowed (backend updates): an
+/// error when there are none, or when they cannot be used.
+pub fn required_keys() -> Result<&'static [TrustedKey], Failure> {
+    let dir = crate::description::sygen_home()
+        .map(|home| home.join("trusted-keys"))
+        .unwrap_or_default();
+    match trusted_keys() {
+        Ok(keys) if !keys.is_empty() => Ok(keys),
+        Ok(_) => Err(Failure::new(
+            Exit::Failed,
+            format!(
+                "there are no trusted keys in {}: updates must be signed",
+                dir.display()
+            ),
+        )
+        .hint("save the channel publisher's minisign public key there as <publisher>.pub")),
+        Err(unusable) => {
+            Err(Failure::new(Exit::Failed, unusable.reason.clone()).hint(unusable.hint.clone()))
+        }
+    }
+}
 
 fn read_trusted_keys() -> Result<Keys, LoadError> {
     let Ok(home) = crate::description::sygen_home() else {
@@ -178,16 +210,16 @@ fn read_trusted_keys() -> Result<Keys, LoadError> {
             .map_err(|e| unusable_key(&dir, &e.to_string()))?
             .path();
         if path.extension().is_some_and(|ext| ext == "pub") {
-            let key = read_key(&path).map_err(|why| unusable_key(&path, &why))?;
-            keys.push((path, key));
+            let (key, id) = read_key(&path).map_err(|why| unusable_key(&path, &why))?;
+            keys.push(TrustedKey { path, key, id });
         }
     }
     Ok(keys)
 }
 
 /// A minisign public key file: its comment line and the key, or the key's line alone (as
-/// `minisign -P` takes it).
-fn read_key(path: &Path) -> Result<minisign_verify::PublicKey, String> {
+/// `minisign -P` takes it). Answers the key and its id.
+fn read_key(path: &Path) -> Result<(minisign_verify::PublicKey, String), String> {
     let mut text = String::new();
     // A key file is two short lines.
     std::fs::File::open(path)
@@ -201,8 +233,14 @@ fn read_key(path: &Path) -> Result<minisign_verify::PublicKey, String> {
     let key = match lines[..] {
         [key] => minisign_verify::PublicKey::from_base64(key),
         _ => minisign_verify::PublicKey::decode(&text),
-    };
-    key.map_err(|e| format!("not a minisign public key: {e}"))
+    }
+    .map_err(|e| format!("not a minisign public key: {e}"))?;
+    let base64 = lines.last().copied().unwrap_or_default();
+    let digest = format!(
+        "{:x}",
+        <sha2::Sha256 as sha2::Digest>::digest(base64.as_bytes())
+    );
+    Ok((key, digest[..16].to_owned()))
 }
 
 fn unusable_key(place: &Path, why: &str) -> LoadError {
@@ -245,7 +283,7 @@ fn check_signature(path: &Path, file: &mut std::fs::File) -> Result<(), LoadErro
         Err(unusable) => return Err(unusable.clone()),
     };
     let keys_dir = keys[0]
-        .0
+        .path
         .parent()
         .unwrap_or(Path::new(""))
         .display()
@@ -289,7 +327,7 @@ fn check_signature(path: &Path, file: &mut std::fs::File) -> Result<(), LoadErro
         .map_err(|e| LoadError::new(format!("cannot read it ({e})"), NOT_A_BACKEND_HINT))?;
     if keys
         .iter()
-        .any(|(_, key)| key.verify(&data, &signature, false).is_ok())
+        .any(|trusted| trusted.key.verify(&data, &signature, false).is_ok())
     {
         return Ok(());
     }

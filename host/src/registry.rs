@@ -144,7 +144,11 @@ pub fn describe(files: &[PathBuf], home: &Path, available: bool) -> Vec<Descript
         })
         .collect();
     let asked: Vec<usize> = (0..files.len()).filter(|&i| results[i].is_none()).collect();
-    let answers = ask_children(asked.iter().map(|&i| files[i].as_path()), available);
+    let asking = Asking {
+        available,
+        unsigned: false,
+    };
+    let answers = ask_children(asked.iter().map(|&i| files[i].as_path()), asking);
     let mut changed = false;
     for (i, answer) in asked.into_iter().zip(answers) {
         if let (Some(stamp), Some(answer)) = (&stamps[i], &answer) {
@@ -194,8 +198,21 @@ impl From<Refusal> for LoadError {
 /// Describes one file in a child process, bypassing the cache: what `backend add` checks
 /// before it installs a file.
 pub fn describe_in_child(file: &Path) -> Result<Described, Failure> {
+    describe_one(file, false)
+}
+
+/// [`describe_in_child`] without the signature check: for the publisher about to sign `file`.
+pub fn describe_unsigned_in_child(file: &Path) -> Result<Described, Failure> {
+    describe_one(file, true)
+}
+
+fn describe_one(file: &Path, unsigned: bool) -> Result<Described, Failure> {
     let shown = dunce::canonicalize(file).unwrap_or_else(|_| file.to_owned());
-    let answer = ask_children(std::iter::once(shown.as_path()), false)
+    let asking = Asking {
+        available: false,
+        unsigned,
+    };
+    let answer = ask_children(std::iter::once(shown.as_path()), asking)
         .pop()
         .flatten();
     let refusal = match answer.map(|a| a.described) {
@@ -240,7 +257,15 @@ const MAX_CHILDREN: usize = 8;
 
 /// Describes `files` in child processes, a few working side by side on their share of the
 /// files; `None` for a file no child could answer for.
-fn ask_children<'a>(files: impl Iterator<Item = &'a Path>, available: bool) -> Vec<Option<Answer>> {
+/// What scanner children are asked besides what each file is: whether its service manager
+/// answers, and to load files with no valid signature (`SYGEN_ALLOW_UNSIGNED`).
+#[derive(Clone, Copy)]
+struct Asking {
+    available: bool,
+    unsigned: bool,
+}
+
+fn ask_children<'a>(files: impl Iterator<Item = &'a Path>, asking: Asking) -> Vec<Option<Answer>> {
     let files: Vec<&Path> = files.collect();
     if files.is_empty() {
         return Vec::new();
@@ -256,7 +281,7 @@ fn ask_children<'a>(files: impl Iterator<Item = &'a Path>, available: bool) -> V
     std::thread::scope(|scope| {
         let scanners: Vec<_> = files
             .chunks(share)
-            .map(|files| scope.spawn(|| Scanner::new(&exe, available).describe(files)))
+            .map(|files| scope.spawn(|| Scanner::new(&exe, asking).describe(files)))
             .collect();
         scanners
             .into_iter()
@@ -271,19 +296,19 @@ fn ask_children<'a>(files: impl Iterator<Item = &'a Path>, available: bool) -> V
 /// GStreamer's plugin scanner does).
 struct Scanner<'a> {
     exe: &'a Path,
-    available: bool,
+    asking: Asking,
 }
 
 impl<'a> Scanner<'a> {
-    fn new(exe: &'a Path, available: bool) -> Self {
-        Self { exe, available }
+    fn new(exe: &'a Path, asking: Asking) -> Self {
+        Self { exe, asking }
     }
 
     fn describe(&self, files: &[&Path]) -> Vec<Option<Answer>> {
         let mut answers: Vec<Option<Answer>> = Vec::with_capacity(files.len());
         while answers.len() < files.len() {
             let left = &files[answers.len()..];
-            let Some(mut child) = ScannerChild::spawn(self.exe, left, self.available) else {
+            let Some(mut child) = ScannerChild::spawn(self.exe, left, self.asking) else {
                 answers.extend(left.iter().map(|_| None));
                 break;
             };
@@ -327,15 +352,18 @@ struct ScannerChild {
 }
 
 impl ScannerChild {
-    fn spawn(exe: &Path, files: &[&Path], available: bool) -> Option<Self> {
+    fn spawn(exe: &Path, files: &[&Path], asking: Asking) -> Option<Self> {
         let (stdout, stderr) = (
             tempfile::NamedTempFile::new().ok()?,
             tempfile::tempfile().ok()?,
         );
         let mut command = Command::new(exe);
         command.args(["service", "backend", "describe"]);
-        if available {
+        if asking.available {
             command.arg("--available");
+        }
+        if asking.unsigned {
+            command.env("SYGEN_ALLOW_UNSIGNED", "1");
         }
         let process = command
             .args(files)

@@ -463,48 +463,11 @@ fn a_directory_in_the_way_of_rotation_loses_no_line() {
     assert!(home.sygen_home().join("logs/agent.log.1").is_dir());
 }
 
-/// A tmpfs of `size` mounted at `dir`, unmounted when dropped. Needs root; `None` (after
-/// saying why) without it, except under CI.
-struct Tmpfs(std::path::PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Self> {
-        fs::create_dir_all(dir).unwrap();
-        let mounted = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(dir)
-            .output()
-            .unwrap();
-        if mounted.status.success() {
-            return Some(Self(dir.to_path_buf()));
-        }
-        let why = String::from_utf8_lossy(&mounted.stderr);
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "cannot mount a tmpfs under CI: {why}"
-        );
-        eprintln!("skipped: cannot mount a tmpfs (needs root): {why}");
-        None
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn a_full_disk_loses_whole_lines_counted_once_and_rotation_goes_on() {
     let home = Home::new();
     let logs = home.sygen_home().join("logs");
-    let Some(_tmpfs) = Tmpfs::mount(&logs, "2m") else {
+    let Some(_tmpfs) = support::Tmpfs::mount(&logs, "2m") else {
         return;
     };
     // Numbered lines of 100 bytes, about 2000 a second.

@@ -458,3 +458,40 @@ pub fn printed_content(stdout: &str, header: &str) -> String {
         .map(|l| format!("{l}\n"))
         .collect()
 }
+
+/// A tmpfs of `size` mounted at `dir`, unmounted when dropped. Needs root; `None` (after
+/// saying why) without it, except under CI.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Self> {
+        std::fs::create_dir_all(dir).unwrap();
+        let mounted = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(dir)
+            .output()
+            .unwrap();
+        if mounted.status.success() {
+            return Some(Self(dir.to_path_buf()));
+        }
+        let why = String::from_utf8_lossy(&mounted.stderr);
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "cannot mount a tmpfs under CI: {why}"
+        );
+        eprintln!("skipped: cannot mount a tmpfs (needs root): {why}");
+        None
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

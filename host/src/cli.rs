@@ -172,6 +172,49 @@ pub enum BackendCommand {
         #[arg(value_parser = crate::loader::parse_name)]
         name: String,
     },
+    /// Update backends from their signed channel: the newest version for this platform
+    /// that is newer than the one in use (every installed backend the channel offers, or
+    /// those named).
+    Update {
+        #[arg(value_parser = crate::loader::parse_name)]
+        names: Vec<String>,
+        /// Only say what would change.
+        #[arg(long)]
+        check: bool,
+        /// Print what the channel offers as JSON (with --check, nothing is changed).
+        #[arg(long)]
+        json: bool,
+        /// The channel manifest's URL (https://, or file:// for a mirror), instead of
+        /// `channel` in [updates] of config.toml.
+        #[arg(long, value_name = "URL")]
+        channel: Option<String>,
+    },
+    /// For a backend's publisher: sign a backend library and add it to a channel manifest,
+    /// then sign the manifest.
+    Publish {
+        /// The backend library.
+        library: PathBuf,
+        /// The minisign secret key to sign with (an encrypted one is opened with
+        /// $SYGEN_SIGNING_PASSWORD, or a password asked for).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// Where users will download the library from.
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// The channel manifest to add it to (made if missing); its signature is written
+        /// beside it as <manifest>.minisig.
+        #[arg(long, value_name = "FILE")]
+        manifest: PathBuf,
+        /// The channel's name, for a new manifest or to rename one (default: stable).
+        #[arg(long, value_name = "NAME")]
+        channel: Option<String>,
+        /// The target it runs on, <os>-<arch> (default: this machine's, e.g. linux-x86_64).
+        #[arg(long, value_name = "OS-ARCH")]
+        target: Option<String>,
+        /// How long users may believe the manifest (1h to 366d).
+        #[arg(long, value_name = "DURATION", default_value = "30d", value_parser = humantime::parse_duration)]
+        expires_in: std::time::Duration,
+    },
     /// Load backend libraries and print what each is, and with --available whether its
     /// service manager answers: one line of JSON per file (used to find backends, in a child
     /// process).

@@ -144,6 +144,7 @@ fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription
             running = service_state(backend, &spec, &mut checks);
         }
     }
+    checks.extend(backend_updates(home, backend.as_ref()));
     checks.push(match runtime::home::check(home) {
         Ok(()) => Check::pass(
             "home",
@@ -204,6 +205,50 @@ fn backend_files(survey: &loader::Survey) -> Vec<Check> {
         ));
     }
     checks
+}
+
+/// What the last `sygen service backend update --check` (or update) found, never asked anew:
+/// doctor does not go online. Nothing when no check was ever made.
+fn backend_updates(home: &Path, in_use: Option<&Backend>) -> Option<Check> {
+    let last = crate::update::LastCheck::load(home)?;
+    let version = |text: &str| semver::Version::parse(text).ok();
+    let pending: Vec<String> = last
+        .updates
+        .iter()
+        .filter(|update| {
+            let installed = match in_use.filter(|b| b.name == update.name) {
+                Some(backend) => Some(backend.version.as_str()),
+                None => update.installed.as_deref(),
+            };
+            version(&update.version) > installed.and_then(version)
+        })
+        .map(|update| {
+            let installed = update.installed.as_deref().unwrap_or("none");
+            format!(
+                "the {} backend {} ({installed} in use)",
+                update.name, update.version
+            )
+        })
+        .collect();
+    Some(match pending.is_empty() {
+        true => Check::pass(
+            "backend-updates",
+            format!(
+                "no backend update at the last check of {} ({})",
+                last.channel, last.checked
+            ),
+        ),
+        false => Check::warn(
+            "backend-updates",
+            format!(
+                "{} available from {} (checked {})",
+                pending.join(", "),
+                last.channel,
+                last.checked
+            ),
+            "run `sygen service backend update`",
+        ),
+    })
 }
 
 /// Whether the backend's service manager answers; the service's state is asked only then.

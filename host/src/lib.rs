@@ -21,6 +21,7 @@ mod progress;
 mod registry;
 mod runtime;
 mod service;
+mod update;
 mod wait;
 
 use std::{io::Write as _, process::ExitCode};

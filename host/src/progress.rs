@@ -107,3 +107,39 @@ impl Drop for Progress {
         self.clear();
     }
 }
+
+/// A download of `total` bytes: a bar on a decorated terminal, nothing otherwise (a download
+/// ends in a line saying what it brought). Advance it with [`Transfer::advance`]; it is
+/// cleared when dropped.
+pub struct Transfer(Option<ProgressBar>);
+
+impl Transfer {
+    pub fn start(message: &str, total: u64) -> Self {
+        if !DECORATED.get().copied().unwrap_or(false) {
+            return Self(None);
+        }
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(message.to_owned());
+        Self(Some(bar))
+    }
+
+    pub fn advance(&self, bytes: u64) {
+        if let Some(bar) = &self.0 {
+            bar.inc(bytes);
+        }
+    }
+}
+
+impl Drop for Transfer {
+    fn drop(&mut self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}

@@ -20,7 +20,7 @@ use crate::{
     progress::Progress,
     registry,
     runtime::config::Config,
-    wait,
+    update, wait,
 };
 
 pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> {
@@ -104,6 +104,34 @@ pub fn run(command: &ServiceCommand, backend_file: Option<&Path>) -> Result<()> 
             BackendCommand::Remove { name } => install_backend::remove(name)?,
             BackendCommand::Rollback { name } => install_backend::rollback(name)?,
             BackendCommand::Use { name } => install_backend::use_backend(name)?,
+            BackendCommand::Update {
+                names,
+                check,
+                json,
+                channel,
+            } => update::update(&update::Request {
+                names,
+                check: *check,
+                json: *json,
+                channel: channel.as_deref(),
+            })?,
+            BackendCommand::Publish {
+                library,
+                key,
+                url,
+                manifest,
+                channel,
+                target,
+                expires_in,
+            } => update::publish::publish(&update::publish::Publication {
+                library,
+                secret_key: key,
+                url,
+                manifest,
+                channel: channel.as_deref(),
+                target: target.as_deref(),
+                expires_in: *expires_in,
+            })?,
             BackendCommand::Describe { available, files } => {
                 registry::describe_here(files, *available)?
             }

@@ -821,3 +821,122 @@ fn a_service_that_cannot_start_shows_its_last_log_lines() {
         out.stderr
     );
 }
+
+/// The systemd backend built out of this repository at `version`, as a publisher would build
+/// a release: answers the library.
+fn systemd_backend_at(version: &str) -> PathBuf {
+    let api = support::repository().join("backend-api");
+    let built = support::build_out_of_tree("backends/systemd", |copy| {
+        let manifest = format!(
+            "[package]\nname = \"sygen-systemd\"\nversion = \"{version}\"\nedition = \"2021\"\n\n\
+             [workspace]\n\n[lib]\nname = \"sygen_systemd\"\ncrate-type = [\"cdylib\"]\n\n\
+             [dependencies]\nsygen-backend-api = {{ path = {:?} }}\nserde_json = \"1\"\n",
+            api.display().to_string()
+        );
+        fs::write(copy.join("Cargo.toml"), manifest).unwrap();
+    });
+    built.join("libsygen_systemd.so")
+}
+
+#[test]
+fn an_update_from_a_signed_channel_replaces_the_backend_without_disturbing_the_service() {
+    let Some(h) = Harness::up() else { return };
+    h.sygen_ok(&["service", "install"]);
+    eventually("the service to be active", Duration::from_secs(5), || {
+        h.property("ActiveState") == "active"
+    });
+    let main_pid = h.property("MainPID");
+
+    // The publisher: a key the user trusts (the shipped backend signed with it too, as a
+    // distribution signs what it ships), and a channel mirrored into the user's home.
+    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let publisher = tempfile::tempdir().unwrap();
+    let secret = publisher.path().join("publisher.key");
+    fs::write(&secret, pair.sk.to_box(None).unwrap().to_string()).unwrap();
+    let shipped = h.home.join(APPS_DIR).join("libsygen_systemd.so");
+    let signature = minisign::sign(
+        None,
+        &pair.sk,
+        fs::File::open(&shipped).unwrap(),
+        None,
+        None,
+    )
+    .unwrap();
+    fs::write(
+        format!("{}.minisig", shipped.display()),
+        signature.to_string(),
+    )
+    .unwrap();
+    fs::create_dir_all(h.sygen_home().join("trusted-keys")).unwrap();
+    h.write_home_file(
+        "trusted-keys/publisher.pub",
+        &pair.pk.to_box().unwrap().to_string(),
+        0o644,
+    );
+    let mirror = h.home.join("mirror");
+    fs::create_dir_all(&mirror).unwrap();
+    let library = mirror.join("libsygen_systemd.so");
+    fs::copy(systemd_backend_at("0.2.0"), &library).unwrap();
+    let manifest = mirror.join("stable.json");
+    let publishing = support::User::new();
+    publishing
+        .run(&[
+            "service",
+            "backend",
+            "publish",
+            library.to_str().unwrap(),
+            "--key",
+            secret.to_str().unwrap(),
+            "--url",
+            &format!("file://{}", library.display()),
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ])
+        .succeeds();
+    h.give_to_user(&mirror);
+    h.write_home_file(
+        "config.toml",
+        &format!("[updates]\nchannel = \"file://{}\"\n", manifest.display()),
+        0o644,
+    );
+
+    let check = h.sygen_ok(&["service", "backend", "update", "--check"]);
+    assert!(
+        check.contains("  systemd: 0.1.0 → 0.2.0 available"),
+        "{check}"
+    );
+    let updated = h.sygen_ok(&["service", "backend", "update"]);
+    assert!(
+        updated.contains("installed the systemd backend 0.2.0"),
+        "{updated}"
+    );
+    assert!(
+        updated.contains("replaces the systemd backend shipped with sygen"),
+        "{updated}"
+    );
+    let backends = h.sygen_ok(&["service", "backends"]);
+    assert!(backends.contains("* in use: systemd 0.2.0"), "{backends}");
+    let (_, checks) = doctor(&h, &h.program());
+    let (status, message) = status_of(&checks, "backend");
+    assert!(
+        status == "pass" && message.starts_with("systemd 0.2.0 from "),
+        "{message}"
+    );
+    let (_, message) = status_of(&checks, "service");
+    assert!(message.contains("running"), "{message}");
+    // The running service was not touched.
+    assert_eq!(h.property("MainPID"), main_pid);
+    assert_eq!(h.property("ActiveState"), "active");
+    h.sygen_ok(&["service", "status"]);
+
+    let back = h.sygen_ok(&["service", "backend", "rollback", "systemd"]);
+    assert!(
+        back.contains("rolled the systemd backend back to 0.1.0, the one shipped with sygen"),
+        "{back}"
+    );
+    let backends = h.sygen_ok(&["service", "backends"]);
+    assert!(backends.contains("* in use: systemd 0.1.0"), "{backends}");
+    eprintln!("{check}{updated}{back}");
+    assert_eq!(h.property("MainPID"), main_pid);
+    h.sygen_ok(&["service", "uninstall"]);
+}

@@ -24,6 +24,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub logs: LogsConfig,
     pub supervise: SuperviseConfig,
+    pub updates: UpdatesConfig,
 }
 
 fn backend_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
@@ -115,6 +116,17 @@ impl Default for SuperviseConfig {
             delay: Duration::from_secs(60),
         }
     }
+}
+
+/// `[updates]`: where `sygen service backend update` looks.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpdatesConfig {
+    /// The channel manifest's URL (https://, or file:// for an offline mirror).
+    pub channel: Option<String>,
+    /// A PEM file of the certificate authorities trusted for the channel, instead of the
+    /// platform's (as curl's `--cacert`): for a channel on a server of one's own.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 const HOUR_MS: u64 = 3_600_000;

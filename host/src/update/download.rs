@@ -1,0 +1,237 @@
+//! Fetching a channel's files: over HTTPS, never plain HTTP, or from `file://` for an offline
+//! mirror. Every size is bounded, every wait limited, and redirects stay on the host the
+//! channel names.
+
+use std::{
+    fs::File,
+    io::{Read, Write},
+    path::Path,
+    sync::Arc,
+    time::Duration,
+};
+
+use ureq::tls::{Certificate, RootCerts};
+use url::Url;
+
+use crate::{
+    exit::{Exit, Failure},
+    platform, progress,
+};
+
+/// How long a connection may take, and a silence in the middle of an answer.
+const CONNECT: Duration = Duration::from_secs(15);
+const SILENCE: Duration = Duration::from_secs(30);
+/// Redirects followed on one host, at most.
+const REDIRECTS: usize = 5;
+/// Documents (a manifest, a signature) are small; a larger one is not what was asked for.
+pub const DOCUMENT_LIMIT: u64 = 4 << 20;
+
+pub struct Fetcher {
+    agent: ureq::Agent,
+    ca_file: Option<String>,
+}
+
+fn failure(message: String) -> Failure {
+    Failure::new(Exit::Failed, message)
+}
+
+impl Fetcher {
+    /// A fetcher trusting the platform's roots, or only the certificate authorities in
+    /// `ca_file` (PEM) when one is configured.
+    pub fn new(ca_file: Option<&Path>) -> Result<Self, Failure> {
+        let mut tls = platform::tls();
+        if let Some(path) = ca_file {
+            let pem = std::fs::read(path).map_err(|e| {
+                failure(format!("cannot read the CA file {} ({e})", path.display()))
+                    .hint("fix `ca_file` in [updates] of config.toml")
+            })?;
+            let certificates = ureq::tls::parse_pem(&pem)
+                .filter_map(|item| match item {
+                    Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e)),
+                })
+                .collect::<Result<Vec<Certificate<'static>>, _>>()
+                .map_err(|e| failure(format!("the CA file {} is not PEM ({e})", path.display())))?;
+            if certificates.is_empty() {
+                return Err(failure(format!(
+                    "the CA file {} holds no certificate",
+                    path.display()
+                ))
+                .hint("fix `ca_file` in [updates] of config.toml"));
+            }
+            tls = tls.root_certs(RootCerts::Specific(Arc::new(certificates)));
+        }
+        let agent = ureq::Agent::config_builder()
+            .tls_config(tls.build())
+            .https_only(true)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .http_status_as_error(false)
+            .timeout_connect(Some(CONNECT))
+            .timeout_recv_response(Some(SILENCE))
+            .timeout_per_read(Some(SILENCE))
+            .user_agent(format!("sygen/{}", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(Self {
+            agent,
+            ca_file: ca_file.map(|p| p.display().to_string()),
+        })
+    }
+
+    /// The document at `url`, at most `limit` bytes.
+    pub fn document(&self, url: &str, limit: u64) -> Result<Vec<u8>, Failure> {
+        let (reader, _) = self.open(url)?;
+        let mut bytes = Vec::new();
+        reader
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.broken(url, &e.to_string()))?;
+        if bytes.len() as u64 > limit {
+            return Err(failure(format!(
+                "{url} is larger than {} bytes: it is not a channel document",
+                limit
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// The file at `url`, which must be exactly `size` bytes, into `out`; shown as `label`
+    /// with a bar on a terminal.
+    pub fn file(&self, url: &str, size: u64, out: &mut File, label: &str) -> Result<(), Failure> {
+        let (reader, announced) = self.open(url)?;
+        if let Some(announced) = announced.filter(|&length| length != size) {
+            return Err(failure(format!(
+                "{url} is {announced} bytes, not the {size} the channel announced"
+            )));
+        }
+        let bar = progress::Transfer::start(label, size);
+        let mut reader = reader.take(size.saturating_add(1));
+        let mut received: u64 = 0;
+        let mut buffer = vec![0; 64 << 10];
+        loop {
+            let read = match reader.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => read,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(failure(format!(
+                        "the download of {url} broke off after {received} of {size} bytes ({e})"
+                    ))
+                    .hint("nothing was installed; try again"))
+                }
+            };
+            received = received.saturating_add(read as u64);
+            if received > size {
+                return Err(failure(format!(
+                    "{url} is larger than the {size} bytes the channel announced"
+                ))
+                .hint("nothing was installed; tell the channel's publisher"));
+            }
+            out.write_all(&buffer[..read]).map_err(|e| {
+                failure(format!("cannot save the download of {url} ({e})"))
+                    .hint("nothing was installed; make room in the sygen home and try again")
+            })?;
+            bar.advance(read as u64);
+        }
+        if received < size {
+            return Err(failure(format!(
+                "the download of {url} broke off after {received} of {size} bytes"
+            ))
+            .hint("nothing was installed; try again"));
+        }
+        out.sync_all()
+            .map_err(|e| failure(format!("cannot save the download of {url} ({e})")))
+    }
+
+    fn broken(&self, url: &str, why: &str) -> Failure {
+        failure(format!("cannot fetch {url} ({why})")).hint("nothing was changed; try again")
+    }
+
+    /// A reader of what `url` names, and its length when the server says it.
+    fn open(&self, url: &str) -> Result<(Box<dyn Read + Send>, Option<u64>), Failure> {
+        let mut current = parse(url)?;
+        if current.scheme() == "file" {
+            let path = current
+                .to_file_path()
+                .map_err(|()| failure(format!("{url} does not name a local file")))?;
+            let file = File::open(&path).map_err(|e| {
+                failure(format!("cannot read {} ({e})", path.display())).hint(
+                    "check the channel's URL ([updates] channel in config.toml, or --channel)",
+                )
+            })?;
+            let length = file.metadata().ok().map(|m| m.len());
+            return Ok((Box::new(file), length));
+        }
+        for _ in 0..=REDIRECTS {
+            let response = self
+                .agent
+                .get(current.as_str())
+                .call()
+                .map_err(|e| self.unreachable(current.as_str(), &e))?;
+            let status = response.status();
+            if status.is_redirection() {
+                let location = response
+                    .headers()
+                    .get("location")
+                    .and_then(|l| l.to_str().ok())
+                    .and_then(|l| current.join(l).ok())
+                    .ok_or_else(|| failure(format!("{current} redirects nowhere ({status})")))?;
+                if location.scheme() != current.scheme()
+                    || location.host_str() != current.host_str()
+                    || location.port_or_known_default() != current.port_or_known_default()
+                {
+                    return Err(failure(format!(
+                        "{current} redirects to {location}, on another host: refusing it"
+                    ))
+                    .hint(
+                        "a channel's files are fetched from the host its URL names; tell the \
+                         channel's publisher",
+                    ));
+                }
+                current = location;
+                continue;
+            }
+            if !status.is_success() {
+                return Err(failure(format!("{current} answered {status}")).hint(
+                    "check the channel's URL ([updates] channel in config.toml, or --channel)",
+                ));
+            }
+            let length = response.body().content_length();
+            return Ok((Box::new(response.into_body().into_reader()), length));
+        }
+        Err(failure(format!(
+            "{url} redirects more than {REDIRECTS} times"
+        )))
+    }
+
+    fn unreachable(&self, url: &str, error: &ureq::Error) -> Failure {
+        // Only for the hint: a certificate the client does not trust shows in the message,
+        // whichever TLS library and error variant carried it.
+        let text = error.to_string();
+        let hint = match &self.ca_file {
+            _ if !text.contains("certificate") => {
+                "nothing was changed; check the channel's URL and your connection".to_owned()
+            }
+            None => "if the channel's server has a certificate of its own authority, name that \
+                     authority's PEM file as `ca_file` in [updates] of config.toml"
+                .to_owned(),
+            Some(ca) => format!("the server's certificate is not from the authority in {ca}"),
+        };
+        failure(format!("cannot fetch {url} ({text})")).hint(hint)
+    }
+}
+
+/// An HTTPS or file URL, or why it cannot be one.
+fn parse(url: &str) -> Result<Url, Failure> {
+    let parsed = Url::parse(url).map_err(|e| {
+        failure(format!("{url} is not a URL ({e})"))
+            .hint("a channel is an https:// URL, or file:// for an offline mirror")
+    })?;
+    match parsed.scheme() {
+        "https" | "file" => Ok(parsed),
+        other => Err(failure(format!("refusing {url}: {other} is not HTTPS"))
+            .hint("a channel is an https:// URL, or file:// for an offline mirror")),
+    }
+}

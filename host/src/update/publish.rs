@@ -1,0 +1,172 @@
+//! `sygen service backend publish`: the publisher's side of a channel. It describes a backend
+//! library (in a child process, as sygen would), signs it with a trusted comment binding its
+//! name, version, target and interface, merges its entry into the channel manifest, and signs
+//! the manifest, its trusted comment binding the channel, `issued` and `expires`.
+
+use std::{
+    io::Cursor,
+    path::{Path, PathBuf},
+    time::{Duration, SystemTime},
+};
+
+use anyhow::Result;
+use sha2::{Digest, Sha256};
+use sygen_backend_api::sdk::fs::write_atomic;
+
+use super::channel::{self, Entry, Manifest};
+use crate::{
+    exit::{Exit, Failure},
+    loader, registry,
+};
+
+/// How long a manifest may be believed, at least and at most.
+const SHORTEST: Duration = Duration::from_secs(3600);
+const LONGEST: Duration = Duration::from_secs(366 * 24 * 3600);
+
+pub struct Publication<'a> {
+    pub library: &'a Path,
+    pub secret_key: &'a Path,
+    pub url: &'a str,
+    pub manifest: &'a Path,
+    pub channel: Option<&'a str>,
+    pub target: Option<&'a str>,
+    pub expires_in: Duration,
+}
+
+fn failure(message: String) -> Failure {
+    Failure::new(Exit::Failed, message)
+}
+
+/// The secret key in `path`; an encrypted one is opened with `$SYGEN_SIGNING_PASSWORD`, else
+/// with a password asked for at the terminal.
+fn secret_key(path: &Path) -> Result<minisign::SecretKey, Failure> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        failure(format!(
+            "cannot read the secret key {} ({e})",
+            path.display()
+        ))
+    })?;
+    let unusable = |e: minisign::PError| {
+        failure(format!(
+            "{} is not a usable minisign secret key ({e})",
+            path.display()
+        ))
+        .hint("make a key pair with `minisign -G`; give the secret key (`-s`) here")
+    };
+    let key_box = minisign::SecretKeyBox::from_string(&text).map_err(unusable)?;
+    match key_box.clone().into_unencrypted_secret_key() {
+        Ok(key) => Ok(key),
+        Err(_) => key_box
+            .into_secret_key(std::env::var("SYGEN_SIGNING_PASSWORD").ok())
+            .map_err(unusable),
+    }
+}
+
+fn sign(key: &minisign::SecretKey, data: &[u8], trusted_comment: &str) -> Result<String, Failure> {
+    minisign::sign(
+        None,
+        key,
+        Cursor::new(data),
+        Some(trusted_comment),
+        Some("signed by sygen service backend publish"),
+    )
+    .map(|signature| signature.to_string())
+    .map_err(|e| failure(format!("cannot sign ({e})")))
+}
+
+fn write(path: &Path, text: &str) -> Result<(), Failure> {
+    write_atomic(path, text.as_bytes(), Some(0o644))
+        .map_err(|e| failure(format!("cannot write {} ({e})", path.display())))
+}
+
+pub fn publish(p: &Publication<'_>) -> Result<()> {
+    if !(SHORTEST..=LONGEST).contains(&p.expires_in) {
+        return Err(failure(format!(
+            "--expires-in must be from 1h to 366d, not {}",
+            humantime::format_duration(p.expires_in)
+        ))
+        .into());
+    }
+    // The file is about to be signed: it cannot have a valid signature yet.
+    let described = registry::describe_unsigned_in_child(p.library)?;
+    let interface = semver::Version::parse(&described.api_version)
+        .map(|v| v.major)
+        .map_err(|e| {
+            failure(format!(
+                "its interface version {:?} is not semver ({e})",
+                described.api_version
+            ))
+        })?;
+    let bytes = std::fs::read(p.library)
+        .map_err(|e| failure(format!("cannot read {} ({e})", p.library.display())))?;
+    let key = secret_key(p.secret_key)?;
+    let mut entry = Entry {
+        name: described.name.clone(),
+        version: described.version.clone(),
+        target: p.target.map_or_else(channel::this_target, str::to_owned),
+        interface,
+        url: p.url.to_owned(),
+        size: bytes.len() as u64,
+        sha256: format!("{:x}", Sha256::digest(&bytes)),
+        signature: String::new(),
+    };
+    entry.signature = sign(&key, &bytes, &entry.trusted_comment())?;
+    write(&loader::signature_path(p.library), &entry.signature)?;
+
+    let mut manifest = match std::fs::read(p.manifest) {
+        Ok(text) => serde_json::from_slice::<Manifest>(&text).map_err(|e| {
+            failure(format!(
+                "{} is not a sygen channel manifest ({e})",
+                p.manifest.display()
+            ))
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
+            channel: "stable".into(),
+            issued: String::new(),
+            expires: String::new(),
+            backends: Vec::new(),
+        },
+        Err(e) => {
+            return Err(failure(format!("cannot read {} ({e})", p.manifest.display())).into())
+        }
+    };
+    if let Some(name) = p.channel {
+        manifest.channel = name.to_owned();
+    }
+    manifest.backends.retain(|e| {
+        !(e.name == entry.name && e.version == entry.version && e.target == entry.target)
+    });
+    manifest.backends.push(entry.clone());
+    manifest
+        .backends
+        .sort_by(|a, b| (&a.name, &a.target, a.semver()).cmp(&(&b.name, &b.target, b.semver())));
+    let now = SystemTime::now();
+    manifest.issued = humantime::format_rfc3339_seconds(now).to_string();
+    manifest.expires = humantime::format_rfc3339_seconds(now + p.expires_in).to_string();
+    let text = serde_json::to_string_pretty(&manifest).unwrap_or_default() + "\n";
+    let signature = sign(&key, text.as_bytes(), &manifest.trusted_comment())?;
+    let signature_file = PathBuf::from(format!("{}.minisig", p.manifest.display()));
+    write(p.manifest, &text)?;
+    write(&signature_file, &signature)?;
+    println!(
+        "added the {} backend {} for {} (interface {}, {} bytes, sha256 {}) to {}",
+        entry.name,
+        entry.version,
+        entry.target,
+        entry.interface,
+        entry.size,
+        entry.sha256,
+        p.manifest.display()
+    );
+    println!(
+        "signed the {} channel (issued {}, expires {}): publish {} and {} together, and the \
+         library at {}",
+        manifest.channel,
+        manifest.issued,
+        manifest.expires,
+        p.manifest.display(),
+        signature_file.display(),
+        entry.url
+    );
+    Ok(())
+}

@@ -181,8 +181,8 @@ pub enum BackendCommand {
         /// Only say what would change.
         #[arg(long)]
         check: bool,
-        /// Print what the channel offers as JSON (with --check, nothing is changed).
-        #[arg(long)]
+        /// With --check: print what the channel offers as JSON.
+        #[arg(long, requires = "check")]
         json: bool,
         /// The channel manifest's URL (https://, or file:// for a mirror), instead of
         /// `channel` in [updates] of config.toml.

@@ -399,6 +399,15 @@ fn updates_to_the_newest_version_for_this_target_and_interface_and_then_has_noth
         "{}",
         again.stdout
     );
+    let none = s.update(&["elsewhere"]);
+    assert!(
+        none.succeeds().contains(&format!(
+            "the stable channel has nothing for the elsewhere backend on {} (interface 1)",
+            here()
+        )),
+        "{}",
+        none.stdout
+    );
     let json: Value = serde_json::from_str(s.update(&["--check", "--json"]).succeeds()).unwrap();
     assert_eq!(json["backends"][0]["status"], "up-to-date");
     assert_eq!(json["backends"][0]["installed"], "2.0.0");
@@ -574,6 +583,11 @@ fn a_broken_server_is_one_line_and_changes_nothing() {
     larger.extend_from_slice(b"and more");
     s.server.put("v2.so", Route::Ok(larger));
     refused(&s, "not the");
+
+    let mut huge = s.entry("2.0.0", "v2.so");
+    huge["size"] = json!(1u64 << 40);
+    s.serve(&[huge], LATER, EXPIRES);
+    refused(&s, "more than a backend library can be");
 
     // A plain-HTTP channel is refused before anything is asked.
     let out = s.update(&["--channel", "http://127.0.0.1:1/stable.json"]);

@@ -28,6 +28,9 @@ use crate::{
 
 /// The interface major version this sygen loads.
 pub const INTERFACE: u64 = 1;
+/// The largest backend file sygen downloads: a library is a few MiB; a signed manifest that
+/// announces more is not believed that far.
+pub const LARGEST_FILE: u64 = 256 << 20;
 
 /// This machine, as channels name targets: `<os>-<arch>` (`linux-x86_64`, `macos-aarch64`,
 /// `windows-x86_64`).

@@ -104,7 +104,8 @@ impl Fetcher {
         if let Some(announced) = announced.filter(|&length| length != size) {
             return Err(failure(format!(
                 "{url} is {announced} bytes, not the {size} the channel announced"
-            )));
+            ))
+            .hint("nothing was installed; tell the channel's publisher"));
         }
         let bar = progress::Transfer::start(label, size);
         let mut reader = reader.take(size.saturating_add(1));

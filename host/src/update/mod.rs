@@ -157,7 +157,7 @@ pub fn update(request: &Request<'_>) -> Result<()> {
         target: &target,
         backends: &rows,
     };
-    if request.check || request.json {
+    if request.check {
         print_report(&report, request.json);
     }
     let updates: Vec<&Row> = rows.iter().filter(|r| r.status == Status::Update).collect();
@@ -198,7 +198,20 @@ pub fn update(request: &Request<'_>) -> Result<()> {
     if request.check {
         return Ok(());
     }
-    if updates.is_empty() && !request.json {
+    for row in rows.iter().filter(|r| r.status == Status::None) {
+        println!(
+            "the {} channel has nothing for the {} backend on {target} (interface {})",
+            manifest.channel,
+            row.name,
+            channel::INTERFACE
+        );
+    }
+    if rows.is_empty() {
+        println!(
+            "the {} channel offers no backend installed here",
+            manifest.channel
+        );
+    } else if rows.iter().all(|r| r.status == Status::UpToDate) {
         println!(
             "every backend is up to date with the {} channel (issued {})",
             manifest.channel, manifest.issued
@@ -261,6 +274,21 @@ fn install(
     entry: &Entry,
     verified: &Verified,
 ) -> Result<()> {
+    if entry.size > channel::LARGEST_FILE {
+        return Err(Failure::new(
+            Exit::Failed,
+            format!(
+                "the channel announces the {} backend {} as {} bytes, more than a backend library \
+                 can be ({} bytes): refusing it",
+                entry.name,
+                entry.version,
+                entry.size,
+                channel::LARGEST_FILE
+            ),
+        )
+        .hint("nothing was installed; tell the channel's publisher")
+        .into());
+    }
     let staging = tempfile::Builder::new()
         .prefix(".tmp-update-")
         .tempdir_in(store.dir())

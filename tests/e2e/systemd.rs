@@ -822,22 +822,6 @@ fn a_service_that_cannot_start_shows_its_last_log_lines() {
     );
 }
 
-/// The systemd backend built out of this repository at `version`, as a publisher would build
-/// a release: answers the library.
-fn systemd_backend_at(version: &str) -> PathBuf {
-    let api = support::repository().join("backend-api");
-    let built = support::build_out_of_tree("backends/systemd", |copy| {
-        let manifest = format!(
-            "[package]\nname = \"sygen-systemd\"\nversion = \"{version}\"\nedition = \"2021\"\n\n\
-             [workspace]\n\n[lib]\nname = \"sygen_systemd\"\ncrate-type = [\"cdylib\"]\n\n\
-             [dependencies]\nsygen-backend-api = {{ path = {:?} }}\nserde_json = \"1\"\n",
-            api.display().to_string()
-        );
-        fs::write(copy.join("Cargo.toml"), manifest).unwrap();
-    });
-    built.join("libsygen_systemd.so")
-}
-
 #[test]
 fn an_update_from_a_signed_channel_replaces_the_backend_without_disturbing_the_service() {
     let Some(h) = Harness::up() else { return };
@@ -876,7 +860,8 @@ fn an_update_from_a_signed_channel_replaces_the_backend_without_disturbing_the_s
     let mirror = h.home.join("mirror");
     fs::create_dir_all(&mirror).unwrap();
     let library = mirror.join("libsygen_systemd.so");
-    fs::copy(systemd_backend_at("0.2.0"), &library).unwrap();
+    // The systemd backend at 0.2.0 (`tests/backends/systemd-next`).
+    fs::copy(support::library("systemd_next"), &library).unwrap();
     let manifest = mirror.join("stable.json");
     let publishing = support::User::new();
     publishing

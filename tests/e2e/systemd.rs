@@ -239,8 +239,20 @@ fn install_starts_the_service_from_an_awkward_path() {
     assert_eq!(details["ActiveState"], "active");
     assert_eq!(details["SubState"], "running");
     assert_eq!(details["LoadState"], "loaded");
-    assert_eq!(details["MainPID"], main_pid.as_str());
-    assert_eq!(details["NRestarts"], "0");
+    assert_eq!(details["MainPID"].to_string(), main_pid);
+    assert_eq!(details["NRestarts"], 0);
+    assert_eq!(details["NeedDaemonReload"], false);
+    // Memory and tasks where systemd accounts for them (not in every delegated cgroup).
+    for accounted in ["MemoryCurrent", "TasksCurrent"] {
+        assert!(
+            details[accounted].is_u64() || details[accounted].is_null(),
+            "{details}"
+        );
+    }
+    assert!(
+        details["StateChangeTimestamp"].as_u64() > Some(1_700_000_000_000_000),
+        "{details}"
+    );
     assert_eq!(details["UnitPath"], h.unit_path().to_str().unwrap());
 
     let text = h.sygen_ok(&["service", "status"]);
@@ -250,7 +262,18 @@ fn install_starts_the_service_from_an_awkward_path() {
         )),
         "{text}"
     );
-    assert!(text.contains("● sygen.service - sygen agent"), "{text}");
+    // Its own summary, not `systemctl status`: since when, memory, tasks, the unit, the logs.
+    let second = text.lines().nth(1).unwrap_or_default();
+    assert!(
+        second.starts_with("since ") && second.contains(" ago)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("unit: {}", h.unit_path().display())),
+        "{text}"
+    );
+    assert!(text.contains("last log lines, from "), "{text}");
+    assert!(!text.contains("● sygen.service"), "{text}");
 
     // Uninstall leaves no residue outside the sygen home (whose logs are the user's data).
     let out = h.sygen_ok(&["service", "uninstall"]);
@@ -923,5 +946,130 @@ fn an_update_from_a_signed_channel_replaces_the_backend_without_disturbing_the_s
     assert!(backends.contains("* in use: systemd 0.1.0"), "{backends}");
     eprintln!("{check}{updated}{back}");
     assert_eq!(h.property("MainPID"), main_pid);
+    h.sygen_ok(&["service", "uninstall"]);
+}
+
+/// The `XDG_RUNTIME_DIR` the harness gives the test user.
+fn runtime_dir(h: &Harness) -> String {
+    let env = fs::read_to_string(h.namespace.state.join("env")).unwrap();
+    env.lines()
+        .find_map(|l| l.strip_prefix("XDG_RUNTIME_DIR="))
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn state_comes_over_the_session_or_user_bus_and_from_systemctl_without_one() {
+    let Some(h) = Harness::up() else { return };
+    h.sygen_ok(&["service", "install"]);
+    let program = h.program();
+    let status = |vars: &[&str]| {
+        let out = h.exec(
+            vars,
+            &[program.to_str().unwrap(), "-v", "service", "status"],
+        );
+        assert_eq!(out.code, Some(0), "{}{}", out.stdout, out.stderr);
+        assert!(
+            out.stdout.starts_with("sygen.service: active (running)"),
+            "{}",
+            out.stdout
+        );
+        out.stderr
+    };
+    let runtime = runtime_dir(&h);
+    let session = status(&[&format!("DBUS_SESSION_BUS_ADDRESS=unix:path={runtime}/bus")]);
+    assert!(
+        session.contains("connected to the user manager over the session bus"),
+        "{session}"
+    );
+    let user_bus = status(&[]);
+    assert!(
+        user_bus.contains(&format!(
+            "connected to the user manager over the user bus at {runtime}/bus"
+        )),
+        "{user_bus}"
+    );
+    // No bus, only the manager's private socket: `systemctl` answers, and -v says why.
+    let private_only = h.home.join("runtime-without-bus");
+    fs::create_dir_all(private_only.join("systemd")).unwrap();
+    h.give_to_user(&private_only);
+    // (The link leads into the namespace's /run/user, which only the user's commands see.)
+    std::os::unix::fs::symlink(
+        format!("{runtime}/systemd/private"),
+        private_only.join("systemd/private"),
+    )
+    .unwrap();
+    let fallback = status(&[&format!("XDG_RUNTIME_DIR={}", private_only.display())]);
+    assert!(
+        fallback.contains("asking `systemctl --user show` instead of D-Bus: the user bus at")
+            && fallback.contains("there is none"),
+        "{fallback}"
+    );
+}
+
+#[test]
+fn status_reads_each_state_of_the_unit() {
+    let Some(h) = Harness::up() else { return };
+    let details = |h: &Harness| -> serde_json::Value {
+        let out = h.sygen(&["service", "status", "--json"]);
+        let status: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        status["details"].clone()
+    };
+    // Not found: not installed, and not running.
+    let out = h.sygen(&["service", "status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(
+        (status["installed"].clone(), status["running"].clone()),
+        (false.into(), false.into()),
+        "{status}"
+    );
+
+    h.use_test_worker();
+    h.sygen_ok(&["service", "install"]);
+    let active = details(&h);
+    assert_eq!(
+        (&active["ActiveState"], &active["SubState"]),
+        (&"active".into(), &"running".into())
+    );
+
+    h.sygen_ok(&["service", "stop"]);
+    let inactive = details(&h);
+    assert_eq!(
+        (&inactive["ActiveState"], &inactive["SubState"]),
+        (&"inactive".into(), &"dead".into())
+    );
+    assert!(
+        inactive["MainPID"].is_null() || inactive["MainPID"] == 0,
+        "{inactive}"
+    );
+
+    // A worker exiting 3 ends the runtime with 3: systemd waits to restart it.
+    h.sygen_ok(&["service", "start"]);
+    h.make_worker_exit(3);
+    eventually("the restart to be pending", Duration::from_secs(10), || {
+        details(&h)["SubState"] == "auto-restart"
+    });
+    let activating = details(&h);
+    assert_eq!(activating["ActiveState"], "activating", "{activating}");
+    assert_eq!(
+        (&activating["ExecMainCode"], &activating["ExecMainStatus"]),
+        (&1.into(), &3.into())
+    );
+    let text = h.sygen(&["service", "status"]).stdout;
+    assert!(
+        text.contains("activating (auto-restart)")
+            && text.contains("last exit: exited with status 3"),
+        "{text}"
+    );
+
+    // Started too often too quickly, systemd gives up: failed.
+    for _ in 0..7 {
+        h.exec(&[], &["systemctl", "--user", "restart", "sygen.service"]);
+    }
+    eventually("the unit to fail", Duration::from_secs(10), || {
+        details(&h)["ActiveState"] == "failed"
+    });
+    let text = h.sygen(&["service", "status"]).stdout;
+    assert!(text.starts_with("sygen.service: failed (failed)"), "{text}");
     h.sygen_ok(&["service", "uninstall"]);
 }

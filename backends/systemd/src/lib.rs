@@ -2,13 +2,16 @@
 //!
 //! - [`unit`]: what it writes, `~/.config/systemd/user/sygen.service` (respecting
 //!   `XDG_CONFIG_HOME`), rendered from the host's service description;
-//! - [`systemctl`]: what it runs, `systemctl --user`, `journalctl` and `loginctl`;
-//! - below: the nine operations gluing them. State always comes from `systemctl show`
-//!   properties, never from the words of `systemctl status`;
+//! - [`bus`]: what it asks the user manager over D-Bus (whether it answers, a unit's state);
+//! - [`systemctl`]: what it runs, `systemctl --user` for changes (and for state when D-Bus
+//!   cannot be reached), `journalctl` and `loginctl`;
+//! - below: the nine operations gluing them. State always comes from the unit's properties,
+//!   never from the words of `systemctl status`;
 //! - [`doctor`]: its checks for `sygen doctor`.
 
 #![cfg(target_os = "linux")]
 
+mod bus;
 mod doctor;
 mod systemctl;
 mod unit;
@@ -17,7 +20,7 @@ use std::{
     collections::HashMap,
     fs,
     path::{Path, PathBuf},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use sygen_backend_api::{
@@ -34,8 +37,9 @@ use crate::systemctl::{change, change_ok, show, systemctl, unit_name, LogSource}
 #[derive(Default)]
 pub struct Systemd;
 
-/// The properties `status` reports, by name.
-const STATUS_PROPERTIES: [&str; 8] = [
+/// The properties `status` reports, by name (asked of `systemctl show` when D-Bus cannot be
+/// reached; over D-Bus all of the unit's come at once).
+const STATUS_PROPERTIES: [&str; 11] = [
     "LoadState",
     "ActiveState",
     "SubState",
@@ -44,7 +48,12 @@ const STATUS_PROPERTIES: [&str; 8] = [
     "ExecMainCode",
     "ExecMainStatus",
     "NeedDaemonReload",
+    "StateChangeTimestamp",
+    "MemoryCurrent",
+    "TasksCurrent",
 ];
+/// How many of the last log lines `status` shows.
+const STATUS_LOG_LINES: u32 = 10;
 
 /// Where the unit file goes: `$XDG_CONFIG_HOME/systemd/user/`, else `~/.config/systemd/user/`.
 fn unit_path(cx: &Context) -> Result<PathBuf> {
@@ -76,8 +85,23 @@ fn require_installed(cx: &Context) -> Result<PathBuf> {
     }
 }
 
+/// The unit's state: over D-Bus, else from `systemctl show` (saying why at `-v`).
 fn state(cx: &Context) -> Result<HashMap<String, String>> {
-    show(&unit_name(&cx.service.name), &STATUS_PROPERTIES)
+    let unit = unit_name(&cx.service.name);
+    let asked = bus::manager().and_then(|manager| {
+        manager
+            .unit(&unit)
+            .map_err(|e| format!("{}: {e}", manager.route))
+    });
+    match asked {
+        Ok(state) => Ok(state),
+        Err(why) => {
+            sygen_backend_api::tracing::info!(
+                "asking `systemctl --user show` instead of D-Bus: {why}"
+            );
+            show(&unit, &STATUS_PROPERTIES)
+        }
+    }
 }
 
 /// Fails when the service did not come up: it failed, or it is waiting to be restarted.
@@ -156,6 +180,15 @@ impl Backend for Systemd {
     }
 
     fn is_service_available(&self, _cx: &Context) -> Result<bool> {
+        match bus::manager() {
+            Ok(manager) => {
+                sygen_backend_api::tracing::debug!("the user manager answers on {}", manager.route);
+                return Ok(true);
+            }
+            Err(why) => sygen_backend_api::tracing::info!(
+                "asking `systemctl --user` instead of D-Bus: {why}"
+            ),
+        }
         if sdk::find_executable("systemctl").is_none() {
             return Ok(false);
         }
@@ -240,34 +273,15 @@ impl Backend for Systemd {
     fn print_service_status(&self, cx: &Context) -> Result<()> {
         let path = require_installed(cx)?;
         let name = unit_name(&cx.service.name);
-        // The properties and the human-readable text, asked for at the same time: each is a
-        // round trip to the manager, and this is what people wait for.
-        let (state, text) = std::thread::scope(|scope| {
-            let text = scope.spawn(|| systemctl(&["status", &name, "--no-pager"]));
-            (state(cx), text.join())
-        });
-        let state = state?;
-        // `status` exits 3 for a stopped unit: that is an answer, not a failure.
-        let text = text.map_err(|_| Error::failed("`systemctl --user status` panicked"))??;
-        let get = |key: &str| state.get(key).map_or("unknown", String::as_str);
-        let pid = match get("MainPID") {
-            "0" => "no process".to_owned(),
-            pid => format!("PID {pid}"),
-        };
-        cx.console.println(&format!(
-            "{name}: {} ({}), {pid}, {} restarts, last exit: {}",
-            get("ActiveState"),
-            get("SubState"),
-            get("NRestarts"),
-            format_last_exit(&state)
-        ));
-        cx.console.println(&format!("unit: {}", path.display()));
-        if get("NeedDaemonReload") == "yes" {
-            cx.console
-                .println("the unit file changed on disk; `sygen service install` reloads it");
+        let state = state(cx)?;
+        for line in summary(&name, &path, &state, SystemTime::now()) {
+            cx.console.println(&line);
         }
-        cx.console.println("");
-        cx.console.print(&text.stdout);
+        if let Some((from, lines)) = last_log_lines(cx, &name)? {
+            cx.console.println("");
+            cx.console.println(&format!("last log lines, from {from}:"));
+            cx.console.print(&lines);
+        }
         Ok(())
     }
 
@@ -301,15 +315,122 @@ impl Backend for Systemd {
     }
 }
 
-/// The status properties and the unit's path, as a JSON object.
+/// The status properties and the unit's path, as a JSON object, typed: numbers as numbers,
+/// `yes`/`no` as booleans, what systemd does not report as `null`.
 fn status_details(cx: &Context) -> Result<String> {
-    let mut state = state(cx)?;
-    state.insert("UnitPath".into(), unit_path(cx)?.display().to_string());
-    let object: serde_json::Map<String, serde_json::Value> = state
-        .into_iter()
-        .map(|(key, value)| (key, serde_json::Value::String(value)))
+    let state = state(cx)?;
+    let mut object: serde_json::Map<String, serde_json::Value> = STATUS_PROPERTIES
+        .iter()
+        .map(|&key| {
+            (
+                key.to_owned(),
+                typed(key, state.get(key).map(String::as_str)),
+            )
+        })
         .collect();
+    object.insert(
+        "UnitPath".into(),
+        unit_path(cx)?.display().to_string().into(),
+    );
     Ok(serde_json::Value::Object(object).to_string())
+}
+
+/// One status property as JSON.
+fn typed(key: &str, value: Option<&str>) -> serde_json::Value {
+    use serde_json::Value;
+    match (key, value) {
+        (_, None | Some("[not set]") | Some("")) => Value::Null,
+        ("NeedDaemonReload", Some(yes)) => Value::Bool(yes == "yes"),
+        ("LoadState" | "ActiveState" | "SubState", Some(text)) => text.into(),
+        (_, Some(number)) => number
+            .parse::<i64>()
+            .map_or_else(|_| number.into(), Value::from),
+    }
+}
+
+/// Microseconds since the epoch, as systemd keeps times; `None` for 0 (never).
+fn time_of(state: &HashMap<String, String>, key: &str) -> Option<SystemTime> {
+    let micros: u64 = state.get(key)?.parse().ok().filter(|&m| m > 0)?;
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_micros(micros))
+}
+
+/// `12.3 MiB`: a size in bytes for people.
+fn size(bytes: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    match bytes {
+        0..1024 => format!("{bytes} B"),
+        1024..1_048_576 => format!("{:.1} KiB", bytes as f64 / 1024.0),
+        _ => format!("{:.1} MiB", bytes as f64 / MIB),
+    }
+}
+
+/// The summary `status` prints, from the unit's properties, as of `now`.
+fn summary(
+    name: &str,
+    path: &Path,
+    state: &HashMap<String, String>,
+    now: SystemTime,
+) -> Vec<String> {
+    let get = |key: &str| state.get(key).map_or("unknown", String::as_str);
+    let pid = match get("MainPID") {
+        "0" | "unknown" => "no process".to_owned(),
+        pid => format!("PID {pid}"),
+    };
+    let since = time_of(state, "StateChangeTimestamp").map_or(String::new(), |at| {
+        let ago = now.duration_since(at).unwrap_or_default();
+        format!(
+            " since {} ({} ago)",
+            humantime::format_rfc3339_seconds(at),
+            humantime::format_duration(Duration::from_secs(ago.as_secs()))
+        )
+    });
+    let mut lines = vec![format!(
+        "{name}: {} ({}), {pid}, {} restarts, last exit: {}",
+        get("ActiveState"),
+        get("SubState"),
+        get("NRestarts"),
+        format_last_exit(state)
+    )];
+    let mut usage = Vec::new();
+    if !since.is_empty() {
+        usage.push(since.trim_start().to_owned());
+    }
+    if let Some(memory) = state.get("MemoryCurrent").and_then(|m| m.parse().ok()) {
+        usage.push(format!("memory {}", size(memory)));
+    }
+    if let Some(tasks) = state
+        .get("TasksCurrent")
+        .filter(|t| t.parse::<u64>().is_ok())
+    {
+        usage.push(format!("{tasks} tasks"));
+    }
+    if !usage.is_empty() {
+        lines.push(usage.join(", "));
+    }
+    lines.push(format!("unit: {}", path.display()));
+    if get("NeedDaemonReload") == "yes" {
+        lines.push("the unit file changed on disk; `sygen service install` reloads it".into());
+    }
+    lines
+}
+
+/// The last few lines of the service's logs, and where they come from: the journal, else
+/// sygen's own log file.
+fn last_log_lines(cx: &Context, name: &str) -> Result<Option<(String, String)>> {
+    for source in [LogSource::UserJournal, LogSource::UserUnitInSystemJournal] {
+        if let Some(tail) = systemctl::journal_tail(source, name, STATUS_LOG_LINES)? {
+            return Ok(Some((source.describe().to_owned(), tail)));
+        }
+    }
+    let Some(file) = sdk::logs::pick_log_file(&cx.service.logs_dir) else {
+        return Ok(None);
+    };
+    let lines = sdk::fs::tail_lines(&file, STATUS_LOG_LINES as usize)
+        .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
+    Ok(Some((
+        file.display().to_string(),
+        lines.iter().map(|l| format!("{l}\n")).collect(),
+    )))
 }
 
 sygen_backend_api::export_backend!(Systemd);

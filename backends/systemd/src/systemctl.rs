@@ -115,16 +115,30 @@ fn unreachable_manager() -> Error {
     }
 }
 
-/// `systemctl --user show UNIT -p …`: machine-readable properties, never words from `status`.
+/// `systemctl --user show UNIT -p …`: machine-readable properties, never words from `status`;
+/// times as microseconds since the epoch, as D-Bus gives them (see `bus`).
 pub fn show(unit: &str, properties: &[&str]) -> Result<HashMap<String, String>> {
-    let output = systemctl_ok(&["show", unit, "-p", &properties.join(",")])?;
+    let output = systemctl_ok(&[
+        "show",
+        unit,
+        "--timestamp=unix",
+        "-p",
+        &properties.join(","),
+    ])?;
     Ok(parse_properties(&output.stdout))
 }
 
 fn parse_properties(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|line| line.split_once('='))
-        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .map(|(key, value)| {
+            // `--timestamp=unix` writes `@<seconds>`.
+            let value = match value.strip_prefix('@').map(str::parse::<u64>) {
+                Some(Ok(seconds)) => seconds.saturating_mul(1_000_000).to_string(),
+                _ => value.to_owned(),
+            };
+            (key.to_owned(), value)
+        })
         .collect()
 }
 
@@ -214,7 +228,10 @@ mod tests {
 
     #[test]
     fn parses_show_output() {
-        let props = parse_properties("ActiveState=active\nMainPID=42\nExecStart=a=b\n\n");
+        let props = parse_properties(
+            "ActiveState=active\nMainPID=42\nExecStart=a=b\nStateChangeTimestamp=@1733280001\n\n",
+        );
+        assert_eq!(props["StateChangeTimestamp"], "1733280001000000");
         assert_eq!(props["ActiveState"], "active");
         assert_eq!(props["MainPID"], "42");
         assert_eq!(props["ExecStart"], "a=b");

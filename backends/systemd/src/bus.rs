@@ -1,0 +1,166 @@
+//! What the backend asks the user manager directly, over D-Bus: whether it answers (its
+//! `Version`), and a unit's state (`LoadUnit`, then `Properties.GetAll` of the unit and of the
+//! service). A question costs a message, not a `systemctl` process.
+//!
+//! It connects the way a session does: `$DBUS_SESSION_BUS_ADDRESS`, else the user bus at
+//! `$XDG_RUNTIME_DIR/bus`. One connection serves the whole process. Without a bus,
+//! `systemctl` answers instead, through the manager's private socket
+//! (`$XDG_RUNTIME_DIR/systemd/private`): zbus cannot read the manager's replies there, which
+//! carry its well-known name as their sender where zbus expects a unique one (its executor
+//! thread panics on them). Changes (enable, start, stop, daemon-reload) stay with `systemctl`
+//! (see [`crate::systemctl`]).
+
+use std::{collections::HashMap, path::PathBuf, sync::OnceLock, time::Duration};
+
+use zbus::{
+    blocking::{connection::Builder, Connection},
+    zvariant::{OwnedObjectPath, OwnedValue, Value},
+};
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const UNIT: &str = "org.freedesktop.systemd1.Unit";
+const SERVICE: &str = "org.freedesktop.systemd1.Service";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+/// How long one question may take: the manager answers in milliseconds when it answers.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to the user manager, and how it was reached.
+pub struct Manager {
+    connection: Connection,
+    /// `the session bus`, `the user bus at …`.
+    pub route: String,
+}
+
+/// The user manager, connected once per process; `Err` says why no connection could be made
+/// (not retried: `systemctl` answers instead).
+pub fn manager() -> Result<&'static Manager, String> {
+    static SHARED: OnceLock<Result<Manager, String>> = OnceLock::new();
+    SHARED
+        .get_or_init(|| {
+            let manager = Manager::connect()?;
+            sygen_backend_api::tracing::debug!(
+                "connected to the user manager over {}",
+                manager.route
+            );
+            Ok(manager)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+impl Manager {
+    /// Tries each way in, in order; the error lists why each failed.
+    pub fn connect() -> Result<Self, String> {
+        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
+        let mut failures = Vec::new();
+        if let Some(address) = std::env::var("DBUS_SESSION_BUS_ADDRESS")
+            .ok()
+            .filter(|a| !a.is_empty())
+        {
+            match Self::on_bus(&address, "the session bus".into()) {
+                Ok(manager) => return Ok(manager),
+                Err(e) => failures.push(format!("the session bus ({address}): {e}")),
+            }
+        }
+        if let Some(dir) = &runtime_dir {
+            let bus = dir.join("bus");
+            let route = format!("the user bus at {}", bus.display());
+            if !bus.exists() {
+                failures.push(format!("{route}: there is none"));
+            } else {
+                match Self::on_bus(&format!("unix:path={}", bus.display()), route.clone()) {
+                    Ok(manager) => return Ok(manager),
+                    Err(e) => failures.push(format!("{route}: {e}")),
+                }
+            }
+        } else {
+            failures.push("XDG_RUNTIME_DIR is not set".into());
+        }
+        Err(failures.join("; "))
+    }
+
+    /// A connection to the bus at `address`, once the manager has answered on it.
+    fn on_bus(address: &str, route: String) -> zbus::Result<Self> {
+        let connection = Builder::address(address)?.method_timeout(TIMEOUT).build()?;
+        let manager = Self { connection, route };
+        manager.version()?;
+        Ok(manager)
+    }
+
+    fn call<B>(
+        &self,
+        path: &str,
+        interface: &str,
+        method: &str,
+        body: &B,
+    ) -> zbus::Result<zbus::Message>
+    where
+        B: serde::Serialize + zbus::zvariant::DynamicType,
+    {
+        self.connection
+            .call_method(Some(SYSTEMD), path, Some(interface), method, body)
+    }
+
+    /// The manager's version: it answers.
+    pub fn version(&self) -> zbus::Result<String> {
+        let reply = self.call(MANAGER_PATH, PROPERTIES, "Get", &(MANAGER, "Version"))?;
+        let value: OwnedValue = reply.body().deserialize()?;
+        Ok(String::try_from(value).unwrap_or_default())
+    }
+
+    /// The state of `unit` (loaded if it is not; a unit that does not exist has `LoadState`
+    /// `not-found`), its properties written as `systemctl show` writes them: numbers in
+    /// decimal, booleans `yes`/`no`, times in microseconds since the epoch, and an
+    /// unavailable amount as `[not set]`.
+    pub fn unit(&self, unit: &str) -> zbus::Result<HashMap<String, String>> {
+        let reply = self.call(MANAGER_PATH, MANAGER, "LoadUnit", &(unit,))?;
+        let path: OwnedObjectPath = reply.body().deserialize()?;
+        let mut state = HashMap::new();
+        for interface in [UNIT, SERVICE] {
+            let reply = self.call(path.as_str(), PROPERTIES, "GetAll", &(interface,))?;
+            let properties: HashMap<String, OwnedValue> = reply.body().deserialize()?;
+            state.extend(
+                properties
+                    .into_iter()
+                    .filter_map(|(name, value)| Some((name, written(&value)?))),
+            );
+        }
+        Ok(state)
+    }
+}
+
+/// A property's value as `systemctl show` writes it, for the kinds the backend reads.
+fn written(value: &Value<'_>) -> Option<String> {
+    Some(match value {
+        Value::Str(text) => text.to_string(),
+        Value::Bool(yes) => if *yes { "yes" } else { "no" }.to_owned(),
+        Value::U32(n) => n.to_string(),
+        Value::I32(n) => n.to_string(),
+        Value::U64(u64::MAX) => "[not set]".to_owned(),
+        Value::U64(n) => n.to_string(),
+        Value::I64(n) => n.to_string(),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_values_as_systemctl_show_does() {
+        assert_eq!(written(&Value::from("active")).as_deref(), Some("active"));
+        assert_eq!(written(&Value::from(true)).as_deref(), Some("yes"));
+        assert_eq!(written(&Value::from(42u32)).as_deref(), Some("42"));
+        assert_eq!(written(&Value::from(-1i32)).as_deref(), Some("-1"));
+        assert_eq!(
+            written(&Value::from(u64::MAX)).as_deref(),
+            Some("[not set]")
+        );
+        assert_eq!(written(&Value::from(vec![1u8])), None);
+    }
+}

@@ -112,13 +112,27 @@ impl Manager {
         Ok(String::try_from(value).unwrap_or_default())
     }
 
+    /// The object path of `unit`, loading it if it is not (a unit that does not exist still
+    /// has one, with `LoadState` `not-found`).
+    fn unit_path(&self, unit: &str) -> zbus::Result<OwnedObjectPath> {
+        let reply = self.call(MANAGER_PATH, MANAGER, "LoadUnit", &(unit,))?;
+        reply.body().deserialize()
+    }
+
+    /// `ActiveState` of `unit` alone: what "is it running" needs, in two small messages.
+    pub fn active_state(&self, unit: &str) -> zbus::Result<String> {
+        let path = self.unit_path(unit)?;
+        let reply = self.call(path.as_str(), PROPERTIES, "Get", &(UNIT, "ActiveState"))?;
+        let value: OwnedValue = reply.body().deserialize()?;
+        Ok(String::try_from(value).unwrap_or_default())
+    }
+
     /// The state of `unit` (loaded if it is not; a unit that does not exist has `LoadState`
     /// `not-found`), its properties written as `systemctl show` writes them: numbers in
     /// decimal, booleans `yes`/`no`, times in microseconds since the epoch, and an
     /// unavailable amount as `[not set]`.
     pub fn unit(&self, unit: &str) -> zbus::Result<HashMap<String, String>> {
-        let reply = self.call(MANAGER_PATH, MANAGER, "LoadUnit", &(unit,))?;
-        let path: OwnedObjectPath = reply.body().deserialize()?;
+        let path = self.unit_path(unit)?;
         let mut state = HashMap::new();
         for interface in [UNIT, SERVICE] {
             let reply = self.call(path.as_str(), PROPERTIES, "GetAll", &(interface,))?;

@@ -204,6 +204,12 @@ impl Backend for Systemd {
     }
 
     fn is_service_running(&self, cx: &Context) -> Result<bool> {
+        let unit = unit_name(&cx.service.name);
+        if let Ok(active) =
+            bus::manager().and_then(|m| m.active_state(&unit).map_err(|e| e.to_string()))
+        {
+            return Ok(matches!(active.as_str(), "active" | "reloading"));
+        }
         Ok(is_active(&state(cx)?))
     }
 
@@ -273,11 +279,17 @@ impl Backend for Systemd {
     fn print_service_status(&self, cx: &Context) -> Result<()> {
         let path = require_installed(cx)?;
         let name = unit_name(&cx.service.name);
-        let state = state(cx)?;
-        for line in summary(&name, &path, &state, SystemTime::now()) {
+        // The state and the last log lines, asked for at the same time: the journal is read
+        // by a `journalctl` process, and this is what people wait for.
+        let (state, logs) = std::thread::scope(|scope| {
+            let logs = scope.spawn(|| last_log_lines(cx, &name));
+            (state(cx), logs.join())
+        });
+        let logs = logs.map_err(|_| Error::failed("reading the last log lines panicked"))?;
+        for line in summary(&name, &path, &state?, SystemTime::now()) {
             cx.console.println(&line);
         }
-        if let Some((from, lines)) = last_log_lines(cx, &name)? {
+        if let Some((from, lines)) = logs? {
             cx.console.println("");
             cx.console.println(&format!("last log lines, from {from}:"));
             cx.console.print(&lines);

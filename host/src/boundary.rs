@@ -28,7 +28,7 @@ use std::{
     cell::UnsafeCell,
     sync::{
         atomic::{AtomicU8, AtomicUsize, Ordering},
-        mpsc, Mutex, Once, PoisonError,
+        Arc, Condvar, Mutex, Once, PoisonError,
     },
     time::Duration,
 };
@@ -235,12 +235,11 @@ pub fn call<T: Send + 'static>(
         &format!(" in {} (hint: {CRASH_HINT})\n", site.call),
     );
     STATE.store(IN_CALL, Ordering::Release);
-    let (answer, answered) = mpsc::sync_channel(1);
+    let answer = Arc::new(Answer::default());
+    let answering = Answering(Arc::clone(&answer));
     let spawned = std::thread::Builder::new()
         .name("backend call".into())
-        .spawn(move || {
-            let _ = answer.send(f());
-        });
+        .spawn(move || answering.give(f()));
     if let Err(e) = spawned {
         STATE.store(IDLE, Ordering::Release);
         return Err(Failure::new(
@@ -248,13 +247,7 @@ pub fn call<T: Send + 'static>(
             format!("cannot call {} ({}): {e}", site.who, site.call),
         ));
     }
-    let outcome = match limit {
-        Some(limit) => answered.recv_timeout(limit).map_err(|e| match e {
-            mpsc::RecvTimeoutError::Timeout => Some(limit),
-            mpsc::RecvTimeoutError::Disconnected => None,
-        }),
-        None => answered.recv().map_err(|_| None),
-    };
+    let outcome = answer.wait(limit);
     match outcome {
         Ok(value) => {
             STATE.store(IDLE, Ordering::Release);
@@ -284,5 +277,85 @@ pub fn call<T: Send + 'static>(
             )
             .hint(CRASH_HINT))
         }
+    }
+}
+
+/// Where a call's thread leaves its answer for the caller, who waits with a time limit.
+///
+/// A mutex and a condition variable, not a channel: a channel's first blocking receive sets up
+/// a thread-local whose destructor glibc registers under the dynamic loader's lock, and a
+/// backend still loading (its constructor runs inside `dlopen`) holds that lock, so waiting
+/// out the limit would wait for the backend after all.
+struct Answer<T> {
+    reply: Mutex<Reply<T>>,
+    changed: Condvar,
+}
+
+enum Reply<T> {
+    Pending,
+    Given(T),
+    /// The thread ended without an answer.
+    None,
+}
+
+impl<T> Default for Answer<T> {
+    fn default() -> Self {
+        Self {
+            reply: Mutex::new(Reply::Pending),
+            changed: Condvar::new(),
+        }
+    }
+}
+
+impl<T> Answer<T> {
+    /// The answer; `Err(Some(limit))` when there was none within `limit`, `Err(None)` when the
+    /// thread ended without one.
+    fn wait(&self, limit: Option<Duration>) -> Result<T, Option<Duration>> {
+        let reply = self.reply.lock().unwrap_or_else(PoisonError::into_inner);
+        let pending = |reply: &mut Reply<T>| matches!(reply, Reply::Pending);
+        let mut reply = match limit {
+            Some(limit) => {
+                let (mut reply, _) = self
+                    .changed
+                    .wait_timeout_while(reply, limit, pending)
+                    .unwrap_or_else(PoisonError::into_inner);
+                if pending(&mut reply) {
+                    return Err(Some(limit));
+                }
+                reply
+            }
+            None => self
+                .changed
+                .wait_while(reply, pending)
+                .unwrap_or_else(PoisonError::into_inner),
+        };
+        match std::mem::replace(&mut *reply, Reply::None) {
+            Reply::Given(value) => Ok(value),
+            Reply::Pending | Reply::None => Err(None),
+        }
+    }
+}
+
+/// The call's thread's side of an [`Answer`]: dropped without giving one (the call
+/// unwound), it says the thread ended.
+struct Answering<T>(Arc<Answer<T>>);
+
+impl<T> Answering<T> {
+    fn give(self, value: T) {
+        self.settle(Reply::Given(value));
+    }
+
+    fn settle(&self, to: Reply<T>) {
+        let mut reply = self.0.reply.lock().unwrap_or_else(PoisonError::into_inner);
+        if matches!(*reply, Reply::Pending) {
+            *reply = to;
+        }
+        self.0.changed.notify_all();
+    }
+}
+
+impl<T> Drop for Answering<T> {
+    fn drop(&mut self) {
+        self.settle(Reply::None);
     }
 }

@@ -107,6 +107,64 @@ fn a_backend_that_crashes_or_hangs_while_loading_is_named() {
     );
 }
 
+/// The time limit holds while the backend is still inside the dynamic loader, which keeps its
+/// lock for as long as a constructor runs: waiting out the limit must need nothing of that
+/// lock. On a busy machine the backend's thread often gets there before sygen starts to wait,
+/// so the command is run a dozen times with every core kept busy.
+#[test]
+fn the_time_limit_holds_on_a_busy_machine_while_a_backend_is_still_loading() {
+    let user = User::new();
+    let slow = library("on_load");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let busy: Vec<_> = (0..2 * cores)
+        .map(|_| {
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut stuck = Vec::new();
+    for round in 0..12 {
+        let mut command = user.command(&["--backend", slow.to_str().unwrap(), "service", "status"]);
+        command
+            .env("ON_LOAD", "sleep")
+            .env("SYGEN_BACKEND_TIMEOUT", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = command.spawn().expect("sygen runs");
+        let started = Instant::now();
+        let code = loop {
+            if let Some(status) = child.try_wait().expect("waiting for sygen") {
+                break status.code();
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        if code != Some(4) {
+            stuck.push(format!(
+                "round {round}: {code:?} after {:?}",
+                started.elapsed()
+            ));
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for thread in busy {
+        let _ = thread.join();
+    }
+    assert!(
+        stuck.is_empty(),
+        "not given up on at the 1 s limit: {stuck:?}"
+    );
+}
+
 #[test]
 fn a_backend_that_does_not_answer_is_given_up_on_at_the_time_limit() {
     let user = User::new();

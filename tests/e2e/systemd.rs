@@ -1031,6 +1031,14 @@ fn status_reads_each_state_of_the_unit() {
         (&active["ActiveState"], &active["SubState"]),
         (&"active".into(), &"running".into())
     );
+    // Up: the last lines come from agent.log, which keeps everything, for the cost of a read.
+    let text = h.sygen(&["service", "status"]).stdout;
+    let agent_log = h.sygen_home().join("logs/agent.log");
+    assert!(
+        text.contains(&format!("last log lines, from {}:", agent_log.display()))
+            && text.contains("worker started"),
+        "{text}"
+    );
 
     h.sygen_ok(&["service", "stop"]);
     let inactive = details(&h);
@@ -1061,6 +1069,12 @@ fn status_reads_each_state_of_the_unit() {
             && text.contains("last exit: exited with status 3"),
         "{text}"
     );
+    // Down: from the journal, which has systemd's own words on it.
+    assert!(
+        text.contains("last log lines, from the user journal")
+            && text.contains("Main process exited, code=exited, status=3"),
+        "{text}"
+    );
 
     // Started too often too quickly, systemd gives up: failed.
     for _ in 0..7 {
@@ -1071,5 +1085,9 @@ fn status_reads_each_state_of_the_unit() {
     });
     let text = h.sygen(&["service", "status"]).stdout;
     assert!(text.starts_with("sygen.service: failed (failed)"), "{text}");
+    assert!(
+        text.contains("Start request repeated too quickly"),
+        "{text}"
+    );
     h.sygen_ok(&["service", "uninstall"]);
 }

@@ -110,9 +110,9 @@ fn state(cx: &Context) -> Result<HashMap<String, String>> {
 fn check_started(cx: &Context) -> Result<()> {
     let watched = wait::until(Duration::from_millis(400), || {
         let state = state(cx)?;
-        let active = state.get("ActiveState").map_or("", String::as_str);
-        let sub = state.get("SubState").map_or("", String::as_str);
-        if active == "failed" || sub == "auto-restart" {
+        if did_not_come_up(&state) {
+            let active = state.get("ActiveState").map_or("", String::as_str);
+            let sub = state.get("SubState").map_or("", String::as_str);
             return Ok(Look::Failed(
                 Error::service_failed(format!(
                     "sygen did not start: the service is {active} ({sub}), last exit: {}",
@@ -126,6 +126,12 @@ fn check_started(cx: &Context) -> Result<()> {
     // Up for the whole moment, never failed: it started.
     let (Ok(()) | Err(())) = watched;
     Ok(())
+}
+
+/// The service failed, or is waiting to be restarted after it did.
+fn did_not_come_up(state: &HashMap<String, String>) -> bool {
+    state.get("ActiveState").map(String::as_str) == Some("failed")
+        || state.get("SubState").map(String::as_str) == Some("auto-restart")
 }
 
 fn is_active(state: &HashMap<String, String>) -> bool {
@@ -279,17 +285,11 @@ impl Backend for Systemd {
     fn print_service_status(&self, cx: &Context) -> Result<()> {
         let path = require_installed(cx)?;
         let name = unit_name(&cx.service.name);
-        // The state and the last log lines, asked for at the same time: the journal is read
-        // by a `journalctl` process, and this is what people wait for.
-        let (state, logs) = std::thread::scope(|scope| {
-            let logs = scope.spawn(|| last_log_lines(cx, &name));
-            (state(cx), logs.join())
-        });
-        let logs = logs.map_err(|_| Error::failed("reading the last log lines panicked"))?;
-        for line in summary(&name, &path, &state?, SystemTime::now()) {
+        let state = state(cx)?;
+        for line in summary(&name, &path, &state, SystemTime::now()) {
             cx.console.println(&line);
         }
-        if let Some((from, lines)) = logs? {
+        if let Some((from, lines)) = last_log_lines(cx, &name, &state)? {
             cx.console.println("");
             cx.console.println(&format!("last log lines, from {from}:"));
             cx.console.print(&lines);
@@ -426,23 +426,37 @@ fn summary(
     lines
 }
 
-/// The last few lines of the service's logs, and where they come from: the journal, else
-/// sygen's own log file.
-fn last_log_lines(cx: &Context, name: &str) -> Result<Option<(String, String)>> {
+/// The last few lines of the service's logs, and where they come from. `agent.log` keeps
+/// everything the runtime and its worker said, and costs one read; but when the service did
+/// not come up, systemd's own words on why (a program it could not run, a start limit) are
+/// only in the journal, which is then read first.
+fn last_log_lines(
+    cx: &Context,
+    name: &str,
+    state: &HashMap<String, String>,
+) -> Result<Option<(String, String)>> {
+    let log_file = sdk::logs::pick_log_file(&cx.service.logs_dir);
+    if !did_not_come_up(state) {
+        if let Some(file) = &log_file {
+            return file_tail(file).map(Some);
+        }
+    }
     for source in [LogSource::UserJournal, LogSource::UserUnitInSystemJournal] {
         if let Some(tail) = systemctl::journal_tail(source, name, STATUS_LOG_LINES)? {
             return Ok(Some((source.describe().to_owned(), tail)));
         }
     }
-    let Some(file) = sdk::logs::pick_log_file(&cx.service.logs_dir) else {
-        return Ok(None);
-    };
-    let lines = sdk::fs::tail_lines(&file, STATUS_LOG_LINES as usize)
+    log_file.as_deref().map(file_tail).transpose()
+}
+
+/// The last [`STATUS_LOG_LINES`] of `file`, and its path.
+fn file_tail(file: &Path) -> Result<(String, String)> {
+    let lines = sdk::fs::tail_lines(file, STATUS_LOG_LINES as usize)
         .map_err(|e| Error::io(format!("reading {}", file.display()), e))?;
-    Ok(Some((
+    Ok((
         file.display().to_string(),
         lines.iter().map(|l| format!("{l}\n")).collect(),
-    )))
+    ))
 }
 
 sygen_backend_api::export_backend!(Systemd);

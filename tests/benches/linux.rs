@@ -6,7 +6,9 @@
 //!
 //! Run with `scripts/bench` (it builds the release binaries first). This executable doubles as
 //! the restart benchmark's worker: with `SYGEN_BENCH_WORKER` set it records its start and exit
-//! times and exits 42.
+//! times and exits 42; and as the availability probe: with `SYGEN_BENCH_AVAILABILITY` set to a
+//! backend library, it loads it, times its `is_service_available` in this fresh process (first
+//! call, then a second) and prints both in microseconds.
 
 #[path = "../e2e/support/mod.rs"]
 mod support;
@@ -50,6 +52,31 @@ fn worker(record: &Path) -> ! {
     loop {
         thread::park();
     }
+}
+
+/// Availability mode: what one `is_service_available` costs a command that asks it once (the
+/// first call, which connects to the service manager), and a second call.
+fn time_availability(library: &Path) -> ! {
+    use abi_stable::{library::lib_header_from_path, sabi_trait::TD_Opaque};
+    use sygen_backend_api::{
+        abi::ConsoleSink_TO, sdk::Captured, BackendModuleRef, ServiceDescription,
+    };
+    let module = lib_header_from_path(library)
+        .and_then(|header| header.init_root_module::<BackendModuleRef>())
+        .expect("the backend loads");
+    let home = std::env::var_os("HOME").expect("HOME is set");
+    let spec = ServiceDescription::for_test(Path::new(&home)).to_spec();
+    let ask = || {
+        let console = ConsoleSink_TO::from_value(Captured::default(), TD_Opaque);
+        let started = Instant::now();
+        let available = (module.is_service_available())(&spec, console).into_result();
+        let took = started.elapsed().as_secs_f64() * 1e6;
+        assert!(matches!(available, Ok(true)), "{available:?}");
+        took
+    };
+    let (first, second) = (ask(), ask());
+    println!("{first:.0} {second:.0}");
+    std::process::exit(0)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -313,11 +340,14 @@ fn status_against_systemctl() -> Vec<Row> {
     for file in ["sygen", "libsygen_systemd.so"] {
         support::copy_executable(&support::artifacts().join(file), &apps.join(file));
     }
+    let probe = apps.join("availability-probe");
+    support::copy_executable(&std::env::current_exe().unwrap(), &probe);
     for path in [
         &home,
         &apps,
         &apps.join("sygen"),
         &apps.join("libsygen_systemd.so"),
+        &probe,
     ] {
         std::os::unix::fs::chown(path, Some(uid), Some(uid)).unwrap();
     }
@@ -336,26 +366,73 @@ fn status_against_systemctl() -> Vec<Row> {
         "{}",
         String::from_utf8_lossy(&install.stderr)
     );
-    let time_loop = |command: &str| -> f64 {
-        let script = format!(
-            "for i in $(seq {RUNS}); do s=$(date +%s%N); {command} >/dev/null 2>&1; e=$(date +%s%N); echo $((e - s)); done"
-        );
-        let out = exec(&script);
-        let mut times: Vec<f64> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse::<f64>().ok())
-            .map(|ns| ns / 1e6)
-            .collect();
-        times.sort_by(|a, b| a.total_cmp(b));
-        percentile(&times, 0.5)
-    };
+    // The Python sygen 1.3.49, from PyPI into a virtualenv of the test user's, when it can be
+    // had; its status asks the same unit.
+    let python = home.join("python-sygen/bin/sygen");
+    let python_why = exec(&format!(
+        "/usr/bin/python3 -m venv ~/python-sygen >/dev/null && \
+         ~/python-sygen/bin/pip install --quiet --disable-pip-version-check sygen==1.3.49 && \
+         '{}' service status >/dev/null",
+        python.display()
+    ));
+    let python_status = format!("'{}' service status", python.display());
     let raw_status = "systemctl --user status sygen --no-pager";
     let our_status = format!("'{}' service status", sygen.display());
-    let raw = time_loop(raw_status);
-    let ours = time_loop(&our_status);
-    let show = time_loop("systemctl --user show sygen -p ActiveState");
-    let backends = time_loop(&format!("'{}' service backends", sygen.display()));
-    // The same two side by side again with the other core kept busy.
+    let show = "systemctl --user show sygen -p ActiveState";
+    let backends = format!("'{}' service backends", sygen.display());
+    let mut commands = vec![raw_status, &our_status, show, &backends];
+    if python_why.status.success() {
+        commands.push(&python_status);
+    }
+    // Each round runs every command once, in turn, so that whatever else the machine does
+    // falls on all of them alike; medians over the rounds.
+    let side_by_side = |commands: &[&str]| -> Vec<f64> {
+        let mut script = format!("for i in $(seq {RUNS}); do");
+        for (k, command) in commands.iter().enumerate() {
+            script.push_str(&format!(
+                " s=$(date +%s%N); {command} >/dev/null 2>&1; e=$(date +%s%N); echo {k} $((e - s));"
+            ));
+        }
+        script.push_str(" done");
+        let out = exec(&script);
+        let mut times = vec![Vec::new(); commands.len()];
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some((k, ns)) = line.split_once(' ') {
+                if let (Ok(k), Ok(ns)) = (k.parse::<usize>(), ns.parse::<f64>()) {
+                    times[k].push(ns / 1e6);
+                }
+            }
+        }
+        times
+            .into_iter()
+            .map(|mut t| {
+                t.sort_by(|a, b| a.total_cmp(b));
+                percentile(&t, 0.5)
+            })
+            .collect()
+    };
+    let quiet = side_by_side(&commands);
+    let availability = exec(&format!(
+        "for i in $(seq {RUNS}); do SYGEN_BENCH_AVAILABILITY='{}' '{}'; done",
+        apps.join("libsygen_systemd.so").display(),
+        probe.display()
+    ));
+    let (mut first, mut second): (Vec<f64>, Vec<f64>) =
+        String::from_utf8_lossy(&availability.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (a, b) = l.split_once(' ')?;
+                Some((a.parse::<f64>().ok()? / 1e3, b.parse::<f64>().ok()? / 1e3))
+            })
+            .unzip();
+    assert!(
+        !first.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&availability.stderr)
+    );
+    first.sort_by(|a, b| a.total_cmp(b));
+    second.sort_by(|a, b| a.total_cmp(b));
+    // The same again with the other core kept busy.
     let busy = Command::new(&harness)
         .arg("exec")
         .arg(&state)
@@ -364,14 +441,16 @@ fn status_against_systemctl() -> Vec<Row> {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let raw_busy = time_loop(raw_status);
-    let ours_busy = time_loop(&our_status);
+    let loaded = side_by_side(&[raw_status, &our_status]);
     let _ = exec("pkill -u \"$(id -u)\" -f 'while :; do :; done'");
     let _ = busy.wait_with_output();
     let _ = exec(&format!("'{}' service uninstall", sygen.display()));
     let _ = Command::new(&harness).arg("down").arg(&state).output();
+    let (raw, ours) = (quiet[0], quiet[1]);
+    let (raw_busy, ours_busy) = (loaded[0], loaded[1]);
     let (ratio, ratio_busy) = (ours / raw, ours_busy / raw_busy);
-    vec![
+    let (first, second) = (percentile(&first, 0.5), percentile(&second, 0.5));
+    let mut rows = vec![
         row(
             "`systemctl --user status sygen --no-pager`, median",
             format!("{raw:.1} ms"),
@@ -398,17 +477,44 @@ fn status_against_systemctl() -> Vec<Row> {
         ),
         row(
             "`systemctl --user show sygen -p ActiveState`, median",
-            format!("{show:.1} ms"),
+            format!("{:.1} ms", quiet[2]),
             "",
             None,
         ),
         row(
             "`sygen service backends` (asks the systemd backend whether its manager answers), median",
-            format!("{backends:.1} ms"),
+            format!("{:.1} ms", quiet[3]),
             "",
             None,
         ),
-    ]
+        row(
+            "systemd `is_service_available`, first call in a process (connects over D-Bus) / second, medians",
+            format!("{first:.2} ms / {second:.3} ms"),
+            "< 2 ms",
+            Some(first < 2.0),
+        ),
+    ];
+    rows.push(match quiet.get(4) {
+        Some(python) => row(
+            "the Python sygen 1.3.49's `sygen service status` on the same unit, median (its / ours)",
+            format!("{python:.1} ms ({:.1}×)", python / ours),
+            "≥ 30×",
+            Some(python / ours >= 30.0),
+        ),
+        None => row(
+            "the Python sygen 1.3.49's `sygen service status`",
+            format!(
+                "not measured: {}",
+                String::from_utf8_lossy(&python_why.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("it could not be installed")
+            ),
+            "≥ 30×",
+            None,
+        ),
+    });
+    rows
 }
 
 /// dlopen plus the interface check of each shipped backend, on fresh copies (a library is
@@ -530,6 +636,9 @@ fn logs_on_big_files() -> Vec<Row> {
 pub fn main() {
     if let Some(record) = std::env::var_os("SYGEN_BENCH_WORKER") {
         worker(Path::new(&record));
+    }
+    if let Some(library) = std::env::var_os("SYGEN_BENCH_AVAILABILITY") {
+        time_availability(Path::new(&library));
     }
     if std::env::args().any(|a| a == "--list") {
         return;

@@ -1007,6 +1007,58 @@ fn state_comes_over_the_session_or_user_bus_and_from_systemctl_without_one() {
     );
 }
 
+/// A service that fails right after it starts: `systemctl start` succeeds, and the backend's
+/// watch afterwards sees the failure as the manager announces it over D-Bus, or by looking
+/// with `systemctl show` when there is no bus.
+#[test]
+fn a_start_that_fails_at_once_is_seen_over_d_bus_or_by_looking_without_a_bus() {
+    let Some(h) = Harness::up() else { return };
+    h.sygen_ok(&["service", "install"]);
+    h.sygen_ok(&["service", "stop"]);
+    // From now on the worker exits 3 a moment after it starts, and the runtime with it.
+    h.write_home_file(
+        "config.toml",
+        "[agent]\ncommand = [\"/bin/sh\", \"-c\", \"sleep 0.2; exit 3\"]\n",
+        0o644,
+    );
+    let program = h.program();
+    let runtime = runtime_dir(&h);
+    let private_only = h.home.join("runtime-without-bus");
+    fs::create_dir_all(private_only.join("systemd")).unwrap();
+    h.give_to_user(&private_only);
+    std::os::unix::fs::symlink(
+        format!("{runtime}/systemd/private"),
+        private_only.join("systemd/private"),
+    )
+    .unwrap();
+    let no_bus = format!("XDG_RUNTIME_DIR={}", private_only.display());
+    for (vars, watched) in [
+        (vec![], "sygen.service changed: "),
+        (
+            vec![no_bus.as_str()],
+            "watching the start with `systemctl --user show` instead of D-Bus",
+        ),
+    ] {
+        let out = h.exec(
+            &vars,
+            &[program.to_str().unwrap(), "-v", "service", "start"],
+        );
+        assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains(watched), "{}", out.stderr);
+        let error = out.stderr.lines().last().unwrap_or_default();
+        assert!(
+            error.starts_with(
+                "error: systemd backend 0.1.0: sygen did not start: the service is activating \
+                 (auto-restart), last exit: exited with status 3"
+            ),
+            "{}",
+            out.stderr
+        );
+        h.sygen_ok(&["service", "stop"]);
+    }
+    h.sygen_ok(&["service", "uninstall"]);
+}
+
 #[test]
 fn status_reads_each_state_of_the_unit() {
     let Some(h) = Harness::up() else { return };

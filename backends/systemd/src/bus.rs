@@ -1,6 +1,8 @@
 //! What the backend asks the user manager directly, over D-Bus: whether it answers (its
-//! `Version`), and a unit's state (`LoadUnit`, then `Properties.GetAll` of the unit and of the
-//! service). A question costs a message, not a `systemctl` process.
+//! `Version`), a unit's state (`LoadUnit`, then `Properties.GetAll` of the unit and of the
+//! service), and the unit's changes as the manager announces them (`PropertiesChanged`, once
+//! subscribed). A question costs a message, not a `systemctl` process; a wait costs nothing
+//! until something changes.
 //!
 //! It connects the way a session does: `$DBUS_SESSION_BUS_ADDRESS`, else the user bus at
 //! `$XDG_RUNTIME_DIR/bus`. One connection serves the whole process. Without a bus,
@@ -10,11 +12,19 @@
 //! thread panics on them). Changes (enable, start, stop, daemon-reload) stay with `systemctl`
 //! (see [`crate::systemctl`]).
 
-use std::{collections::HashMap, path::PathBuf, sync::OnceLock, time::Duration};
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::OnceLock,
+    time::{Duration, Instant},
+};
 
+use futures_lite::{future, StreamExt as _};
 use zbus::{
     blocking::{connection::Builder, Connection},
+    message::Type,
     zvariant::{OwnedObjectPath, OwnedValue, Value},
+    MatchRule, MessageStream,
 };
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
@@ -132,7 +142,10 @@ impl Manager {
     /// decimal, booleans `yes`/`no`, times in microseconds since the epoch, and an
     /// unavailable amount as `[not set]`.
     pub fn unit(&self, unit: &str) -> zbus::Result<HashMap<String, String>> {
-        let path = self.unit_path(unit)?;
+        self.properties(&self.unit_path(unit)?)
+    }
+
+    fn properties(&self, path: &OwnedObjectPath) -> zbus::Result<HashMap<String, String>> {
         let mut state = HashMap::new();
         for interface in [UNIT, SERVICE] {
             let reply = self.call(path.as_str(), PROPERTIES, "GetAll", &(interface,))?;
@@ -144,6 +157,81 @@ impl Manager {
             );
         }
         Ok(state)
+    }
+
+    /// Watches `unit` for `within`: `judge` sees its state (as [`Manager::unit`] gives it) now,
+    /// and again after each change the manager announces, until it gives a verdict; `None` when
+    /// the time ran out first. Nothing is polled: between changes this waits on the socket.
+    pub fn watch<T>(
+        &self,
+        unit: &str,
+        within: Duration,
+        mut judge: impl FnMut(&HashMap<String, String>) -> Option<T>,
+    ) -> zbus::Result<Option<T>> {
+        let deadline = Instant::now().checked_add(within);
+        let path = self.unit_path(unit)?;
+        // The manager sends its signals only to clients that asked; a client that asked
+        // before is told so, which is as good.
+        match self.call(MANAGER_PATH, MANAGER, "Subscribe", &()) {
+            Err(zbus::Error::MethodError(name, _, _))
+                if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
+            other => {
+                other?;
+            }
+        }
+        let rule = MatchRule::builder()
+            .msg_type(Type::Signal)
+            .sender(SYSTEMD)?
+            .path(path.as_str())?
+            .interface(PROPERTIES)?
+            .member("PropertiesChanged")?
+            .build();
+        // Listening before reading the state: no change falls between the two.
+        let mut changes = async_io::block_on(MessageStream::for_match_rule(
+            rule,
+            self.connection.inner(),
+            Some(64),
+        ))?;
+        let mut state = self.properties(&path)?;
+        sygen_backend_api::tracing::debug!("watching {unit} for changes over {}", self.route);
+        loop {
+            if let Some(verdict) = judge(&state) {
+                return Ok(Some(verdict));
+            }
+            let next = async_io::block_on(future::or(async { changes.next().await }, async {
+                match deadline {
+                    Some(deadline) => async_io::Timer::at(deadline).await,
+                    None => future::pending().await,
+                };
+                None
+            }));
+            let Some(message) = next else {
+                return Ok(None);
+            };
+            let (_interface, changed, invalidated): (
+                String,
+                HashMap<String, OwnedValue>,
+                Vec<String>,
+            ) = message?.body().deserialize()?;
+            sygen_backend_api::tracing::debug!(
+                "{unit} changed: {}",
+                changed
+                    .keys()
+                    .chain(&invalidated)
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if invalidated.is_empty() {
+                state.extend(
+                    changed
+                        .into_iter()
+                        .filter_map(|(name, value)| Some((name, written(&value)?))),
+                );
+            } else {
+                state = self.properties(&path)?;
+            }
+        }
     }
 }
 

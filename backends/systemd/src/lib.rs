@@ -104,28 +104,47 @@ fn state(cx: &Context) -> Result<HashMap<String, String>> {
     }
 }
 
+/// How long a started service is watched for failing at once.
+const STARTUP_WATCH: Duration = Duration::from_millis(400);
+
 /// Fails when the service did not come up: it failed, or it is waiting to be restarted.
 /// Watches it for a moment, because a program that starts and then exits at once still
-/// counts as started for `systemctl start`.
+/// counts as started for `systemctl start` (which has itself waited for its job to finish).
+/// Over D-Bus the manager says when the unit changes; without it, the state is looked at.
 fn check_started(cx: &Context) -> Result<()> {
-    let watched = wait::until(Duration::from_millis(400), || {
-        let state = state(cx)?;
-        if did_not_come_up(&state) {
-            let active = state.get("ActiveState").map_or("", String::as_str);
-            let sub = state.get("SubState").map_or("", String::as_str);
-            return Ok(Look::Failed(
-                Error::service_failed(format!(
-                    "sygen did not start: the service is {active} ({sub}), last exit: {}",
-                    format_last_exit(&state)
-                ))
-                .with_hint("`sygen service logs` shows why"),
-            ));
+    let unit = unit_name(&cx.service.name);
+    let failure = |state: &HashMap<String, String>| {
+        did_not_come_up(state).then(|| {
+            Error::service_failed(format!(
+                "sygen did not start: the service is {} ({}), last exit: {}",
+                state.get("ActiveState").map_or("", String::as_str),
+                state.get("SubState").map_or("", String::as_str),
+                format_last_exit(state)
+            ))
+            .with_hint("`sygen service logs` shows why")
+        })
+    };
+    let watched = bus::manager().and_then(|manager| {
+        manager
+            .watch(&unit, STARTUP_WATCH, failure)
+            .map_err(|e| format!("{}: {e}", manager.route))
+    });
+    match watched {
+        Ok(None) => Ok(()),
+        Ok(Some(error)) => Err(error),
+        Err(why) => {
+            sygen_backend_api::tracing::info!(
+                "watching the start with `systemctl --user show` instead of D-Bus: {why}"
+            );
+            let watched = wait::until(STARTUP_WATCH, || {
+                let state = show(&unit, &STATUS_PROPERTIES)?;
+                Ok(failure(&state).map_or(Look::NotYet(()), Look::Failed))
+            })?;
+            // Up for the whole moment, never failed: it started.
+            let (Ok(()) | Err(())) = watched;
+            Ok(())
         }
-        Ok(Look::NotYet(()))
-    })?;
-    // Up for the whole moment, never failed: it started.
-    let (Ok(()) | Err(())) = watched;
-    Ok(())
+    }
 }
 
 /// The service failed, or is waiting to be restarted after it did.

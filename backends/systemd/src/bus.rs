@@ -1,6 +1,6 @@
 //! What the backend asks the user manager directly, over D-Bus: whether it answers (its
-//! `Version`), a unit's state (`LoadUnit`, then `Properties.GetAll` of the unit and of the
-//! service), and the unit's changes as the manager announces them (`PropertiesChanged`, once
+//! `Version`), a unit's state (one `Properties.GetAll` of every interface at the unit's object
+//! path, as `systemctl show` asks it), and the unit's changes as the manager announces them (`PropertiesChanged`, once
 //! subscribed). A question costs a message, not a `systemctl` process; a wait costs nothing
 //! until something changes.
 //!
@@ -23,7 +23,7 @@ use futures_lite::{future, StreamExt as _};
 use zbus::{
     blocking::{connection::Builder, Connection},
     message::Type,
-    zvariant::{OwnedObjectPath, OwnedValue, Value},
+    zvariant::{ObjectPath, OwnedValue, Value},
     MatchRule, MessageStream,
 };
 
@@ -31,7 +31,6 @@ const SYSTEMD: &str = "org.freedesktop.systemd1";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const UNIT: &str = "org.freedesktop.systemd1.Unit";
-const SERVICE: &str = "org.freedesktop.systemd1.Service";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 /// How long one question may take: the manager answers in milliseconds when it answers.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -122,16 +121,9 @@ impl Manager {
         Ok(String::try_from(value).unwrap_or_default())
     }
 
-    /// The object path of `unit`, loading it if it is not (a unit that does not exist still
-    /// has one, with `LoadState` `not-found`).
-    fn unit_path(&self, unit: &str) -> zbus::Result<OwnedObjectPath> {
-        let reply = self.call(MANAGER_PATH, MANAGER, "LoadUnit", &(unit,))?;
-        reply.body().deserialize()
-    }
-
-    /// `ActiveState` of `unit` alone: what "is it running" needs, in two small messages.
+    /// `ActiveState` of `unit` alone: what "is it running" needs, in one small message.
     pub fn active_state(&self, unit: &str) -> zbus::Result<String> {
-        let path = self.unit_path(unit)?;
+        let path = unit_path(unit)?;
         let reply = self.call(path.as_str(), PROPERTIES, "Get", &(UNIT, "ActiveState"))?;
         let value: OwnedValue = reply.body().deserialize()?;
         Ok(String::try_from(value).unwrap_or_default())
@@ -142,21 +134,18 @@ impl Manager {
     /// decimal, booleans `yes`/`no`, times in microseconds since the epoch, and an
     /// unavailable amount as `[not set]`.
     pub fn unit(&self, unit: &str) -> zbus::Result<HashMap<String, String>> {
-        self.properties(&self.unit_path(unit)?)
+        self.properties(&unit_path(unit)?)
     }
 
-    fn properties(&self, path: &OwnedObjectPath) -> zbus::Result<HashMap<String, String>> {
-        let mut state = HashMap::new();
-        for interface in [UNIT, SERVICE] {
-            let reply = self.call(path.as_str(), PROPERTIES, "GetAll", &(interface,))?;
-            let properties: HashMap<String, OwnedValue> = reply.body().deserialize()?;
-            state.extend(
-                properties
-                    .into_iter()
-                    .filter_map(|(name, value)| Some((name, written(&value)?))),
-            );
-        }
-        Ok(state)
+    /// Every property at `path`, of the unit and of the service alike (an empty interface
+    /// name asks for all).
+    fn properties(&self, path: &ObjectPath<'_>) -> zbus::Result<HashMap<String, String>> {
+        let reply = self.call(path.as_str(), PROPERTIES, "GetAll", &("",))?;
+        let properties: HashMap<String, OwnedValue> = reply.body().deserialize()?;
+        Ok(properties
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, written(&value)?)))
+            .collect())
     }
 
     /// Watches `unit` for `within`: `judge` sees its state (as [`Manager::unit`] gives it) now,
@@ -169,7 +158,7 @@ impl Manager {
         mut judge: impl FnMut(&HashMap<String, String>) -> Option<T>,
     ) -> zbus::Result<Option<T>> {
         let deadline = Instant::now().checked_add(within);
-        let path = self.unit_path(unit)?;
+        let path = unit_path(unit)?;
         // The manager sends its signals only to clients that asked; a client that asked
         // before is told so, which is as good.
         match self.call(MANAGER_PATH, MANAGER, "Subscribe", &()) {
@@ -235,6 +224,25 @@ impl Manager {
     }
 }
 
+/// The object path of `unit`, as the manager names it (`sygen.service` is
+/// `/org/freedesktop/systemd1/unit/sygen_2eservice`): every byte but ASCII letters, and digits
+/// after the first, as `_` and two hex digits. The manager loads a unit when its path is
+/// asked for; one that does not exist has `LoadState` `not-found`.
+fn unit_path(unit: &str) -> zbus::Result<ObjectPath<'static>> {
+    let mut path = String::from("/org/freedesktop/systemd1/unit/");
+    if unit.is_empty() {
+        path.push('_');
+    }
+    for (i, byte) in unit.bytes().enumerate() {
+        if byte.is_ascii_alphabetic() || (i > 0 && byte.is_ascii_digit()) {
+            path.push(char::from(byte));
+        } else {
+            path.push_str(&format!("_{byte:02x}"));
+        }
+    }
+    Ok(ObjectPath::try_from(path)?)
+}
+
 /// A property's value as `systemctl show` writes it, for the kinds the backend reads.
 fn written(value: &Value<'_>) -> Option<String> {
     Some(match value {
@@ -252,6 +260,24 @@ fn written(value: &Value<'_>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_unit_paths_as_the_manager_does() {
+        let path = |unit: &str| unit_path(unit).unwrap().to_string();
+        assert_eq!(
+            path("sygen.service"),
+            "/org/freedesktop/systemd1/unit/sygen_2eservice"
+        );
+        assert_eq!(
+            path("my-agent@2.service"),
+            "/org/freedesktop/systemd1/unit/my_2dagent_402_2eservice"
+        );
+        assert_eq!(
+            path("1st.service"),
+            "/org/freedesktop/systemd1/unit/_31st_2eservice"
+        );
+        assert_eq!(path(""), "/org/freedesktop/systemd1/unit/_");
+    }
 
     #[test]
     fn writes_values_as_systemctl_show_does() {

@@ -959,7 +959,7 @@ fn runtime_dir(h: &Harness) -> String {
 }
 
 #[test]
-fn state_comes_over_the_session_or_user_bus_and_from_systemctl_without_one() {
+fn state_comes_over_the_session_or_user_bus_or_the_private_socket_and_from_systemctl_without_one() {
     let Some(h) = Harness::up() else { return };
     h.sygen_ok(&["service", "install"]);
     let program = h.program();
@@ -989,7 +989,7 @@ fn state_comes_over_the_session_or_user_bus_and_from_systemctl_without_one() {
         )),
         "{user_bus}"
     );
-    // No bus, only the manager's private socket: `systemctl` answers, and -v says why.
+    // No bus, only the manager's private socket: straight to the manager.
     let private_only = h.home.join("runtime-without-bus");
     fs::create_dir_all(private_only.join("systemd")).unwrap();
     h.give_to_user(&private_only);
@@ -999,17 +999,42 @@ fn state_comes_over_the_session_or_user_bus_and_from_systemctl_without_one() {
         private_only.join("systemd/private"),
     )
     .unwrap();
-    let fallback = status(&[&format!("XDG_RUNTIME_DIR={}", private_only.display())]);
+    let private = status(&[&format!("XDG_RUNTIME_DIR={}", private_only.display())]);
     assert!(
-        fallback.contains("asking `systemctl --user show` instead of D-Bus: the user bus at")
-            && fallback.contains("there is none"),
-        "{fallback}"
+        private.contains(&format!(
+            "connected to the user manager over the manager's private socket at {}/systemd/private",
+            private_only.display()
+        )),
+        "{private}"
     );
+    assert!(!private.contains("instead of D-Bus"), "{private}");
+    // No way in at all: `systemctl` is asked instead, and -v says why; it cannot reach the
+    // manager either, which is one clear error.
+    let nothing = h.home.join("runtime-without-anything");
+    fs::create_dir_all(&nothing).unwrap();
+    h.give_to_user(&nothing);
+    let out = h.exec(
+        &[&format!("XDG_RUNTIME_DIR={}", nothing.display())],
+        &[program.to_str().unwrap(), "-v", "service", "status"],
+    );
+    assert!(
+        out.stderr.contains(&format!(
+            "asking `systemctl --user show` instead of D-Bus: the user bus at {0}/bus: there is \
+             none; the manager's private socket at {0}/systemd/private: there is none",
+            nothing.display()
+        )),
+        "{}",
+        out.stderr
+    );
+    assert_ne!(out.code, Some(0), "{}", out.stdout);
+    let errors: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", out.stderr);
 }
 
-/// A service that fails right after it starts: `systemctl start` succeeds, and the backend's
-/// watch afterwards sees the failure as the manager announces it over D-Bus, or by looking
-/// with `systemctl show` when there is no bus.
 #[test]
 fn a_start_that_fails_at_once_is_seen_over_d_bus_or_by_looking_without_a_bus() {
     let Some(h) = Harness::up() else { return };
@@ -1032,11 +1057,14 @@ fn a_start_that_fails_at_once_is_seen_over_d_bus_or_by_looking_without_a_bus() {
     )
     .unwrap();
     let no_bus = format!("XDG_RUNTIME_DIR={}", private_only.display());
-    for (vars, watched) in [
-        (vec![], "sygen.service changed: "),
+    for (vars, route) in [
+        (vec![], format!("the user bus at {runtime}/bus")),
         (
             vec![no_bus.as_str()],
-            "watching the start with `systemctl --user show` instead of D-Bus",
+            format!(
+                "the manager's private socket at {}/systemd/private",
+                private_only.display()
+            ),
         ),
     ] {
         let out = h.exec(
@@ -1044,7 +1072,14 @@ fn a_start_that_fails_at_once_is_seen_over_d_bus_or_by_looking_without_a_bus() {
             &[program.to_str().unwrap(), "-v", "service", "start"],
         );
         assert_eq!(out.code, Some(1), "{}{}", out.stdout, out.stderr);
-        assert!(out.stderr.contains(watched), "{}", out.stderr);
+        // Watched over D-Bus, and the failure came as an announced change.
+        assert!(
+            out.stderr
+                .contains(&format!("watching sygen.service for changes over {route}"))
+                && out.stderr.contains("sygen.service changed: "),
+            "{}",
+            out.stderr
+        );
         let error = out.stderr.lines().last().unwrap_or_default();
         assert!(
             error.starts_with(

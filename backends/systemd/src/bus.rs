@@ -1,30 +1,32 @@
 //! What the backend asks the user manager directly, over D-Bus: whether it answers (its
 //! `Version`), a unit's state (one `Properties.GetAll` of every interface at the unit's object
-//! path, as `systemctl show` asks it), and the unit's changes as the manager announces them (`PropertiesChanged`, once
-//! subscribed). A question costs a message, not a `systemctl` process; a wait costs nothing
-//! until something changes.
+//! path, as `systemctl show` asks it), and the unit's changes as the manager announces them
+//! (`PropertiesChanged`, once subscribed). A question costs a message, not a `systemctl`
+//! process; a wait costs nothing until something changes.
 //!
-//! It connects the way a session does: `$DBUS_SESSION_BUS_ADDRESS`, else the user bus at
-//! `$XDG_RUNTIME_DIR/bus`. One connection serves the whole process. Without a bus,
-//! `systemctl` answers instead, through the manager's private socket
-//! (`$XDG_RUNTIME_DIR/systemd/private`): zbus cannot read the manager's replies there, which
-//! carry its well-known name as their sender where zbus expects a unique one (its executor
-//! thread panics on them). Changes (enable, start, stop, daemon-reload) stay with `systemctl`
-//! (see [`crate::systemctl`]).
+//! It connects the way `systemctl --user` does: `$DBUS_SESSION_BUS_ADDRESS`, else the user bus
+//! at `$XDG_RUNTIME_DIR/bus`, else the manager's private socket
+//! `$XDG_RUNTIME_DIR/systemd/private` (a direct connection: no bus, no `Hello`, no match rules
+//! to register). One connection serves the whole process, on the calling thread: libdbus
+//! (built in, so that the backend loads where no libdbus is installed) reads replies where they
+//! are waited for, with no thread of its own to hand them over. When no way in answers,
+//! `systemctl` does. Changes (enable, start, stop, daemon-reload) stay with `systemctl` (see
+//! [`crate::systemctl`]).
 
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::OnceLock,
+    sync::{Arc, Mutex, OnceLock, PoisonError},
     time::{Duration, Instant},
 };
 
-use futures_lite::{future, StreamExt as _};
-use zbus::{
-    blocking::{connection::Builder, Connection},
-    message::Type,
-    zvariant::{ObjectPath, OwnedValue, Value},
-    MatchRule, MessageStream,
+use dbus::{
+    arg::{ArgType, PropMap, RefArg},
+    blocking::{stdintf::org_freedesktop_dbus::Properties, SyncConnection},
+    channel::{Channel, MatchingReceiver as _},
+    message::MatchRule,
+    strings::Path,
+    Message,
 };
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
@@ -37,8 +39,10 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A connection to the user manager, and how it was reached.
 pub struct Manager {
-    connection: Connection,
-    /// `the session bus`, `the user bus at …`.
+    connection: SyncConnection,
+    /// Through a bus (`true`), or straight to the manager.
+    on_bus: bool,
+    /// `the session bus`, `the user bus at …`, `the manager's private socket at …`.
     pub route: String,
 }
 
@@ -62,90 +66,88 @@ pub fn manager() -> Result<&'static Manager, String> {
 impl Manager {
     /// Tries each way in, in order; the error lists why each failed.
     pub fn connect() -> Result<Self, String> {
-        let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
-            .filter(|dir| !dir.is_empty())
-            .map(PathBuf::from);
         let mut failures = Vec::new();
         if let Some(address) = std::env::var("DBUS_SESSION_BUS_ADDRESS")
             .ok()
             .filter(|a| !a.is_empty())
         {
-            match Self::on_bus(&address, "the session bus".into()) {
+            match Self::open(&address, true, "the session bus".into()) {
                 Ok(manager) => return Ok(manager),
-                Err(e) => failures.push(format!("the session bus ({address}): {e}")),
+                Err(e) => failures.push(format!("the session bus ({address}): {}", said(&e))),
             }
         }
-        if let Some(dir) = &runtime_dir {
-            let bus = dir.join("bus");
-            let route = format!("the user bus at {}", bus.display());
-            if !bus.exists() {
-                failures.push(format!("{route}: there is none"));
-            } else {
-                match Self::on_bus(&format!("unix:path={}", bus.display()), route.clone()) {
-                    Ok(manager) => return Ok(manager),
-                    Err(e) => failures.push(format!("{route}: {e}")),
-                }
-            }
-        } else {
+        let Some(runtime_dir) = std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+        else {
             failures.push("XDG_RUNTIME_DIR is not set".into());
+            return Err(failures.join("; "));
+        };
+        let ways = [
+            (runtime_dir.join("bus"), true, "the user bus"),
+            (
+                runtime_dir.join("systemd/private"),
+                false,
+                "the manager's private socket",
+            ),
+        ];
+        for (socket, on_bus, name) in ways {
+            let route = format!("{name} at {}", socket.display());
+            if !socket.exists() {
+                failures.push(format!("{route}: there is none"));
+                continue;
+            }
+            let address = format!("unix:path={}", socket.display());
+            match Self::open(&address, on_bus, route.clone()) {
+                Ok(manager) => return Ok(manager),
+                Err(e) => failures.push(format!("{route}: {}", said(&e))),
+            }
         }
         Err(failures.join("; "))
     }
 
-    /// A connection to the bus at `address`, once the manager has answered on it.
-    fn on_bus(address: &str, route: String) -> zbus::Result<Self> {
-        let connection = Builder::address(address)?.method_timeout(TIMEOUT).build()?;
-        let manager = Self { connection, route };
+    /// A connection to `address` (a bus, or the manager itself), once the manager has
+    /// answered on it.
+    fn open(address: &str, on_bus: bool, route: String) -> Result<Self, dbus::Error> {
+        let mut channel = Channel::open_private(address)?;
+        if on_bus {
+            channel.register()?;
+        }
+        let manager = Self {
+            connection: SyncConnection::from(channel),
+            on_bus,
+            route,
+        };
         manager.version()?;
         Ok(manager)
     }
 
-    fn call<B>(
-        &self,
-        path: &str,
-        interface: &str,
-        method: &str,
-        body: &B,
-    ) -> zbus::Result<zbus::Message>
-    where
-        B: serde::Serialize + zbus::zvariant::DynamicType,
-    {
-        self.connection
-            .call_method(Some(SYSTEMD), path, Some(interface), method, body)
+    fn at<'p>(&self, path: impl Into<Path<'p>>) -> dbus::blocking::Proxy<'p, &SyncConnection> {
+        self.connection.with_proxy(SYSTEMD, path, TIMEOUT)
     }
 
     /// The manager's version: it answers.
-    pub fn version(&self) -> zbus::Result<String> {
-        let reply = self.call(MANAGER_PATH, PROPERTIES, "Get", &(MANAGER, "Version"))?;
-        let value: OwnedValue = reply.body().deserialize()?;
-        Ok(String::try_from(value).unwrap_or_default())
+    pub fn version(&self) -> Result<String, dbus::Error> {
+        self.at(MANAGER_PATH).get(MANAGER, "Version")
     }
 
     /// `ActiveState` of `unit` alone: what "is it running" needs, in one small message.
-    pub fn active_state(&self, unit: &str) -> zbus::Result<String> {
-        let path = unit_path(unit)?;
-        let reply = self.call(path.as_str(), PROPERTIES, "Get", &(UNIT, "ActiveState"))?;
-        let value: OwnedValue = reply.body().deserialize()?;
-        Ok(String::try_from(value).unwrap_or_default())
+    pub fn active_state(&self, unit: &str) -> Result<String, dbus::Error> {
+        self.at(unit_path(unit)?).get(UNIT, "ActiveState")
     }
 
     /// The state of `unit` (loaded if it is not; a unit that does not exist has `LoadState`
     /// `not-found`), its properties written as `systemctl show` writes them: numbers in
     /// decimal, booleans `yes`/`no`, times in microseconds since the epoch, and an
     /// unavailable amount as `[not set]`.
-    pub fn unit(&self, unit: &str) -> zbus::Result<HashMap<String, String>> {
+    pub fn unit(&self, unit: &str) -> Result<HashMap<String, String>, dbus::Error> {
         self.properties(&unit_path(unit)?)
     }
 
     /// Every property at `path`, of the unit and of the service alike (an empty interface
     /// name asks for all).
-    fn properties(&self, path: &ObjectPath<'_>) -> zbus::Result<HashMap<String, String>> {
-        let reply = self.call(path.as_str(), PROPERTIES, "GetAll", &("",))?;
-        let properties: HashMap<String, OwnedValue> = reply.body().deserialize()?;
-        Ok(properties
-            .into_iter()
-            .filter_map(|(name, value)| Some((name, written(&value)?)))
-            .collect())
+    fn properties(&self, path: &Path<'static>) -> Result<HashMap<String, String>, dbus::Error> {
+        Ok(written_all(self.at(path.clone()).get_all("")?))
     }
 
     /// Watches `unit` for `within`: `judge` sees its state (as [`Manager::unit`] gives it) now,
@@ -156,79 +158,110 @@ impl Manager {
         unit: &str,
         within: Duration,
         mut judge: impl FnMut(&HashMap<String, String>) -> Option<T>,
-    ) -> zbus::Result<Option<T>> {
+    ) -> Result<Option<T>, dbus::Error> {
         let deadline = Instant::now().checked_add(within);
         let path = unit_path(unit)?;
         // The manager sends its signals only to clients that asked; a client that asked
         // before is told so, which is as good.
-        match self.call(MANAGER_PATH, MANAGER, "Subscribe", &()) {
-            Err(zbus::Error::MethodError(name, _, _))
-                if name.as_str() == "org.freedesktop.systemd1.AlreadySubscribed" => {}
-            other => {
-                other?;
-            }
+        let subscribed: Result<(), dbus::Error> =
+            self.at(MANAGER_PATH).method_call(MANAGER, "Subscribe", ());
+        match subscribed {
+            Err(e) if e.name() == Some("org.freedesktop.systemd1.AlreadySubscribed") => {}
+            other => other?,
         }
-        let rule = MatchRule::builder()
-            .msg_type(Type::Signal)
-            .sender(SYSTEMD)?
-            .path(path.as_str())?
-            .interface(PROPERTIES)?
-            .member("PropertiesChanged")?
-            .build();
-        // Listening before reading the state: no change falls between the two.
-        let mut changes = async_io::block_on(MessageStream::for_match_rule(
-            rule,
-            self.connection.inner(),
-            Some(64),
-        ))?;
+        let rule = MatchRule::new_signal(PROPERTIES, "PropertiesChanged")
+            .with_sender(SYSTEMD)
+            .with_path(path.clone());
+        // Listening before reading the state: no change falls between the two. On a bus, the
+        // bus is told what to pass on; straight to the manager, everything it sends arrives.
+        let announced = Arc::new(Mutex::new(Vec::<Message>::new()));
+        let kept = Arc::clone(&announced);
+        let token = self.connection.start_receive(
+            rule.clone(),
+            Box::new(move |message, _| {
+                kept.lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(message);
+                true
+            }),
+        );
+        let watching = Watching {
+            manager: self,
+            token,
+            rule: self.on_bus.then(|| rule.match_str()),
+        };
+        if let Some(rule) = &watching.rule {
+            self.connection.add_match_no_cb(rule)?;
+        }
         let mut state = self.properties(&path)?;
         sygen_backend_api::tracing::debug!("watching {unit} for changes over {}", self.route);
         loop {
             if let Some(verdict) = judge(&state) {
                 return Ok(Some(verdict));
             }
-            let next = async_io::block_on(future::or(async { changes.next().await }, async {
-                match deadline {
-                    Some(deadline) => async_io::Timer::at(deadline).await,
-                    None => future::pending().await,
-                };
-                None
-            }));
-            let Some(message) = next else {
-                return Ok(None);
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => TIMEOUT,
             };
-            let (_interface, changed, invalidated): (
-                String,
-                HashMap<String, OwnedValue>,
-                Vec<String>,
-            ) = message?.body().deserialize()?;
-            sygen_backend_api::tracing::debug!(
-                "{unit} changed: {}",
-                changed
-                    .keys()
-                    .chain(&invalidated)
-                    .map(String::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-            if invalidated.is_empty() {
-                state.extend(
+            if left.is_zero() {
+                return Ok(None);
+            }
+            self.connection.process(left)?;
+            let messages =
+                std::mem::take(&mut *announced.lock().unwrap_or_else(PoisonError::into_inner));
+            for message in messages {
+                let (_interface, changed, invalidated): (String, PropMap, Vec<String>) =
+                    message.read3()?;
+                sygen_backend_api::tracing::debug!(
+                    "{unit} changed: {}",
                     changed
-                        .into_iter()
-                        .filter_map(|(name, value)| Some((name, written(&value)?))),
+                        .keys()
+                        .chain(&invalidated)
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
-            } else {
-                state = self.properties(&path)?;
+                if invalidated.is_empty() {
+                    state.extend(written_all(changed));
+                } else {
+                    state = self.properties(&path)?;
+                }
             }
         }
     }
+}
+
+/// A watch in progress: dropped, it stops receiving the unit's changes (and, on a bus, asks
+/// the bus to stop passing them on).
+struct Watching<'m> {
+    manager: &'m Manager,
+    token: dbus::channel::Token,
+    rule: Option<String>,
+}
+
+impl Drop for Watching<'_> {
+    fn drop(&mut self) {
+        self.manager.connection.stop_receive(self.token);
+        if let Some(rule) = &self.rule {
+            let _ = self.manager.connection.remove_match_no_cb(rule);
+        }
+    }
+}
+
+/// What a D-Bus error says: its message, else its name.
+fn said(error: &dbus::Error) -> String {
+    error
+        .message()
+        .or(error.name())
+        .unwrap_or("unknown D-Bus error")
+        .to_owned()
 }
 
 /// The object path of `unit`, as the manager names it (`sygen.service` is
 /// `/org/freedesktop/systemd1/unit/sygen_2eservice`): every byte but ASCII letters, and digits
 /// after the first, as `_` and two hex digits. The manager loads a unit when its path is
 /// asked for; one that does not exist has `LoadState` `not-found`.
-fn unit_path(unit: &str) -> zbus::Result<ObjectPath<'static>> {
+fn unit_path(unit: &str) -> Result<Path<'static>, dbus::Error> {
     let mut path = String::from("/org/freedesktop/systemd1/unit/");
     if unit.is_empty() {
         path.push('_');
@@ -240,19 +273,28 @@ fn unit_path(unit: &str) -> zbus::Result<ObjectPath<'static>> {
             path.push_str(&format!("_{byte:02x}"));
         }
     }
-    Ok(ObjectPath::try_from(path)?)
+    Path::new(path).map_err(|e| dbus::Error::new_failed(&e))
+}
+
+/// The properties the backend reads, as `systemctl show` writes them.
+fn written_all(properties: PropMap) -> HashMap<String, String> {
+    properties
+        .into_iter()
+        .filter_map(|(name, value)| Some((name, written(&*value.0)?)))
+        .collect()
 }
 
 /// A property's value as `systemctl show` writes it, for the kinds the backend reads.
-fn written(value: &Value<'_>) -> Option<String> {
-    Some(match value {
-        Value::Str(text) => text.to_string(),
-        Value::Bool(yes) => if *yes { "yes" } else { "no" }.to_owned(),
-        Value::U32(n) => n.to_string(),
-        Value::I32(n) => n.to_string(),
-        Value::U64(u64::MAX) => "[not set]".to_owned(),
-        Value::U64(n) => n.to_string(),
-        Value::I64(n) => n.to_string(),
+fn written(value: &dyn RefArg) -> Option<String> {
+    Some(match value.arg_type() {
+        ArgType::String => value.as_str()?.to_owned(),
+        ArgType::Boolean => if value.as_u64()? != 0 { "yes" } else { "no" }.to_owned(),
+        ArgType::UInt64 => match value.as_u64()? {
+            u64::MAX => "[not set]".to_owned(),
+            n => n.to_string(),
+        },
+        ArgType::UInt32 | ArgType::UInt16 | ArgType::Byte => value.as_u64()?.to_string(),
+        ArgType::Int64 | ArgType::Int32 | ArgType::Int16 => value.as_i64()?.to_string(),
         _ => return None,
     })
 }
@@ -281,14 +323,12 @@ mod tests {
 
     #[test]
     fn writes_values_as_systemctl_show_does() {
-        assert_eq!(written(&Value::from("active")).as_deref(), Some("active"));
-        assert_eq!(written(&Value::from(true)).as_deref(), Some("yes"));
-        assert_eq!(written(&Value::from(42u32)).as_deref(), Some("42"));
-        assert_eq!(written(&Value::from(-1i32)).as_deref(), Some("-1"));
-        assert_eq!(
-            written(&Value::from(u64::MAX)).as_deref(),
-            Some("[not set]")
-        );
-        assert_eq!(written(&Value::from(vec![1u8])), None);
+        assert_eq!(written(&"active".to_owned()).as_deref(), Some("active"));
+        assert_eq!(written(&true).as_deref(), Some("yes"));
+        assert_eq!(written(&false).as_deref(), Some("no"));
+        assert_eq!(written(&42u32).as_deref(), Some("42"));
+        assert_eq!(written(&-1i32).as_deref(), Some("-1"));
+        assert_eq!(written(&u64::MAX).as_deref(), Some("[not set]"));
+        assert_eq!(written(&vec![1u8]), None);
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! - [`unit`]: what it writes, `~/.config/systemd/user/sygen.service` (respecting
 //!   `XDG_CONFIG_HOME`), rendered from the host's service description;
-//! - [`bus`]: what it asks the user manager over D-Bus (whether it answers, a unit's state);
+//! - [`bus`]: what it asks the user manager over D-Bus (whether it answers, a unit's state) and
+//!   hears from it (the unit's changes);
 //! - [`systemctl`]: what it runs, `systemctl --user` for changes (and for state when D-Bus
 //!   cannot be reached), `journalctl` and `loginctl`;
 //! - below: the nine operations gluing them. State always comes from the unit's properties,

@@ -958,6 +958,20 @@ fn runtime_dir(h: &Harness) -> String {
         .to_owned()
 }
 
+/// A runtime directory of the user's with the manager's private socket in it and no bus.
+fn private_socket_only(h: &Harness) -> PathBuf {
+    let dir = h.home.join("runtime-without-bus");
+    fs::create_dir_all(dir.join("systemd")).unwrap();
+    h.give_to_user(&dir);
+    // (The link leads into the namespace's /run/user, which only the user's commands see.)
+    std::os::unix::fs::symlink(
+        format!("{}/systemd/private", runtime_dir(h)),
+        dir.join("systemd/private"),
+    )
+    .unwrap();
+    dir
+}
+
 #[test]
 fn state_comes_over_the_session_or_user_bus_or_the_private_socket_and_from_systemctl_without_one() {
     let Some(h) = Harness::up() else { return };
@@ -990,15 +1004,7 @@ fn state_comes_over_the_session_or_user_bus_or_the_private_socket_and_from_syste
         "{user_bus}"
     );
     // No bus, only the manager's private socket: straight to the manager.
-    let private_only = h.home.join("runtime-without-bus");
-    fs::create_dir_all(private_only.join("systemd")).unwrap();
-    h.give_to_user(&private_only);
-    // (The link leads into the namespace's /run/user, which only the user's commands see.)
-    std::os::unix::fs::symlink(
-        format!("{runtime}/systemd/private"),
-        private_only.join("systemd/private"),
-    )
-    .unwrap();
+    let private_only = private_socket_only(&h);
     let private = status(&[&format!("XDG_RUNTIME_DIR={}", private_only.display())]);
     assert!(
         private.contains(&format!(
@@ -1048,14 +1054,7 @@ fn a_start_that_fails_at_once_is_seen_over_d_bus_or_by_looking_without_a_bus() {
     );
     let program = h.program();
     let runtime = runtime_dir(&h);
-    let private_only = h.home.join("runtime-without-bus");
-    fs::create_dir_all(private_only.join("systemd")).unwrap();
-    h.give_to_user(&private_only);
-    std::os::unix::fs::symlink(
-        format!("{runtime}/systemd/private"),
-        private_only.join("systemd/private"),
-    )
-    .unwrap();
+    let private_only = private_socket_only(&h);
     let no_bus = format!("XDG_RUNTIME_DIR={}", private_only.display());
     for (vars, route) in [
         (vec![], format!("the user bus at {runtime}/bus")),

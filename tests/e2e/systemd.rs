@@ -772,6 +772,12 @@ fn doctor_explains_the_service_its_drift_and_a_pending_reload() {
     ] {
         assert_eq!(status_of(&checks, id).0, "pass", "{id}: {checks:?}");
     }
+    assert!(
+        status_of(&checks, "systemd.user-bus")
+            .1
+            .starts_with("your systemd user manager answers over the user bus at /run/user/"),
+        "{checks:?}"
+    );
     let (linger, message) = status_of(&checks, "systemd.linger");
     assert_eq!(linger, "warn", "{message}");
     let main_pid = h.property("MainPID");

@@ -12,7 +12,7 @@ use sygen_backend_api::{
 };
 
 use crate::{
-    state,
+    bus, state,
     systemctl::{self, systemctl},
     unit, unit_path,
 };
@@ -61,16 +61,30 @@ fn runtime_dir() -> Check {
     }
 }
 
+/// Whether the manager answers the way sygen asks it, over D-Bus, and else `systemctl`.
 fn user_bus() -> Check {
     const ID: &str = "systemd.user-bus";
-    match systemctl(&["show", "--property=Version"]) {
-        Ok(output) if output.success() => {
-            let version = output.stdout.trim().trim_start_matches("Version=");
-            Check::pass(
+    let why = match bus::manager().and_then(|m| Ok((m, m.version().map_err(|e| e.to_string())?))) {
+        Ok((manager, version)) => {
+            return Check::pass(
                 ID,
-                format!("your systemd user manager answers (systemd {version})"),
+                format!(
+                    "your systemd user manager answers over {} (systemd {version})",
+                    manager.route
+                ),
             )
         }
+        Err(why) => why,
+    };
+    match systemctl(&["show", "--property=Version"]) {
+        Ok(output) if output.success() => Check::warn(
+            ID,
+            format!(
+                "your systemd user manager answers `systemctl --user` but not over D-Bus ({why}), \
+                 so each question costs a `systemctl` process"
+            ),
+            "sygen still works, through `systemctl`; the message says what each way in answered",
+        ),
         Ok(output) => Check::fail(
             ID,
             format!(

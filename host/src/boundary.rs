@@ -295,7 +295,7 @@ enum Reply<T> {
     Pending,
     Given(T),
     /// The thread ended without an answer.
-    None,
+    Ended,
 }
 
 impl<T> Default for Answer<T> {
@@ -329,9 +329,9 @@ impl<T> Answer<T> {
                 .wait_while(reply, pending)
                 .unwrap_or_else(PoisonError::into_inner),
         };
-        match std::mem::replace(&mut *reply, Reply::None) {
+        match std::mem::replace(&mut *reply, Reply::Ended) {
             Reply::Given(value) => Ok(value),
-            Reply::Pending | Reply::None => Err(None),
+            Reply::Pending | Reply::Ended => Err(None),
         }
     }
 }
@@ -356,6 +356,6 @@ impl<T> Answering<T> {
 
 impl<T> Drop for Answering<T> {
     fn drop(&mut self) {
-        self.settle(Reply::None);
+        self.settle(Reply::Ended);
     }
 }

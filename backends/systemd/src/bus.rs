@@ -159,7 +159,10 @@ impl Manager {
         within: Duration,
         mut judge: impl FnMut(&HashMap<String, String>) -> Option<T>,
     ) -> Result<Option<T>, dbus::Error> {
-        let deadline = Instant::now().checked_add(within);
+        // (A limit past the end of time ends the watch at once.)
+        let deadline = Instant::now()
+            .checked_add(within)
+            .unwrap_or_else(Instant::now);
         let path = unit_path(unit)?;
         // The manager sends its signals only to clients that asked; a client that asked
         // before is told so, which is as good.
@@ -199,10 +202,7 @@ impl Manager {
             if let Some(verdict) = judge(&state) {
                 return Ok(Some(verdict));
             }
-            let left = match deadline {
-                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
-                None => TIMEOUT,
-            };
+            let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Ok(None);
             }

@@ -1009,6 +1009,66 @@ fn state_comes_over_the_session_or_user_bus_or_the_private_socket_and_from_syste
         )),
         "{user_bus}"
     );
+    // A session bus the manager is not on (as `dbus-launch` gives a desktop session): passed
+    // over for the user bus, and -v says why; that bus is not asked to start a manager (its
+    // daemon, sharing our stderr, would say it is activating one).
+    let elsewhere = h.exec(
+        &[],
+        &[
+            "dbus-run-session",
+            "--",
+            program.to_str().unwrap(),
+            "-v",
+            "service",
+            "status",
+        ],
+    );
+    assert_eq!(
+        elsewhere.code,
+        Some(0),
+        "{}{}",
+        elsewhere.stdout,
+        elsewhere.stderr
+    );
+    assert!(
+        elsewhere
+            .stderr
+            .contains("the user manager did not answer over the session bus (")
+            && elsewhere.stderr.contains(&format!(
+                "connected to the user manager over the user bus at {runtime}/bus"
+            ))
+            && elsewhere
+                .stdout
+                .starts_with("sygen.service: active (running)"),
+        "{}{}",
+        elsewhere.stdout,
+        elsewhere.stderr
+    );
+    assert!(
+        !elsewhere.stderr.contains("Activating service"),
+        "{}",
+        elsewhere.stderr
+    );
+    // A session bus that takes the connection and never answers (its daemon stopped): given
+    // up on within a bound, for the user bus, where a wait on it would have run into sygen's
+    // time limit.
+    let stopped = h.home.join("stopped-bus");
+    let _never_answers = std::os::unix::net::UnixListener::bind(&stopped).unwrap();
+    fs::set_permissions(&stopped, fs::Permissions::from_mode(0o777)).unwrap();
+    let passed_over = status(&[&format!(
+        "DBUS_SESSION_BUS_ADDRESS=unix:path={}",
+        stopped.display()
+    )]);
+    assert!(
+        passed_over.contains(&format!(
+            "the user manager did not answer over the session bus (unix:path={}): no answer \
+             within 2 s",
+            stopped.display()
+        )) && passed_over.contains(&format!(
+            "connected to the user manager over the user bus at {runtime}/bus"
+        )),
+        "{passed_over}"
+    );
     // No bus, only the manager's private socket: straight to the manager.
     let private_only = private_socket_only(&h);
     let private = status(&[&format!("XDG_RUNTIME_DIR={}", private_only.display())]);

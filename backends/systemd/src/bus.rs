@@ -21,8 +21,8 @@ use std::{
 };
 
 use dbus::{
-    arg::{ArgType, PropMap, RefArg},
-    blocking::{stdintf::org_freedesktop_dbus::Properties, SyncConnection},
+    arg::{ArgType, PropMap, RefArg, Variant},
+    blocking::{stdintf::org_freedesktop_dbus::Properties, BlockingSender as _, SyncConnection},
     channel::{Channel, MatchingReceiver as _},
     message::MatchRule,
     strings::Path,
@@ -34,8 +34,13 @@ const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+const BUS: &str = "org.freedesktop.DBus";
+const BUS_PATH: &str = "/org/freedesktop/DBus";
 /// How long one question may take: the manager answers in milliseconds when it answers.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a way in may take to connect and have the manager answer: three ways tried in
+/// turn stay within the time sygen gives a question.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A connection to the user manager, and how it was reached.
 pub struct Manager {
@@ -99,7 +104,15 @@ impl Manager {
             }
             let address = format!("unix:path={}", socket.display());
             match Self::open(&address, on_bus, route.clone()) {
-                Ok(manager) => return Ok(manager),
+                Ok(manager) => {
+                    if !failures.is_empty() {
+                        sygen_backend_api::tracing::debug!(
+                            "the user manager did not answer over {}",
+                            failures.join("; ")
+                        );
+                    }
+                    return Ok(manager);
+                }
                 Err(e) => failures.push(format!("{route}: {}", said(&e))),
             }
         }
@@ -107,28 +120,37 @@ impl Manager {
     }
 
     /// A connection to `address` (a bus, or the manager itself), once the manager has
-    /// answered on it.
+    /// answered on it within [`CONNECT_TIMEOUT`].
     fn open(address: &str, on_bus: bool, route: String) -> Result<Self, dbus::Error> {
-        let mut channel = Channel::open_private(address)?;
+        let channel = Channel::open_private(address)?;
+        let deadline = Instant::now() + CONNECT_TIMEOUT;
         if on_bus {
-            channel.register()?;
+            // `Hello`, as libdbus's own registering sends it. (Nothing here asks libdbus for the
+            // unique name the bus gives back.)
+            let hello = Message::new_method_call(BUS, BUS_PATH, BUS, "Hello")
+                .map_err(|e| dbus::Error::new_failed(&e))?;
+            ask_by(&channel, hello, deadline)?;
         }
-        let manager = Self {
+        ask_by(&channel, version_question()?, deadline)?;
+        Ok(Self {
             connection: SyncConnection::from(channel),
             on_bus,
             route,
-        };
-        manager.version()?;
-        Ok(manager)
+        })
     }
 
     fn at<'p>(&self, path: impl Into<Path<'p>>) -> dbus::blocking::Proxy<'p, &SyncConnection> {
         self.connection.with_proxy(SYSTEMD, path, TIMEOUT)
     }
 
-    /// The manager's version: it answers.
+    /// The manager's version: it answers. Asked without auto-start: on a bus the manager is
+    /// not on (a desktop session's own), the bus must not try to start one.
     pub fn version(&self) -> Result<String, dbus::Error> {
-        self.at(MANAGER_PATH).get(MANAGER, "Version")
+        let answer = self
+            .connection
+            .send_with_reply_and_block(version_question()?, TIMEOUT)?;
+        let Variant(version): Variant<String> = answer.read1()?;
+        Ok(version)
     }
 
     /// `ActiveState` of `unit` alone: what "is it running" needs, in one small message.
@@ -244,6 +266,41 @@ impl Drop for Watching<'_> {
         self.manager.connection.stop_receive(self.token);
         if let Some(rule) = &self.rule {
             let _ = self.manager.connection.remove_match_no_cb(rule);
+        }
+    }
+}
+
+/// The manager's `Version`, asked without auto-start: on a bus the manager is not on (a
+/// desktop session's own), the bus must not try to start one.
+fn version_question() -> Result<Message, dbus::Error> {
+    let mut question = Message::new_method_call(SYSTEMD, MANAGER_PATH, PROPERTIES, "Get")
+        .map_err(|e| dbus::Error::new_failed(&e))?
+        .append2(MANAGER, "Version");
+    question.set_auto_start(false);
+    Ok(question)
+}
+
+/// Sends `question` on a new connection and waits for its answer until `deadline`.
+/// libdbus's own blocking call would wait for the connection's authentication without
+/// bound (it flushes first), so a socket that accepts and never answers (a stopped bus daemon
+/// or manager) would hold the backend: here every wait is bounded.
+fn ask_by(channel: &Channel, question: Message, deadline: Instant) -> Result<Message, dbus::Error> {
+    let serial = channel
+        .send(question)
+        .map_err(|()| dbus::Error::new_failed("the connection closed"))?;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(dbus::Error::new_failed(&format!(
+                "no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )));
+        }
+        if let Some(mut message) = channel.blocking_pop_message(left)? {
+            if message.get_reply_serial() == Some(serial) {
+                message.as_result()?;
+                return Ok(message);
+            }
         }
     }
 }

@@ -143,8 +143,7 @@ impl Manager {
         self.connection.with_proxy(SYSTEMD, path, TIMEOUT)
     }
 
-    /// The manager's version: it answers. Asked without auto-start: on a bus the manager is
-    /// not on (a desktop session's own), the bus must not try to start one.
+    /// The manager's version: it answers.
     pub fn version(&self) -> Result<String, dbus::Error> {
         let answer = self
             .connection

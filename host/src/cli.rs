@@ -198,7 +198,9 @@ pub enum BackendCommand {
         /// $SYGEN_SIGNING_PASSWORD, or a password asked for).
         #[arg(long, value_name = "FILE")]
         key: PathBuf,
-        /// Where users will download the library from.
+        /// Where users will download the library from: an https:// or file:// URL, or a path
+        /// relative to the manifest's own URL (as a release's channel has it, so any mirror of
+        /// it works).
         #[arg(long, value_name = "URL")]
         url: String,
         /// The channel manifest to add it to (made if missing); its signature is written

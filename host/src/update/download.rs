@@ -224,6 +224,16 @@ impl Fetcher {
     }
 }
 
+/// Where a channel entry's file is: its `url` as written, or, when that is relative (as a
+/// release's own manifest has it), beside the manifest at `channel`, so a mirror of a release
+/// directory works wherever it is served from.
+pub fn resolve(channel: &str, url: &str) -> Result<String, Failure> {
+    let resolved = parse(channel)?
+        .join(url)
+        .map_err(|e| failure(format!("the channel's file URL {url} is not a URL ({e})")))?;
+    Ok(parse(resolved.as_str())?.to_string())
+}
+
 /// An HTTPS or file URL, or why it cannot be one.
 fn parse(url: &str) -> Result<Url, Failure> {
     let parsed = Url::parse(url).map_err(|e| {
@@ -234,5 +244,34 @@ fn parse(url: &str) -> Result<Url, Failure> {
         "https" | "file" => Ok(parsed),
         other => Err(failure(format!("refusing {url}: {other} is not HTTPS"))
             .hint("a channel is an https:// URL, or file:// for an offline mirror")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::resolve;
+
+    #[test]
+    fn a_relative_file_url_is_beside_the_manifest_and_an_absolute_one_stays() {
+        let channel = "https://example.org/sygen/1.0/channel.json";
+        assert_eq!(
+            resolve(channel, "linux-x86_64/libsygen_systemd.so").unwrap(),
+            "https://example.org/sygen/1.0/linux-x86_64/libsygen_systemd.so"
+        );
+        assert_eq!(
+            resolve("file:///srv/my%20mirror/channel.json", "libsygen_openrc.so").unwrap(),
+            "file:///srv/my%20mirror/libsygen_openrc.so"
+        );
+        assert_eq!(
+            resolve(channel, "https://cdn.example.net/libsygen_systemd.so").unwrap(),
+            "https://cdn.example.net/libsygen_systemd.so"
+        );
+        // Relative or not, what is fetched is HTTPS or a file.
+        let refused = resolve(channel, "http://example.org/libsygen_systemd.so").unwrap_err();
+        assert!(
+            refused.message.contains("is not HTTPS"),
+            "{}",
+            refused.message
+        );
     }
 }

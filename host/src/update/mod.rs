@@ -222,7 +222,7 @@ pub fn update(request: &Request<'_>) -> Result<()> {
         .enumerate()
         .filter_map(|(i, r)| Some((i, r.entry.as_ref()?)))
     {
-        install(&store, &fetcher, entry, &verified)?;
+        install(&store, &fetcher, &url, entry, &verified)?;
         if let Some(version) = entry.semver() {
             memory.installed(key, &entry.name, &version);
             memory.save(store.dir())?;
@@ -271,6 +271,7 @@ fn print_report(report: &Report<'_>, json: bool) {
 fn install(
     store: &install_backend::LockedStore,
     fetcher: &download::Fetcher,
+    channel_url: &str,
     entry: &Entry,
     verified: &Verified,
 ) -> Result<()> {
@@ -309,7 +310,8 @@ fn install(
         )
     })?;
     let label = format!("{} {}", entry.name, entry.version);
-    fetcher.file(&entry.url, entry.size, &mut file, &label)?;
+    let url = download::resolve(channel_url, &entry.url)?;
+    fetcher.file(&url, entry.size, &mut file, &label)?;
     drop(file);
     let bytes = std::fs::read(&library).map_err(|e| {
         Failure::new(
@@ -339,7 +341,7 @@ fn install(
         "fetched the {} backend {} from {} ({} bytes, signed by {})",
         entry.name,
         entry.version,
-        entry.url,
+        url,
         entry.size,
         verified.key.path.display()
     );

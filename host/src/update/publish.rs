@@ -10,6 +10,7 @@ use std::{
 };
 
 use anyhow::Result;
+use ct_codecs::Decoder as _;
 use sha2::{Digest, Sha256};
 use sygen_backend_api::sdk::fs::write_atomic;
 
@@ -54,12 +55,34 @@ fn secret_key(path: &Path) -> Result<minisign::SecretKey, Failure> {
         .hint("make a key pair with `minisign -G`; give the secret key (`-s`) here")
     };
     let key_box = minisign::SecretKeyBox::from_string(&text).map_err(unusable)?;
-    match key_box.clone().into_unencrypted_secret_key() {
-        Ok(key) => Ok(key),
-        Err(_) => key_box
-            .into_secret_key(std::env::var("SYGEN_SIGNING_PASSWORD").ok())
-            .map_err(unusable),
+    if let Some(key) = key_box
+        .clone()
+        .into_unencrypted_secret_key()
+        .ok()
+        .or_else(|| unencrypted_without_checksum(&text))
+    {
+        return Ok(key);
     }
+    key_box
+        .into_secret_key(std::env::var("SYGEN_SIGNING_PASSWORD").ok())
+        .map_err(unusable)
+}
+
+/// An unencrypted key as minisign 0.11's `-G -W` writes it: with its checksum left zero, which
+/// the minisign library takes for corruption. What the checksum would prove, that the secret
+/// and public halves belong together, is proven instead by a signature the public half verifies.
+fn unencrypted_without_checksum(text: &str) -> Option<minisign::SecretKey> {
+    let encoded = text.lines().nth(1)?;
+    let bytes = ct_codecs::Base64::decode_to_vec(encoded.trim(), None).ok()?;
+    let key = minisign::SecretKey::from_bytes(&bytes).ok()?;
+    if key.is_encrypted() {
+        return None;
+    }
+    let public = minisign::PublicKey::from_secret_key(&key).ok()?;
+    let probe = b"sygen: does this key verify itself?";
+    let signature = minisign::sign(None, &key, Cursor::new(probe), None, None).ok()?;
+    minisign::verify(&public, &signature, Cursor::new(probe), true, false, false).ok()?;
+    Some(key)
 }
 
 fn sign(key: &minisign::SecretKey, data: &[u8], trusted_comment: &str) -> Result<String, Failure> {
@@ -169,4 +192,54 @@ pub fn publish(p: &Publication<'_>) -> Result<()> {
         entry.url
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use ct_codecs::Encoder as _;
+
+    use super::*;
+
+    /// A key box as minisign 0.11's `-G -W` writes it: unencrypted, its checksum left zero.
+    fn without_checksum(key: &minisign::SecretKey) -> String {
+        let mut bytes = key.to_bytes();
+        let checksum_at = bytes.len() - 32;
+        bytes[checksum_at..].fill(0);
+        let encoded = ct_codecs::Base64::encode_to_string(&bytes).unwrap();
+        format!("untrusted comment: minisign encrypted secret key\n{encoded}\n")
+    }
+
+    #[test]
+    fn an_unencrypted_key_without_a_checksum_signs_and_a_mismatched_one_does_not() {
+        let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.key");
+        std::fs::write(&path, without_checksum(&pair.sk)).unwrap();
+        let key = secret_key(&path).unwrap();
+        let signature = minisign::sign(None, &key, Cursor::new(b"data"), None, None).unwrap();
+        minisign::verify(
+            &pair.pk,
+            &signature,
+            Cursor::new(b"data"),
+            true,
+            false,
+            false,
+        )
+        .unwrap();
+
+        // The public half of another key: the halves do not belong together.
+        let other = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let mut mixed = pair.sk.to_bytes();
+        let public_at = mixed.len() - 32 - 32;
+        mixed[public_at..public_at + 32]
+            .copy_from_slice(&other.sk.to_bytes()[public_at..public_at + 32]);
+        let mixed = minisign::SecretKey::from_bytes(&mixed).unwrap();
+        std::fs::write(&path, without_checksum(&mixed)).unwrap();
+        let refused = secret_key(&path).unwrap_err();
+        assert!(
+            refused.message.contains("not a usable minisign secret key"),
+            "{}",
+            refused.message
+        );
+    }
 }

@@ -762,6 +762,7 @@ fn doctor_explains_the_service_its_drift_and_a_pending_reload() {
         "service-manager",
         "systemd.runtime-dir",
         "systemd.user-bus",
+        "systemd.program",
         "systemd.unit",
         "systemd.daemon-reload",
         "service",
@@ -818,6 +819,22 @@ fn doctor_explains_the_service_its_drift_and_a_pending_reload() {
             .1
             .ends_with("line 18 `# edited` is extra"),
         "{checks:?}"
+    );
+
+    // sygen removed since the install (its package removed): the unit names a binary that is
+    // gone, which the sygen in use now says.
+    fs::remove_file(h.program()).unwrap();
+    let (code, checks) = doctor(&h, &moved);
+    assert_eq!(code, Some(1), "{checks:?}");
+    let (status, message) = status_of(&checks, "systemd.program");
+    assert_eq!(status, "fail", "{message}");
+    assert!(
+        message.ends_with(&format!(
+            "runs {}, which is gone (sygen was removed or moved): systemd cannot start the \
+             service",
+            h.program().display()
+        )),
+        "{message}"
     );
 }
 

@@ -25,6 +25,7 @@ pub fn checks(cx: &Context) -> Vec<Check> {
     checks.push(linger());
     if let Ok(path) = unit_path(cx) {
         if path.exists() {
+            checks.extend(program(&path));
             checks.push(match unit::render(&cx.service) {
                 Ok(text) => definition_check("systemd.unit", "unit", &path, text.as_bytes()),
                 Err(error) => failed("systemd.unit", error),
@@ -35,6 +36,27 @@ pub fn checks(cx: &Context) -> Vec<Check> {
         }
     }
     checks
+}
+
+/// Whether the program the installed unit runs is still there: after sygen is removed or moved
+/// (a package removed, an archive unpacked elsewhere), the unit names a binary that is gone and
+/// systemd cannot start the service.
+fn program(unit_path: &Path) -> Option<Check> {
+    const ID: &str = "systemd.program";
+    let program = unit::program(&std::fs::read_to_string(unit_path).ok()?)?;
+    Some(if Path::new(&program).is_file() {
+        Check::pass(ID, format!("the unit runs {program}, which is there"))
+    } else {
+        Check::fail(
+            ID,
+            format!(
+                "the unit {} runs {program}, which is gone (sygen was removed or moved): \
+                 systemd cannot start the service",
+                unit_path.display()
+            ),
+            "run `sygen service install` with the sygen you use now, to point the unit at it",
+        )
+    })
 }
 
 /// The directory `systemctl --user` finds the manager's bus in.

@@ -64,6 +64,18 @@ pub fn render(service: &ServiceDescription) -> Result<String> {
     Ok(unit)
 }
 
+/// The program an installed unit runs: the first word of its `ExecStart=`, read back as
+/// `render` writes it (a program path has no quotes or backslashes, so the word is plain or
+/// one double-quoted string, with `%` doubled).
+pub fn program(unit: &str) -> Option<String> {
+    let exec_start = unit.lines().find_map(|l| l.strip_prefix("ExecStart="))?;
+    let word = match exec_start.strip_prefix('"') {
+        Some(quoted) => quoted.split('"').next()?,
+        None => exec_start.split_whitespace().next()?,
+    };
+    Some(word.replace("%%", "%"))
+}
+
 /// `%` is a specifier everywhere; `%%` is a literal `%`.
 fn specifiers(text: &str) -> String {
     text.replace('%', "%%")
@@ -133,6 +145,19 @@ mod tests {
             home: "/home/ada/.sygen".into(),
             logs_dir: "/home/ada/.sygen/logs".into(),
         }
+    }
+
+    #[test]
+    fn the_program_is_read_back_from_what_render_writes() {
+        for program in [
+            "/usr/bin/sygen",
+            "/home/ada/my apps/100% sygen/sygen",
+            "/opt/$HOME/sygen",
+        ] {
+            let unit = render(&service(program, &["run", "--home", "/a b"], &[])).unwrap();
+            assert_eq!(super::program(&unit).as_deref(), Some(program), "{unit}");
+        }
+        assert_eq!(super::program("[Service]\nType=exec\n"), None);
     }
 
     #[test]

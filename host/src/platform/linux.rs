@@ -206,10 +206,3 @@ pub fn loadable_path(file: &std::fs::File, _path: &std::path::Path) -> std::path
     use std::os::fd::AsRawFd as _;
     std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
-
-/// TLS for backend updates: rustls, trusting Mozilla's roots (or the `ca_file` configured).
-pub fn tls() -> ureq::tls::TlsConfigBuilder {
-    ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::Rustls)
-        .root_certs(ureq::tls::RootCerts::WebPki)
-}

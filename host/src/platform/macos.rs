@@ -204,11 +204,3 @@ pub fn loadable_path(file: &std::fs::File, _path: &std::path::Path) -> std::path
     use std::os::fd::AsRawFd as _;
     std::path::PathBuf::from(format!("/dev/fd/{}", file.as_raw_fd()))
 }
-
-/// TLS for backend updates: the system's (Security.framework), trusting what the keychain
-/// trusts (or the `ca_file` configured).
-pub fn tls() -> ureq::tls::TlsConfigBuilder {
-    ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::NativeTls)
-        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
-}

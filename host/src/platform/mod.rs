@@ -21,7 +21,6 @@
 //!   [`loadable_path`]).
 //! - **Last words.** Hooks for a crash ([`on_crash`]) and an `exit()` ([`on_exit`]), and what
 //!   they may use: [`write_stderr_now`] and [`exit_now`] (see `boundary`).
-//! - **TLS.** How backend updates speak HTTPS here ([`tls`]).
 
 #[cfg(unix)]
 mod unix;
@@ -40,7 +39,7 @@ pub use family::{
     is_same_file, listen, no_follow, on_crash, on_exit, open_to_load, quiet_on_closed_pipes,
     regular_file_behind, send, special_file_kind, try_lock, write_stderr_now, Tree,
 };
-pub use os::{loadable_path, tls};
+pub use os::loadable_path;
 
 #[cfg(target_os = "linux")]
 mod linux;

@@ -797,13 +797,6 @@ impl Tree {
     }
 }
 
-/// TLS for backend updates: rustls, trusting Mozilla's roots (or the `ca_file` configured).
-pub fn tls() -> ureq::tls::TlsConfigBuilder {
-    ureq::tls::TlsConfig::builder()
-        .provider(ureq::tls::TlsProvider::Rustls)
-        .root_certs(ureq::tls::RootCerts::WebPki)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::{
     exit::{Exit, Failure},
-    platform, progress,
+    progress,
 };
 
 /// How long a connection may take, and a silence in the middle of an answer.
@@ -36,10 +36,14 @@ fn failure(message: String) -> Failure {
 }
 
 impl Fetcher {
-    /// A fetcher trusting the platform's roots, or only the certificate authorities in
+    /// A fetcher trusting Mozilla's roots, or only the certificate authorities in
     /// `ca_file` (PEM) when one is configured.
     pub fn new(ca_file: Option<&Path>) -> Result<Self, Failure> {
-        let mut tls = platform::tls();
+        // rustls with Mozilla's roots on every platform: the system's TLS would tie the macOS
+        // build to Apple's SDK, and release binaries are built on Linux.
+        let mut tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(RootCerts::WebPki);
         if let Some(path) = ca_file {
             let pem = std::fs::read(path).map_err(|e| {
                 failure(format!("cannot read the CA file {} ({e})", path.display()))

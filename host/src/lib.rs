@@ -27,7 +27,11 @@ mod wait;
 use std::{io::Write as _, process::ExitCode};
 
 use clap::{CommandFactory, Parser};
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{
+    filter::{LevelFilter, Targets},
+    layer::SubscriberExt as _,
+    util::SubscriberInitExt as _,
+};
 
 use crate::cli::{Cli, Command};
 
@@ -123,18 +127,26 @@ fn report(error: &anyhow::Error, colour: bool) -> u8 {
     code
 }
 
-/// Diagnostics go to stderr: warnings by default, more with `-v`, anything with `RUST_LOG`.
+/// Diagnostics go to stderr: warnings by default, more with `-v`, anything with `RUST_LOG`
+/// (`target=level` directives and a default level, e.g. `info,sygen::backend=trace`: the
+/// filter without regular expressions, which would weigh more than the rest of it).
 fn init_tracing(verbose: u8, colour: bool) {
     let default = match verbose {
-        0 => "warn",
-        1 => "debug",
-        _ => "trace",
+        0 => LevelFilter::WARN,
+        1 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        .without_time()
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|directives| directives.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(default));
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(colour)
+                .without_time(),
+        )
+        .with(filter)
         .init();
 }

@@ -1,8 +1,8 @@
 //! What sygen costs where people feel it, measured with the release build in one run, beside
 //! the tools underneath where there are some, and printed as one table (see
 //! `docs/benchmarks.md`): `service status` against raw `systemctl` on a real user manager,
-//! backend loading, `service logs` on growing log files, the exit-42 restart, and `sygen run`
-//! at rest.
+//! backend loading, `service logs` on growing log files, the exit-42 restart, `sygen run` at
+//! rest, and the size of what a release ships (`sizes.rs`).
 //!
 //! Run with `scripts/bench` (it builds the release binaries first). This executable doubles as
 //! the restart benchmark's worker: with `SYGEN_BENCH_WORKER` set it records its start and exit
@@ -10,6 +10,8 @@
 //! backend library, it loads it, times its `is_service_available` in this fresh process (first
 //! call, then a second) and prints both in microseconds.
 
+#[path = "sizes.rs"]
+mod sizes;
 #[path = "../e2e/support/mod.rs"]
 mod support;
 
@@ -643,7 +645,12 @@ pub fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let mut rows = status_against_systemctl();
+    if std::env::args().any(|a| a == "--sizes") {
+        print_table("sizes", sizes::rows(support::repository()));
+        return;
+    }
+    let mut rows = sizes::rows(support::repository());
+    rows.extend(status_against_systemctl());
     rows.extend(backend_loading());
     rows.extend(logs_on_big_files());
     let latencies = restart_latency();
@@ -692,8 +699,17 @@ pub fn main() {
         None,
     ));
 
+    print_table("", rows);
+}
+
+/// The table, headed by the machine and the command that reproduces it (`scripts/bench`, with
+/// `--sizes` for the size rows alone).
+fn print_table(only: &str, rows: Vec<Row>) {
     println!("sygen benchmarks — {}, release build, one run", machine());
-    println!("reproduce: scripts/bench");
+    match only {
+        "" => println!("reproduce: scripts/bench"),
+        only => println!("reproduce: scripts/bench --{only}"),
+    }
     println!();
     println!("| measure | value | target | met |");
     println!("| --- | --- | --- | --- |");

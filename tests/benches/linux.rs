@@ -705,11 +705,15 @@ pub fn main() {
 /// The table, headed by the machine and the command that reproduces it (`scripts/bench`, with
 /// `--sizes` for the size rows alone).
 fn print_table(only: &str, rows: Vec<Row>) {
-    println!("sygen benchmarks — {}, release build, one run", machine());
-    match only {
-        "" => println!("reproduce: scripts/bench"),
-        only => println!("reproduce: scripts/bench --{only}"),
-    }
+    let (built, reproduce) = match only {
+        "" => ("release build", "scripts/bench".to_owned()),
+        only => (
+            "the dist builds of scripts/release",
+            format!("scripts/bench --{only}"),
+        ),
+    };
+    println!("sygen benchmarks — {}, {built}, one run", machine());
+    println!("reproduce: {reproduce}");
     println!();
     println!("| measure | value | target | met |");
     println!("| --- | --- | --- | --- |");

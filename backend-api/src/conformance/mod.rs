@@ -219,6 +219,13 @@ impl Run<'_> {
         Ok(started.elapsed())
     }
 
+    /// Uninstalls the service if a failed check left it installed.
+    fn clean_up(&mut self) {
+        if self.yes(Question::Installed).unwrap_or(false) {
+            let _ = self.act(Action::Uninstall);
+        }
+    }
+
     /// Runs `action`, answering what it printed, or why it failed.
     fn expect_ok(&mut self, what: &str, action: Action) -> Result<String, String> {
         match self.act(action) {
@@ -286,7 +293,6 @@ fn info_is_sane(info: &BackendInfo) -> Result<String, String> {
 /// user's home watched for files left behind, and uninstalls whatever it installed.
 pub fn run(subject: &dyn Subject, service: &ServiceDescription) -> Report {
     let info = subject.info();
-    let user_home = service.env_var("HOME").map(PathBuf::from);
     let mut run = Run {
         subject,
         spec: service.to_spec(),
@@ -295,144 +301,28 @@ pub fn run(subject: &dyn Subject, service: &ServiceDescription) -> Report {
         panics: Vec::new(),
     };
     run.check("info() is sane", |_| info_is_sane(&info));
-    run.check("is_service_available answers quickly", |r| {
-        let started = Instant::now();
-        let (answer, _) = r.ask(Question::Available);
-        let took = started.elapsed();
-        match answer {
-            Ok(true) if took <= AVAILABLE_WITHIN => Ok(format!("yes, in {} ms", took.as_millis())),
-            Ok(true) => Err(format!("yes, but only after {} ms", took.as_millis())),
-            Ok(false) => {
-                r.stopped = true;
-                Err(
-                    "no: its service manager is not available here, so nothing else can be checked"
-                        .into(),
-                )
-            }
-            Err(error) => {
-                r.stopped = true;
-                Err(error.message.into())
-            }
-        }
-    });
-    run.check("not installed before install", |r| {
-        if r.yes(Question::Installed)? || r.yes(Question::Running)? {
-            r.stopped = true;
-            return Err(format!("{NAME} is already installed; uninstall it first"));
-        }
-        Ok("not installed, not running".into())
-    });
-    run.check("calls on a missing service answer \"not installed\"", |r| {
-        let calls = [
-            ("start", Action::Start),
-            ("stop", Action::Stop),
-            ("uninstall", Action::Uninstall),
-            ("status", Action::Status),
-        ];
-        for (name, action) in calls {
-            match r.act(action).0 {
-                Err(error) if error.kind == ErrorKind::NOT_INSTALLED => {}
-                Err(error) => return Err(format!("{name}: {}", error.message)),
-                Ok(()) => return Err(format!("{name} succeeded")),
-            }
-        }
-        Ok("start, stop, uninstall, status".into())
-    });
-    let sandbox = service.home.as_path();
-    let files_before = user_home
-        .as_deref()
-        .map(|home| files_under(home, sandbox))
-        .unwrap_or_default();
-    run.check("install → installed and running", |r| {
-        r.expect_ok("install", Action::Install)?;
-        if !r.yes(Question::Installed)? {
-            r.stopped = true;
-            return Err("is_service_installed says no after install".into());
-        }
-        let took = r.wait_running(true)?;
-        Ok(format!("running after {} ms", took.as_millis()))
-    });
-    run.check("re-install is idempotent", |r| {
-        r.expect_ok("the second install", Action::Install)?;
-        if !r.yes(Question::Installed)? {
-            return Err("not installed after the second install".into());
-        }
-        r.wait_running(true)?;
-        Ok("still installed and running".into())
-    });
-    run.check("stop → not running, not respawned", |r| {
-        r.expect_ok("stop", Action::Stop)?;
-        r.wait_running(false)?;
-        thread::sleep(NO_RESPAWN_WATCH);
-        if r.yes(Question::Running)? {
-            return Err(format!(
-                "running again {}s after stop",
-                NO_RESPAWN_WATCH.as_secs()
-            ));
-        }
-        Ok(format!(
-            "still stopped {}s later",
-            NO_RESPAWN_WATCH.as_secs()
-        ))
-    });
-    run.check("start → running", |r| {
-        r.expect_ok("start", Action::Start)?;
-        let took = r.wait_running(true)?;
-        Ok(format!("running after {} ms", took.as_millis()))
-    });
-    run.check("status prints through the console", |r| {
-        let text = r.expect_ok("status", Action::Status)?;
-        match text.lines().find(|l| !l.trim().is_empty()) {
-            Some(first) => Ok(first.chars().take(60).collect()),
-            None => Err("printed nothing".into()),
-        }
-    });
+    run.check("is_service_available answers quickly", available_quickly);
+    run.check("not installed before install", not_installed_yet);
+    run.check(
+        "calls on a missing service answer \"not installed\"",
+        missing_service_calls,
+    );
+    let user_home = UserHome::before_install(service);
+    run.check("install → installed and running", install);
+    run.check("re-install is idempotent", reinstall);
+    run.check("stop → not running, not respawned", stop);
+    run.check("start → running", start);
+    run.check("status prints through the console", status);
     run.check("logs print through the console", |r| {
-        let agent_log = service.logs_dir.join("agent.log");
-        let deadline = Instant::now() + SETTLE;
-        while !std::fs::read_to_string(&agent_log).is_ok_and(|l| l.contains("heartbeat")) {
-            if Instant::now() > deadline {
-                return Err(format!(
-                    "the service wrote no heartbeat to {} (was it given its environment?)",
-                    agent_log.display()
-                ));
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-        let text = r.expect_ok("logs", Action::Logs { lines: 20 })?;
-        if text.trim().is_empty() {
-            return Err("printed nothing".into());
-        }
-        Ok(format!("{} lines", text.lines().count()))
+        logs(r, &service.logs_dir)
     });
     run.check("uninstall → not installed, no files left", |r| {
-        r.expect_ok("uninstall", Action::Uninstall)?;
-        if r.yes(Question::Installed)? {
-            return Err("is_service_installed still says yes".into());
-        }
-        r.wait_running(false)?;
-        let left: Vec<PathBuf> = user_home
-            .as_deref()
-            .map(|home| files_under(home, sandbox))
-            .unwrap_or_default()
-            .difference(&files_before)
-            .cloned()
-            .collect();
-        if !left.is_empty() {
-            return Err(format!("left behind: {left:?}"));
-        }
-        Ok("nothing left".into())
+        uninstall(r, &user_home)
     });
+    // Asked whatever stopped the checks before it.
     run.stopped = false;
-    run.check("no panic crossed the boundary", |r| {
-        match r.panics.first() {
-            None => Ok("none".into()),
-            Some(first) => Err(format!("{} panics, first: {first}", r.panics.len())),
-        }
-    });
-    if run.yes(Question::Installed).unwrap_or(false) {
-        let _ = run.act(Action::Uninstall);
-    }
+    run.check("no panic crossed the boundary", no_panic);
+    run.clean_up();
     Report {
         backend: format!(
             "{} backend {} ({})",
@@ -441,5 +331,177 @@ pub fn run(subject: &dyn Subject, service: &ServiceDescription) -> Report {
             subject.path().display()
         ),
         rows: run.rows,
+    }
+}
+
+fn available_quickly(r: &mut Run) -> Result<String, String> {
+    let started = Instant::now();
+    let (answer, _) = r.ask(Question::Available);
+    let took = started.elapsed();
+    match answer {
+        Ok(true) if took <= AVAILABLE_WITHIN => Ok(format!("yes, in {} ms", took.as_millis())),
+        Ok(true) => Err(format!("yes, but only after {} ms", took.as_millis())),
+        Ok(false) => {
+            r.stopped = true;
+            Err(
+                "no: its service manager is not available here, so nothing else can be checked"
+                    .into(),
+            )
+        }
+        Err(error) => {
+            r.stopped = true;
+            Err(error.message.into())
+        }
+    }
+}
+
+fn not_installed_yet(r: &mut Run) -> Result<String, String> {
+    if r.yes(Question::Installed)? || r.yes(Question::Running)? {
+        r.stopped = true;
+        return Err(format!("{NAME} is already installed; uninstall it first"));
+    }
+    Ok("not installed, not running".into())
+}
+
+fn missing_service_calls(r: &mut Run) -> Result<String, String> {
+    let calls = [
+        ("start", Action::Start),
+        ("stop", Action::Stop),
+        ("uninstall", Action::Uninstall),
+        ("status", Action::Status),
+    ];
+    for (name, action) in calls {
+        match r.act(action).0 {
+            Err(error) if error.kind == ErrorKind::NOT_INSTALLED => {}
+            Err(error) => return Err(format!("{name}: {}", error.message)),
+            Ok(()) => return Err(format!("{name} succeeded")),
+        }
+    }
+    Ok("start, stop, uninstall, status".into())
+}
+
+fn install(r: &mut Run) -> Result<String, String> {
+    r.expect_ok("install", Action::Install)?;
+    if !r.yes(Question::Installed)? {
+        r.stopped = true;
+        return Err("is_service_installed says no after install".into());
+    }
+    let took = r.wait_running(true)?;
+    Ok(format!("running after {} ms", took.as_millis()))
+}
+
+fn reinstall(r: &mut Run) -> Result<String, String> {
+    r.expect_ok("the second install", Action::Install)?;
+    if !r.yes(Question::Installed)? {
+        return Err("not installed after the second install".into());
+    }
+    r.wait_running(true)?;
+    Ok("still installed and running".into())
+}
+
+fn stop(r: &mut Run) -> Result<String, String> {
+    r.expect_ok("stop", Action::Stop)?;
+    r.wait_running(false)?;
+    thread::sleep(NO_RESPAWN_WATCH);
+    if r.yes(Question::Running)? {
+        return Err(format!(
+            "running again {}s after stop",
+            NO_RESPAWN_WATCH.as_secs()
+        ));
+    }
+    Ok(format!(
+        "still stopped {}s later",
+        NO_RESPAWN_WATCH.as_secs()
+    ))
+}
+
+fn start(r: &mut Run) -> Result<String, String> {
+    r.expect_ok("start", Action::Start)?;
+    let took = r.wait_running(true)?;
+    Ok(format!("running after {} ms", took.as_millis()))
+}
+
+fn status(r: &mut Run) -> Result<String, String> {
+    let text = r.expect_ok("status", Action::Status)?;
+    match text.lines().find(|l| !l.trim().is_empty()) {
+        Some(first) => Ok(first.chars().take(60).collect()),
+        None => Err("printed nothing".into()),
+    }
+}
+
+/// Waits for the service's first heartbeat in its log, then asks for the logs.
+fn logs(r: &mut Run, logs_dir: &Path) -> Result<String, String> {
+    let agent_log = logs_dir.join("agent.log");
+    let deadline = Instant::now() + SETTLE;
+    while !std::fs::read_to_string(&agent_log).is_ok_and(|l| l.contains("heartbeat")) {
+        if Instant::now() > deadline {
+            return Err(format!(
+                "the service wrote no heartbeat to {} (was it given its environment?)",
+                agent_log.display()
+            ));
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    let text = r.expect_ok("logs", Action::Logs { lines: 20 })?;
+    if text.trim().is_empty() {
+        return Err("printed nothing".into());
+    }
+    Ok(format!("{} lines", text.lines().count()))
+}
+
+fn uninstall(r: &mut Run, user_home: &UserHome) -> Result<String, String> {
+    r.expect_ok("uninstall", Action::Uninstall)?;
+    if r.yes(Question::Installed)? {
+        return Err("is_service_installed still says yes".into());
+    }
+    r.wait_running(false)?;
+    let left = user_home.new_files();
+    if !left.is_empty() {
+        return Err(format!("left behind: {left:?}"));
+    }
+    Ok("nothing left".into())
+}
+
+fn no_panic(r: &mut Run) -> Result<String, String> {
+    match r.panics.first() {
+        None => Ok("none".into()),
+        Some(first) => Err(format!("{} panics, first: {first}", r.panics.len())),
+    }
+}
+
+/// The user's home (the description's `HOME`) as it was before install, to find what the
+/// backend left in it; the sandbox, where sygen itself writes, is not looked at.
+struct UserHome {
+    home: Option<PathBuf>,
+    sandbox: PathBuf,
+    files_before: BTreeSet<PathBuf>,
+}
+
+impl UserHome {
+    fn before_install(service: &ServiceDescription) -> Self {
+        let unwatched = Self {
+            home: service.env_var("HOME").map(PathBuf::from),
+            sandbox: service.home.clone(),
+            files_before: BTreeSet::new(),
+        };
+        Self {
+            files_before: unwatched.files(),
+            ..unwatched
+        }
+    }
+
+    fn files(&self) -> BTreeSet<PathBuf> {
+        self.home
+            .as_deref()
+            .map(|home| files_under(home, &self.sandbox))
+            .unwrap_or_default()
+    }
+
+    /// The files in the home now that were not there before install.
+    fn new_files(&self) -> Vec<PathBuf> {
+        self.files()
+            .difference(&self.files_before)
+            .cloned()
+            .collect()
     }
 }

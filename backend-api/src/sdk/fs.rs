@@ -1,11 +1,27 @@
-//! File helpers: write a definition file so it is either old or new, never half-written, and
-//! read the end of a log without reading the whole file.
+//! File helpers: write a definition file so it is either old or new, never half-written,
+//! read the end of a log without reading the whole file, and find the user's configuration
+//! directory.
 
 use std::{
+    ffi::OsString,
     fs::{self, File},
     io::{self, Read, Seek, SeekFrom, Write},
-    path::Path,
+    path::{Path, PathBuf},
 };
+
+/// The user's configuration directory, by the XDG Base Directory spec: `$XDG_CONFIG_HOME`
+/// when it is an absolute path, else `.config` in `user_home`. The spec makes a relative (or
+/// empty) value invalid, to be ignored: it would depend on the directory sygen started in.
+pub fn config_home(user_home: &Path) -> PathBuf {
+    config_home_from(std::env::var_os("XDG_CONFIG_HOME"), user_home)
+}
+
+fn config_home_from(xdg_config_home: Option<OsString>, user_home: &Path) -> PathBuf {
+    match xdg_config_home.map(PathBuf::from) {
+        Some(dir) if dir.is_absolute() => dir,
+        _ => user_home.join(".config"),
+    }
+}
 
 /// Writes `contents` to `path` atomically: a temporary file in the same directory, fsync,
 /// rename over the target, fsync of the directory. Creates the directory if needed.
@@ -84,6 +100,25 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(contents).unwrap();
         file
+    }
+
+    #[test]
+    fn config_home_is_an_absolute_xdg_config_home() {
+        let home = Path::new("/home/ada");
+        let default = Path::new("/home/ada/.config");
+        assert_eq!(config_home_from(None, home), default);
+        assert_eq!(config_home_from(Some("".into()), home), default);
+        assert_eq!(config_home_from(Some("cfg".into()), home), default);
+        assert_eq!(config_home_from(Some("./cfg".into()), home), default);
+        let absolute = if cfg!(windows) {
+            r"C:\ada cfg"
+        } else {
+            "/srv/ada cfg"
+        };
+        assert_eq!(
+            config_home_from(Some(absolute.into()), home),
+            Path::new(absolute)
+        );
     }
 
     #[test]

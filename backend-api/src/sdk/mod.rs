@@ -8,7 +8,8 @@
 //!
 //! The helpers every backend needs live here once: [`Changes`] makes (or, in a dry run,
 //! records) every change, [`command`] runs the platform tool, [`doctor`] compares definitions,
-//! [`fs`] writes files atomically and tails logs, [`logs`] shows sygen's own log files,
+//! [`fs`] writes files atomically, tails logs and finds the user's configuration directory,
+//! [`logs`] shows sygen's own log files, `user` (on Unix) says who the backend runs as,
 //! [`find_executable`] searches `PATH`.
 
 mod boundary;
@@ -19,6 +20,8 @@ mod forward;
 pub mod fs;
 pub mod logs;
 pub mod quote;
+#[cfg(unix)]
+pub mod user;
 pub mod wait;
 
 use std::{
@@ -218,6 +221,21 @@ pub struct Context {
 }
 
 impl Context {
+    /// The home directory of the user the service runs for: `HOME` of the service
+    /// description, which the host always sets.
+    pub fn user_home(&self) -> Result<&std::path::Path> {
+        self.service
+            .env_var("HOME")
+            .map(std::path::Path::new)
+            .ok_or_else(|| Error::failed("the service description has no HOME"))
+    }
+
+    /// That user's configuration directory (see [`fs::config_home`]): where per-user service
+    /// definitions live on Linux (`systemd/user/`, OpenRC's user services).
+    pub fn config_home(&self) -> Result<std::path::PathBuf> {
+        Ok(fs::config_home(self.user_home()?))
+    }
+
     /// A context for a backend's own unit tests, with no host: `service` (see
     /// [`ServiceDescription::for_test`]), a console that keeps what is written to it, and
     /// changes recorded instead of made (`cx.changes.recorded_changes()` lists them). Queries

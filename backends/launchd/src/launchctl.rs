@@ -18,6 +18,7 @@ use std::{path::Path, time::Duration};
 
 use sygen_backend_api::sdk::{
     command::{self, Output},
+    user,
     wait::{self, Look},
     Changes, Error, Result,
 };
@@ -127,7 +128,7 @@ pub struct Launchctl<'a> {
 impl<'a> Launchctl<'a> {
     /// Finds the domain to use: the GUI login's, else the user's; or the legacy subcommands.
     pub fn detect(label: &'a str, plist: &'a Path) -> Result<Self> {
-        let uid = command::run("id", ["-u"])?.stdout.trim().to_owned();
+        let uid = user::uid();
         let gui = format!("gui/{uid}");
         let probe = launchctl(&["print", &gui])?;
         let (mode, no_gui) = if probe.success() {

@@ -11,14 +11,15 @@
 //! the agent stays stopped, still enabled and loaded, until `sygen service start` or the next
 //! login. Nothing is ever disabled, so an install or start always works afterwards.
 
+// Unix only: launchd is macOS's, the simulator runs on Linux, and who the user is comes from
+// `sdk::user`, which Windows has no uid for.
+#![cfg(unix)]
+
 mod doctor;
 mod launchctl;
 mod plist;
 
-use std::{
-    path::{Path, PathBuf},
-    time::Duration,
-};
+use std::{path::PathBuf, time::Duration};
 
 use sygen_backend_api::{
     methods::{Check, DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
@@ -40,11 +41,8 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct Launchd;
 
 fn plist_path(cx: &Context) -> Result<PathBuf> {
-    let home = cx
-        .service
-        .env_var("HOME")
-        .ok_or_else(|| Error::failed("the service description has no HOME"))?;
-    Ok(Path::new(home)
+    Ok(cx
+        .user_home()?
         .join("Library/LaunchAgents")
         .join(format!("{}.plist", cx.service.label)))
 }

@@ -105,27 +105,19 @@ mod tests {
 
     use super::*;
 
+    /// Ada's service on a Mac running `program`, with her own tool directories (nvm's among
+    /// them) before the system's in PATH.
     fn service(program: &str) -> ServiceDescription {
-        ServiceDescription {
-            name: "sygen".into(),
-            label: "dev.sygen".into(),
-            description: "sygen agent".into(),
-            program: program.into(),
-            args: vec!["run".into()],
-            env: vec![
-                (
-                    "PATH".into(),
-                    "/Users/ada/.local/bin:/Users/ada/.nvm/versions/node/v20.11.0/bin:\
-                     /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-                        .into(),
-                ),
-                ("HOME".into(), "/Users/ada".into()),
-                ("SYGEN_HOME".into(), "/Users/ada/.sygen".into()),
-                ("SYGEN_SUPERVISOR".into(), "1".into()),
-            ],
-            home: "/Users/ada/.sygen".into(),
-            logs_dir: "/Users/ada/.sygen/logs".into(),
+        let mut service = ServiceDescription::for_test(std::path::Path::new("/Users/ada"));
+        service.program = program.into();
+        for (key, value) in &mut service.env {
+            if key == "PATH" {
+                *value = format!(
+                    "/Users/ada/.local/bin:/Users/ada/.nvm/versions/node/v20.11.0/bin:{value}"
+                );
+            }
         }
+        service
     }
 
     #[test]

@@ -18,12 +18,16 @@ mod doctor;
 mod openrc;
 mod script;
 
-use std::{fs, path::PathBuf, time::Duration};
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    time::Duration,
+};
 
 use sygen_backend_api::{
     methods::{Check, DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
     sdk::{
-        self, command,
+        self,
         wait::{self, Look},
         Backend, Changes, Context, Error, Info, Result,
     },
@@ -34,38 +38,16 @@ use crate::openrc::{Mode, State};
 #[derive(Default)]
 pub struct OpenRc;
 
-fn current_uid() -> Result<u32> {
-    let output = command::run("id", ["-u"])?;
-    output
-        .stdout
-        .trim()
-        .parse()
-        .map_err(|_| Error::failed("cannot tell the current user id (`id -u`)"))
-}
-
 /// Who sygen runs as: under sudo the user who ran it, else the current user.
 fn invoking_user() -> Result<String> {
-    if let Ok(user) = std::env::var("SUDO_USER") {
-        if !user.is_empty() && current_uid()? == 0 {
-            return Ok(user);
-        }
+    match std::env::var("SUDO_USER") {
+        Ok(user) if !user.is_empty() && sdk::user::uid() == 0 => Ok(user),
+        _ => sdk::user::name(),
     }
-    let output = command::run("id", ["-un"])?;
-    Ok(output.stdout.trim().to_owned())
 }
 
 fn mode(cx: &Context) -> Result<Mode> {
-    let config_home = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) => PathBuf::from(dir),
-        None => {
-            let home = cx
-                .service
-                .env_var("HOME")
-                .ok_or_else(|| Error::failed("the service description has no HOME"))?;
-            PathBuf::from(home).join(".config")
-        }
-    };
-    Ok(Mode::for_version(openrc::version()?, config_home))
+    Ok(Mode::for_version(openrc::version()?, cx.config_home()?))
 }
 
 fn script_path(cx: &Context, mode: &Mode) -> PathBuf {
@@ -74,7 +56,7 @@ fn script_path(cx: &Context, mode: &Mode) -> PathBuf {
 
 /// A system service can only be changed by root: say so, with the command that works.
 fn require_root(mode: &Mode, operation: &str) -> Result<()> {
-    if *mode == Mode::System && current_uid()? != 0 {
+    if *mode == Mode::System && sdk::user::uid() != 0 {
         return Err(Error::failed(format!(
             "this OpenRC has no user services, so sygen is the system service \
              /etc/init.d/sygen, and only root can {operation} it"
@@ -117,8 +99,8 @@ fn check_started(cx: &Context, mode: &Mode) -> Result<()> {
 }
 
 /// Root creates the logs directory in the user's home; the user's sygen must own it.
-fn give_to_user(changes: &Changes, user: &str, dirs: &[&std::path::Path]) -> Result<()> {
-    if user == "root" || current_uid()? != 0 {
+fn give_to_user(changes: &Changes, user: &str, dirs: &[&Path]) -> Result<()> {
+    if user == "root" || sdk::user::uid() != 0 {
         return Ok(());
     }
     for dir in dirs {
@@ -152,7 +134,7 @@ impl Backend for OpenRc {
     /// OpenRC is there and booted this system (it keeps `/run/openrc/softlevel` then).
     fn is_service_available(&self, _cx: &Context) -> Result<bool> {
         Ok(sdk::find_executable("rc-service").is_some()
-            && std::path::Path::new("/run/openrc/softlevel").exists())
+            && Path::new("/run/openrc/softlevel").exists())
     }
 
     fn is_service_installed(&self, cx: &Context) -> Result<bool> {

@@ -109,22 +109,16 @@ pub fn render(service: &ServiceDescription, user: Option<&str>) -> Result<String
 mod tests {
     use super::*;
 
+    /// Ada's service running `program`, with the PATH of a user who has `~/.local/bin`.
     fn service(program: &str) -> ServiceDescription {
-        ServiceDescription {
-            name: "sygen".into(),
-            label: "dev.sygen".into(),
-            description: "sygen agent".into(),
-            program: program.into(),
-            args: vec!["run".into()],
-            env: vec![
-                ("PATH".into(), "/home/ada/.local/bin:/usr/bin:/bin".into()),
-                ("HOME".into(), "/home/ada".into()),
-                ("SYGEN_HOME".into(), "/home/ada/.sygen".into()),
-                ("SYGEN_SUPERVISOR".into(), "1".into()),
-            ],
-            home: "/home/ada/.sygen".into(),
-            logs_dir: "/home/ada/.sygen/logs".into(),
+        let mut service = ServiceDescription::for_test(std::path::Path::new("/home/ada"));
+        service.program = program.into();
+        for (key, value) in &mut service.env {
+            if key == "PATH" {
+                *value = "/home/ada/.local/bin:/usr/bin:/bin".into();
+            }
         }
+        service
     }
 
     #[test]

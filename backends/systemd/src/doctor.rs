@@ -6,6 +6,7 @@ use std::path::Path;
 use sygen_backend_api::{
     methods::Check,
     sdk::{
+        self,
         doctor::{definition_check, failed},
         Context,
     },
@@ -121,7 +122,7 @@ fn user_bus() -> Check {
 
 fn linger() -> Check {
     const ID: &str = "systemd.linger";
-    match systemctl::current_user() {
+    match sdk::user::name() {
         Ok(user) if systemctl::linger_enabled(&user) => Check::pass(
             ID,
             format!("linger is on for {user}: sygen keeps running after logout"),

@@ -58,17 +58,8 @@ const STATUS_LOG_LINES: u32 = 10;
 
 /// Where the unit file goes: `$XDG_CONFIG_HOME/systemd/user/`, else `~/.config/systemd/user/`.
 fn unit_path(cx: &Context) -> Result<PathBuf> {
-    let config_home = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
-        Some(dir) if Path::new(&dir).is_absolute() => PathBuf::from(dir),
-        _ => {
-            let home = cx
-                .service
-                .env_var("HOME")
-                .ok_or_else(|| Error::failed("the service description has no HOME"))?;
-            Path::new(home).join(".config")
-        }
-    };
-    Ok(config_home
+    Ok(cx
+        .config_home()?
         .join("systemd/user")
         .join(unit_name(&cx.service.name)))
 }
@@ -163,7 +154,7 @@ fn is_active(state: &HashMap<String, String>) -> bool {
 
 /// Warns, once per install, that without linger systemd stops sygen at logout.
 fn ensure_linger(cx: &Context) -> Result<()> {
-    let user = systemctl::current_user()?;
+    let user = sdk::user::name()?;
     if systemctl::linger_enabled(&user) {
         return Ok(());
     }
@@ -484,6 +475,176 @@ sygen_backend_api::export_backend!(Systemd);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    use crate::systemctl::parse_properties;
+
+    /// What `systemctl --user show UNIT --timestamp=unix -p <STATUS_PROPERTIES>` answers, in
+    /// the order systemd 252 writes it (its own, not the order asked): a unit running, with
+    /// memory and task accounting on, as on a desktop.
+    const RUNNING: &str = "MainPID=1745\nNRestarts=0\nExecMainCode=0\nExecMainStatus=0\n\
+        MemoryCurrent=12582912\nTasksCurrent=7\nLoadState=loaded\nActiveState=active\n\
+        SubState=running\nStateChangeTimestamp=@1796617489\nNeedDaemonReload=no\n";
+    /// A program that exited with status 3; accounting off, so `[not set]`.
+    const EXITED_3: &str = "MainPID=0\nNRestarts=0\nExecMainCode=1\nExecMainStatus=3\n\
+        MemoryCurrent=[not set]\nTasksCurrent=[not set]\nLoadState=loaded\nActiveState=failed\n\
+        SubState=failed\nStateChangeTimestamp=@1796617489\nNeedDaemonReload=no\n";
+    /// A program killed by SIGKILL.
+    const KILLED: &str = "MainPID=0\nNRestarts=0\nExecMainCode=2\nExecMainStatus=9\n\
+        MemoryCurrent=[not set]\nTasksCurrent=[not set]\nLoadState=loaded\nActiveState=failed\n\
+        SubState=failed\nStateChangeTimestamp=@1796617495\nNeedDaemonReload=no\n";
+    /// `Restart=on-failure` waiting out `RestartSec=` after a failed run.
+    const AUTO_RESTART: &str = "MainPID=0\nNRestarts=2\nExecMainCode=1\nExecMainStatus=1\n\
+        MemoryCurrent=[not set]\nTasksCurrent=[not set]\nLoadState=loaded\n\
+        ActiveState=activating\nSubState=auto-restart\nStateChangeTimestamp=@1796617489\n\
+        NeedDaemonReload=no\n";
+    /// A unit never started (or stopped and unloaded): no state change to date.
+    const INACTIVE: &str = "MainPID=0\nNRestarts=0\nExecMainCode=0\nExecMainStatus=0\n\
+        MemoryCurrent=[not set]\nTasksCurrent=[not set]\nLoadState=loaded\n\
+        ActiveState=inactive\nSubState=dead\nStateChangeTimestamp=\nNeedDaemonReload=no\n";
+
+    /// The same answer for another load state (`masked`, `not-found`, …).
+    fn inactive(load_state: &str) -> String {
+        INACTIVE.replace("LoadState=loaded", &format!("LoadState={load_state}"))
+    }
+
+    const UNIT: &str = "/home/ada/.config/systemd/user/sygen.service";
+
+    fn summary_of(show: &str, now_after_change: Duration) -> Vec<String> {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_617_489);
+        summary(
+            "sygen.service",
+            Path::new(UNIT),
+            &parse_properties(show),
+            at + now_after_change,
+        )
+    }
+
+    #[test]
+    fn reads_a_running_unit() {
+        let state = parse_properties(RUNNING);
+        assert!(is_active(&state) && !did_not_come_up(&state));
+        assert_eq!(
+            summary_of(RUNNING, Duration::from_secs(90)),
+            [
+                "sygen.service: active (running), PID 1745, 0 restarts, last exit: none yet",
+                "since 2026-12-07T04:24:49Z (1m 30s ago), memory 12.0 MiB, 7 tasks",
+                &format!("unit: {UNIT}"),
+            ]
+        );
+        assert_eq!(
+            typed("MainPID", state.get("MainPID").map(String::as_str)),
+            1745
+        );
+        assert_eq!(
+            typed("StateChangeTimestamp", Some(&state["StateChangeTimestamp"])),
+            1_796_617_489_000_000_i64
+        );
+        assert_eq!(
+            typed("NeedDaemonReload", Some(&state["NeedDaemonReload"])),
+            false
+        );
+        assert_eq!(typed("ActiveState", Some(&state["ActiveState"])), "active");
+    }
+
+    #[test]
+    fn reads_a_failed_unit_and_how_its_program_ended() {
+        for (show, last_exit) in [
+            (EXITED_3, "exited with status 3"),
+            (KILLED, "killed by signal 9"),
+        ] {
+            let state = parse_properties(show);
+            assert!(did_not_come_up(&state) && !is_active(&state), "{show}");
+            assert_eq!(format_last_exit(&state), last_exit);
+            let summary = summary_of(show, Duration::from_secs(5));
+            assert_eq!(
+                summary[0],
+                format!(
+                    "sygen.service: failed (failed), no process, 0 restarts, last exit: {last_exit}"
+                )
+            );
+            // `[not set]` accounting is left out, not shown as a number.
+            assert!(summary[1].starts_with("since ") && !summary[1].contains("memory"));
+            assert_eq!(
+                typed("MemoryCurrent", Some(&state["MemoryCurrent"])),
+                json!(null)
+            );
+        }
+    }
+
+    #[test]
+    fn a_unit_waiting_to_restart_did_not_come_up() {
+        let state = parse_properties(AUTO_RESTART);
+        assert!(did_not_come_up(&state) && !is_active(&state));
+        assert_eq!(
+            summary_of(AUTO_RESTART, Duration::ZERO)[0],
+            "sygen.service: activating (auto-restart), no process, 2 restarts, \
+             last exit: exited with status 1"
+        );
+    }
+
+    #[test]
+    fn reads_inactive_masked_and_missing_units_as_stopped() {
+        for load_state in ["loaded", "masked", "not-found"] {
+            let show = inactive(load_state);
+            let state = parse_properties(&show);
+            assert!(!is_active(&state) && !did_not_come_up(&state), "{show}");
+            assert_eq!(
+                summary_of(&show, Duration::ZERO),
+                [
+                    "sygen.service: inactive (dead), no process, 0 restarts, last exit: none yet",
+                    &format!("unit: {UNIT}"),
+                ]
+            );
+            assert_eq!(typed("LoadState", Some(&state["LoadState"])), load_state);
+            // An empty timestamp is "never", not the epoch.
+            assert_eq!(time_of(&state, "StateChangeTimestamp"), None);
+            assert_eq!(
+                typed("StateChangeTimestamp", Some(&state["StateChangeTimestamp"])),
+                json!(null)
+            );
+        }
+    }
+
+    /// An older systemd leaves out what it does not have: `systemctl show` skips a property it
+    /// does not know, without an error.
+    #[test]
+    fn missing_keys_are_unknown_not_errors() {
+        let show = "LoadState=loaded\nActiveState=active\nSubState=running\nMainPID=42\n";
+        let state = parse_properties(show);
+        assert!(is_active(&state) && !did_not_come_up(&state));
+        assert_eq!(
+            summary_of(show, Duration::ZERO),
+            [
+                "sygen.service: active (running), PID 42, unknown restarts, last exit: none yet",
+                &format!("unit: {UNIT}"),
+            ]
+        );
+        assert_eq!(
+            typed("NRestarts", state.get("NRestarts").map(String::as_str)),
+            json!(null)
+        );
+        let nothing = parse_properties("");
+        assert!(!is_active(&nothing) && !did_not_come_up(&nothing));
+        assert_eq!(
+            summary_of("", Duration::ZERO)[0],
+            "sygen.service: unknown (unknown), no process, unknown restarts, last exit: none yet"
+        );
+    }
+
+    #[test]
+    fn says_when_the_unit_file_changed_on_disk() {
+        let show = RUNNING.replace("NeedDaemonReload=no", "NeedDaemonReload=yes");
+        let state = parse_properties(&show);
+        assert_eq!(
+            typed("NeedDaemonReload", Some(&state["NeedDaemonReload"])),
+            true
+        );
+        assert_eq!(
+            summary_of(&show, Duration::ZERO).last().map(String::as_str),
+            Some("the unit file changed on disk; `sygen service install` reloads it")
+        );
+    }
 
     #[test]
     fn describes_the_last_exit() {

@@ -2,11 +2,11 @@
 //! invocation goes through here, so a user manager that cannot be reached reads the same
 //! everywhere: one line saying why, with the fix.
 
-use std::{collections::HashMap, os::unix::fs::MetadataExt, path::Path};
+use std::{collections::HashMap, path::Path};
 
 use sygen_backend_api::sdk::{
     command::{self, Output},
-    Changes, Console, Error, Result,
+    user, Changes, Console, Error, Result,
 };
 
 /// The unit name of the service called `name`.
@@ -66,31 +66,13 @@ fn is_bus_error(stderr: &str) -> bool {
     .any(|needle| stderr.contains(needle))
 }
 
-fn current_uid() -> Option<u32> {
-    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
-}
-
-/// The user sygen runs as.
-pub fn current_user() -> Result<String> {
-    if let Some(user) = std::env::var("USER").ok().filter(|u| !u.is_empty()) {
-        return Ok(user);
-    }
-    let output = command::run("id", ["-un"])?;
-    let user = output.stdout.trim();
-    if output.success() && !user.is_empty() {
-        Ok(user.to_owned())
-    } else {
-        Err(Error::failed("could not determine the current user name").with_hint("set USER"))
-    }
-}
-
 fn unreachable_manager() -> Error {
-    let uid = current_uid().map_or("<uid>".to_owned(), |u| u.to_string());
-    let user = current_user().unwrap_or_else(|_| "<user>".into());
+    let uid = user::uid();
+    let user = user::name().unwrap_or_else(|_| "<user>".into());
     let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR").filter(|v| !v.is_empty());
     let sudo_user = std::env::var("SUDO_USER").ok().filter(|u| !u.is_empty());
     match (runtime_dir, sudo_user) {
-        (_, Some(sudo_user)) if uid == "0" => Error::unavailable(
+        (_, Some(sudo_user)) if uid == 0 => Error::unavailable(
             "cannot reach a systemd user manager: sygen runs as root through sudo",
         )
         .with_hint(format!(
@@ -128,7 +110,8 @@ pub fn show(unit: &str, properties: &[&str]) -> Result<HashMap<String, String>> 
     Ok(parse_properties(&output.stdout))
 }
 
-fn parse_properties(text: &str) -> HashMap<String, String> {
+/// `systemctl show`'s `Key=value` lines, by key: the unit's state as the backend reads it.
+pub fn parse_properties(text: &str) -> HashMap<String, String> {
     text.lines()
         .filter_map(|line| line.split_once('='))
         .map(|(key, value)| {
@@ -211,7 +194,7 @@ pub fn linger_enabled(user: &str) -> bool {
 
 /// Tries to enable linger without asking for a password; answers whether it worked.
 pub fn try_enable_linger(changes: &Changes, user: &str) -> bool {
-    let attempt = if current_uid() == Some(0) {
+    let attempt = if user::uid() == 0 {
         changes.run("loginctl", ["enable-linger", user])
     } else if sygen_backend_api::sdk::find_executable("sudo").is_some() {
         // -n: never wait for a password nobody will type.

@@ -131,19 +131,16 @@ fn escape(text: &str, is_argument: bool) -> String {
 mod tests {
     use super::*;
 
+    /// Ada's service, with the program, arguments and environment a test is about.
     fn service(program: &str, args: &[&str], env: &[(&str, &str)]) -> ServiceDescription {
         ServiceDescription {
-            name: "sygen".into(),
-            label: "dev.sygen".into(),
-            description: "sygen agent".into(),
             program: program.into(),
             args: args.iter().map(|a| a.to_string()).collect(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            home: "/home/ada/.sygen".into(),
-            logs_dir: "/home/ada/.sygen/logs".into(),
+            ..ServiceDescription::for_test(std::path::Path::new("/home/ada"))
         }
     }
 
@@ -274,8 +271,6 @@ mod verify {
             std::fs::create_dir_all(program.parent().unwrap()).unwrap();
             std::fs::copy("/bin/true", &program).unwrap();
             let service = ServiceDescription {
-                name: "sygen".into(),
-                label: "dev.sygen".into(),
                 description: format!("sygen {value}"),
                 program: program.clone(),
                 args: vec!["run".into(), arg],
@@ -283,8 +278,7 @@ mod verify {
                     ("HOME".into(), scratch.path().join(&value).display().to_string()),
                     ("SYGEN_HOME".into(), value.clone()),
                 ],
-                home: scratch.path().into(),
-                logs_dir: scratch.path().into(),
+                ..ServiceDescription::for_test(scratch.path())
             };
             let unit = match render(&service) {
                 Ok(unit) => unit,

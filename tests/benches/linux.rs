@@ -12,7 +12,7 @@
 
 #[path = "sizes.rs"]
 mod sizes;
-#[path = "../e2e/support/mod.rs"]
+#[path = "../e2e/support/shared.rs"]
 mod support;
 
 use std::{

@@ -2,17 +2,13 @@
 //! a call, run code in its library constructor. sygen never reports a success it did not see,
 //! never dies without a line naming the backend and the call, and never waits without end.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
     time::{Duration, Instant},
 };
 
-use support::{library, Outcome, User};
+use crate::support::{library, Outcome, User};
 
 /// The one `error:` line of a failed run (a backend's own notes may come before it).
 fn error_line(out: &Outcome) -> &str {
@@ -85,12 +81,21 @@ fn a_backend_that_crashes_or_hangs_while_loading_is_named() {
     let user = User::new();
     let crashing = library("crash_on_load");
     let out = user.run(&["--backend", crashing.to_str().unwrap(), "service", "status"]);
-    out.fails_with(
+    let line = out.fails_with(
         1,
         &format!(
             "backend {} crashed (SIGABRT) in loading",
             crashing.display()
         ),
+    );
+    assert_eq!(
+        line,
+        format!(
+            "error: backend {} crashed (SIGABRT) in loading (hint: this is a bug in the backend: \
+             report it to its publisher; `sygen service status` shows the state it left the \
+             service in)",
+            crashing.display()
+        )
     );
     let slow = library("on_load");
     let mut command = user.command(&["--backend", slow.to_str().unwrap(), "service", "status"]);
@@ -98,12 +103,21 @@ fn a_backend_that_crashes_or_hangs_while_loading_is_named() {
         .env("ON_LOAD", "sleep")
         .env("SYGEN_BACKEND_TIMEOUT", "1");
     let out = User::run_command(command);
-    out.fails_with(
+    let line = out.fails_with(
         4,
         &format!(
             "backend {}: did not answer loading within 1 s",
             slow.display()
         ),
+    );
+    assert_eq!(
+        line,
+        format!(
+            "error: backend {}: did not answer loading within 1 s (hint: the backend or its \
+             service manager is stuck; `sygen doctor` checks both \
+             (SYGEN_BACKEND_TIMEOUT=<seconds> allows more time))",
+            slow.display()
+        )
     );
 }
 
@@ -246,9 +260,17 @@ fn a_bad_time_limit_is_one_clear_error() {
         ]);
         command.env("SYGEN_BACKEND_TIMEOUT", bad);
         let out = User::run_command(command);
-        out.fails_with(
+        let line = out.fails_with(
             1,
             &format!("SYGEN_BACKEND_TIMEOUT={bad} is not a number of seconds from 1 to 3600"),
+        );
+        assert_eq!(
+            line,
+            format!(
+                "error: SYGEN_BACKEND_TIMEOUT={bad} is not a number of seconds from 1 to 3600 \
+                 (hint: unset SYGEN_BACKEND_TIMEOUT for the defaults (10 s for questions, 60 s \
+                 for changes))"
+            )
         );
     }
 }

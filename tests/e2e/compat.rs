@@ -2,13 +2,9 @@
 //! backend and a host built against it. Today's host must load that backend and reach all nine
 //! operations; that host must load a backend built against today's interface.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::{fs, process::Command};
 
-use support::{artifacts, library, Outcome};
+use crate::support::{self, artifacts, library, Outcome};
 
 #[test]
 fn the_frozen_interface_is_still_the_interface() {

@@ -3,10 +3,6 @@
 //! and unread streams, a full disk, odd files in the log directory, endless lines, and
 //! configuration values out of range or in files that are not files.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::{
     fs,
     io::{BufRead, BufReader},
@@ -17,8 +13,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{
-    alive, eventually, live_pids,
+use crate::support::{
+    self, alive, eventually, live_pids,
     runtime::{guard_of, kill_with_guard, terminate, Home},
 };
 
@@ -139,7 +135,15 @@ fn a_lock_held_by_a_process_sygen_cannot_prove_is_never_signalled() {
     );
     assert!(alive(holder.id()));
     let refused = home.sygen(&["run"]);
-    refused.fails_with(1, "sygen is already running (pid unknown");
+    let line = refused.fails_with(1, "sygen is already running (pid unknown");
+    assert_eq!(
+        line,
+        format!(
+            "error: sygen is already running (pid unknown, from {}) (hint: stop it with \
+             `sygen stop`, or restart its worker with `sygen restart`)",
+            bot_pid.display()
+        )
+    );
     let group = format!("-{}", holder.id());
     Command::new("kill")
         .args(["-KILL", "--", &group])
@@ -173,6 +177,19 @@ fn of_two_runtimes_started_together_exactly_one_runs() {
         assert_eq!(output.0, Some(1), "round {round}: {}", output.1);
         assert!(
             output.1.contains("sygen is already running"),
+            "round {round}: {}",
+            output.1
+        );
+        // The winner's pid, unless it has not written it yet.
+        let said = |pid: &str| {
+            format!(
+                "error: sygen is already running (pid {pid}, from {}) (hint: stop it with \
+                 `sygen stop`, or restart its worker with `sygen restart`)\n",
+                home.sygen_home().join("bot.pid").display()
+            )
+        };
+        assert!(
+            output.1 == said(&won.id().to_string()) || output.1 == said("unknown"),
             "round {round}: {}",
             output.1
         );
@@ -555,6 +572,15 @@ fn a_full_disk_loses_whole_lines_counted_once_and_rotation_goes_on() {
     );
 }
 
+/// What `sygen stop` says of a configuration `problem` it does not need: once for itself, once
+/// for the backends it asks.
+fn warnings_of_stop(problem: &str) -> String {
+    format!(
+        "warning: {problem} (stop does not need it; `sygen run` refuses it until it is fixed)\n\
+         warning: {problem} (backends are chosen and run without it)\n"
+    )
+}
+
 #[test]
 fn out_of_range_values_are_one_line_naming_file_line_key_and_range() {
     let home = Home::new();
@@ -564,41 +590,49 @@ fn out_of_range_values_are_one_line_naming_file_line_key_and_range() {
         (
             "[agent]\nstop_timeout = \"18446744073709551615s\"",
             "agent.stop_timeout",
+            "`18446744073709551615s` is out of range:",
             "allowed from 0s to 1h",
         ),
         (
             "[agent]\nheartbeat_interval = \"0s\"",
             "agent.heartbeat_interval",
+            "`0s` is out of range:",
             "allowed from 100ms to 1day",
         ),
         (
             "[agent]\nquick_restarts = 4294967296",
             "agent.quick_restarts",
+            "4294967296 is out of range:",
             "allowed from 0 to 10000",
         ),
         (
             "[supervise]\ndelay = \"18446744073709551615s\"",
             "supervise.delay",
+            "`18446744073709551615s` is out of range:",
             "allowed from 0s to 1day",
         ),
         (
             "[supervise]\nretries = -1",
             "supervise.retries",
+            "invalid value: integer `-1`, expected u64 ;",
             "allowed from 0 to 10000",
         ),
         (
             "[logs]\nkeep = 4294967295",
             "logs.keep",
+            "4294967295 is out of range:",
             "allowed from 0 to 100",
         ),
         (
             "[logs]\nmax_bytes = 1",
             "logs.max_bytes",
+            "1 is out of range:",
             "allowed from 1024 to 1099511627776",
         ),
     ];
-    for (text, key, range) in cases {
+    for (text, key, value, range) in cases {
         fs::write(&config, format!("{text}\n")).unwrap();
+        let problem = format!("{} line 2: key `{key}`: {value} {range}", config.display());
         for command in ["run", "agent"] {
             let out = home.sygen(&[command]);
             let line = out.fails_with(1, range);
@@ -609,6 +643,10 @@ fn out_of_range_values_are_one_line_naming_file_line_key_and_range() {
                 )),
                 "{line}"
             );
+            assert_eq!(
+                line,
+                format!("error: {problem} (hint: fix the file, or remove it to use the defaults)")
+            );
         }
         // Stopping needs none of it.
         let stop = home.sygen(&["stop"]);
@@ -618,6 +656,9 @@ fn out_of_range_values_are_one_line_naming_file_line_key_and_range() {
         );
         assert!(stop.stderr.starts_with("warning: "), "{}", stop.stderr);
         assert!(stop.stderr.contains(range), "{}", stop.stderr);
+        // The warning keeps the line break of serde's message, which the error makes a space.
+        let warned = problem.replace("expected u64 ;", "expected u64\n;");
+        assert_eq!(stop.stderr, warnings_of_stop(&warned));
     }
 }
 
@@ -627,11 +668,11 @@ fn a_timeout_out_of_range_is_refused_before_anything_happens() {
     for command in ["start", "stop", "install"] {
         let out = home.sygen(&["service", command, "--timeout", "18446744073709551615s"]);
         assert_eq!(out.code, Some(2), "{}", out.stderr);
-        assert!(
-            out.stderr
-                .contains("`18446744073709551615s` is out of range: allowed from 0s to 1day"),
-            "{}",
-            out.stderr
+        assert_eq!(
+            out.stderr,
+            "error: invalid value '18446744073709551615s' for '--timeout <DURATION>': \
+             `18446744073709551615s` is out of range: allowed from 0s to 1day\n\n\
+             For more information, try '--help'.\n"
         );
     }
 }
@@ -653,9 +694,10 @@ fn only_a_regular_file_is_read_as_configuration() {
         ("is not a regular file (a directory)", &|p| {
             fs::create_dir(p).unwrap()
         }),
-        ("which does not exist", &|p| {
-            symlink("/nonexistent/config.toml", p).unwrap()
-        }),
+        (
+            "is a link to /nonexistent/config.toml, which does not exist",
+            &|p| symlink("/nonexistent/config.toml", p).unwrap(),
+        ),
         (
             "is 2000000 bytes; a configuration is at most 1048576",
             &|p| fs::write(p, "#".repeat(2_000_000)).unwrap(),
@@ -670,9 +712,21 @@ fn only_a_regular_file_is_read_as_configuration() {
             "{line}"
         );
         assert!(line.contains("(hint: sygen reads its configuration only from a regular file"));
+        let problem = format!("{}: {needle}", config.display());
+        assert_eq!(
+            line,
+            format!(
+                "error: {problem} (hint: sygen reads its configuration only from a regular file; \
+                 replace it with one, or remove it to use the defaults)"
+            )
+        );
         let stop = home.sygen(&["stop"]);
-        stop.succeeds();
+        assert_eq!(
+            stop.succeeds(),
+            "nothing running: no sygen service or process to stop\n"
+        );
         assert!(stop.stderr.contains(needle), "{}", stop.stderr);
+        assert_eq!(stop.stderr, warnings_of_stop(&problem));
         assert!(
             started.elapsed() < Duration::from_secs(10),
             "{needle}: it hung"
@@ -687,8 +741,12 @@ fn only_a_regular_file_is_read_as_configuration() {
     let real = home.dir.path().join("real.toml");
     fs::write(&real, "[agent]\nheartbeat_interval = \"2s\"\n").unwrap();
     symlink(&real, &config).unwrap();
-    home.sygen(&["stop"]).succeeds();
-    assert_eq!(home.sygen(&["stop"]).stderr, "");
+    let stop = home.sygen(&["stop"]);
+    assert_eq!(
+        stop.succeeds(),
+        "nothing running: no sygen service or process to stop\n"
+    );
+    assert_eq!(stop.stderr, "");
 }
 
 #[test]
@@ -714,6 +772,18 @@ fn a_broken_config_never_blocks_the_way_out() {
         "{}",
         restart.stderr
     );
+    let bogus = format!(
+        "{} line 3: key `agent.bogus`: unknown field `bogus`, expected one of `command`, `env`, \
+         `working_dir`, `heartbeat_interval`, `stop_timeout`, `quick_restarts`",
+        config.display()
+    );
+    assert_eq!(
+        restart.stderr,
+        format!(
+            "warning: {bogus} (restart does not need it; `sygen run` refuses it until it is \
+             fixed)\n"
+        )
+    );
     let stop = home.sygen(&["stop"]);
     assert_eq!(stop.succeeds(), format!("stopped runtime {}\n", run.id()));
     assert!(
@@ -721,6 +791,7 @@ fn a_broken_config_never_blocks_the_way_out() {
         "{}",
         stop.stderr
     );
+    assert_eq!(stop.stderr, warnings_of_stop(&bogus));
     assert_eq!(exit_code(&mut run, Duration::from_secs(10)), Some(0));
     assert!(!alive(new));
     let log = home.log();

@@ -3,10 +3,6 @@
 //! and loads it; made into a real backend over a small supervisor, it passes the conformance
 //! suite in its own `cargo test`, and sygen runs the service through it.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -15,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{artifacts, Outcome, User};
+use crate::support::{self, artifacts, Outcome, User};
 
 /// `sygen-backend-api` as it would be published, unpacked in `outside`, where no path leads
 /// into this checkout: answers its directory.
@@ -207,8 +203,15 @@ fn an_outside_authors_backend_over_a_small_supervisor_passes_its_own_conformance
         tinysup.display().to_string()
     );
     fs::write(&config, &settings).unwrap();
-    user.run(&["service", "backend", "use", "tinysup"])
-        .succeeds();
+    assert_eq!(
+        user.run(&["service", "backend", "use", "tinysup"])
+            .succeeds(),
+        format!(
+            "sygen uses the tinysup backend from now on ({}; set in {})\n",
+            backends.join("libsygen_tinysup.so").display(),
+            config.display()
+        )
+    );
     let installed = user.run(&["service", "install"]);
     assert!(
         installed
@@ -246,7 +249,10 @@ fn an_outside_authors_backend_over_a_small_supervisor_passes_its_own_conformance
         "{}",
         doctor.stdout
     );
-    user.run(&["service", "uninstall"]).succeeds();
+    assert_eq!(
+        user.run(&["service", "uninstall"]).succeeds(),
+        "sygen service uninstalled\n"
+    );
     assert!(!dir.join("programs/sygen.conf").exists());
 
     // A setting of the wrong kind is named by the backend, in doctor.

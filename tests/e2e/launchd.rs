@@ -2,10 +2,6 @@
 //! `launchctl-sim` (tests/simulators/launchctl): a stateful launchctl that really runs the
 //! agent, applies KeepAlive, and answers with macOS's words and exit codes.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::{
     fs,
     os::unix::{fs::PermissionsExt, process::CommandExt},
@@ -15,9 +11,9 @@ use std::{
     time::Duration,
 };
 
-use support::{
-    alive, artifacts, eventually, library, path_with_simulated, three_heartbeats, write_script,
-    Outcome,
+use crate::support::{
+    self, alive, artifacts, ends_running, eventually, library, path_with_simulated,
+    three_heartbeats, write_script, Outcome,
 };
 
 /// A Mac user: a home, a launchd (the simulator's state) and a PATH whose launchctl is the
@@ -212,7 +208,11 @@ fn reinstall_unloads_first_and_waits_for_an_asynchronous_bootout() {
     mac.sygen(&["service", "install"]).succeeds();
     let first = mac.pid("gui").unwrap();
     let stdout = mac.sygen(&["service", "install"]).succeeds().to_owned();
-    assert!(stdout.contains("unloaded the previous"), "{stdout}");
+    assert_eq!(
+        stdout.lines().next(),
+        Some(format!("unloaded the previous {}", Mac::target("gui")).as_str()),
+        "{stdout}"
+    );
     let second = mac.pid("gui").expect("running again");
     assert_ne!(first, second);
     assert!(!alive(first));
@@ -247,7 +247,12 @@ fn stop_is_not_respawned_and_start_brings_it_back() {
         .succeeds()
         .contains("not running, no process, last exit code 0"));
 
-    mac.sygen(&["service", "start"]).succeeds();
+    let started = mac.sygen(&["service", "start"]);
+    assert!(
+        ends_running(started.succeeds(), "sygen service started"),
+        "{}",
+        started.stdout
+    );
     let restarted = mac.pid("gui").expect("running after start");
     assert_ne!(restarted, pid);
     let calls = mac.calls();
@@ -295,7 +300,14 @@ fn uninstall_removes_the_plist_and_keeps_the_logs() {
     mac.sygen(&["service", "install"]).succeeds();
     let pid = mac.pid("gui").unwrap();
     let stdout = mac.sygen(&["service", "uninstall"]).succeeds().to_owned();
-    assert!(stdout.contains("are kept"), "{stdout}");
+    assert_eq!(
+        stdout,
+        format!(
+            "removed {}; the logs in {} are kept\nsygen service uninstalled\n",
+            mac.plist().display(),
+            mac.sygen_home().join("logs").display()
+        )
+    );
     assert!(!mac.plist().exists());
     assert!(!alive(pid));
     let print = mac.launchctl(&["print", &Mac::target("gui")]);
@@ -304,7 +316,20 @@ fn uninstall_removes_the_plist_and_keeps_the_logs() {
     for command in ["status", "start", "stop", "uninstall"] {
         let out = mac.sygen(&["service", command]);
         let line = out.fails_with(3, "sygen is not installed");
-        assert!(line.contains("sygen service install"), "{line}");
+        // `status` asks whether it is installed, the others find it is not.
+        let why = if command == "status" {
+            "sygen is not installed (launchd backend)".to_owned()
+        } else {
+            format!(
+                "launchd backend 0.1.0: sygen is not installed: no {}",
+                mac.plist().display()
+            )
+        };
+        assert_eq!(
+            line,
+            format!("error: {why} (hint: run `sygen service install`)"),
+            "{command}"
+        );
     }
 }
 
@@ -393,15 +418,39 @@ fn without_a_gui_login_the_user_domain_is_used() {
     assert!(mac.pid("user").is_some());
     let status = mac.sygen(&["service", "status"]);
     assert!(status.succeeds().starts_with(&format!("{target}: running")));
-    mac.sygen(&["service", "stop"]).succeeds();
-    mac.sygen(&["service", "uninstall"]).succeeds();
+    assert_eq!(
+        mac.sygen(&["service", "stop"]).succeeds(),
+        format!(
+            "{target} stays stopped until `sygen service start` or the next login\n\
+             sygen service stopped\n"
+        )
+    );
+    assert_eq!(
+        mac.sygen(&["service", "uninstall"]).succeeds(),
+        format!(
+            "removed {}; the logs in {} are kept\nsygen service uninstalled\n",
+            mac.plist().display(),
+            mac.sygen_home().join("logs").display()
+        )
+    );
 }
 
 #[test]
 fn a_label_disabled_earlier_is_enabled_before_loading() {
     let mac = Mac::new(&[]);
     mac.launchctl(&["disable", &Mac::target("gui")]).succeeds();
-    mac.sygen(&["service", "install"]).succeeds();
+    let installed = mac.sygen(&["service", "install"]);
+    assert!(
+        installed
+            .succeeds()
+            .contains(&format!("\nloaded and started {}\n", Mac::target("gui")))
+            && ends_running(
+                &installed.stdout,
+                "sygen service installed (launchd backend, named with --backend)"
+            ),
+        "{}",
+        installed.stdout
+    );
     assert!(mac.pid("gui").is_some());
 }
 
@@ -417,9 +466,30 @@ fn legacy_launchctl_gets_the_legacy_subcommands() {
     assert!(status
         .succeeds()
         .starts_with("dev.sygen (legacy launchctl): running, PID"));
-    mac.sygen(&["service", "stop"]).succeeds();
-    mac.sygen(&["service", "start"]).succeeds();
-    mac.sygen(&["service", "uninstall"]).succeeds();
+    assert_eq!(
+        mac.sygen(&["service", "stop"]).succeeds(),
+        "dev.sygen (legacy launchctl) stays stopped until `sygen service start` or the next \
+         login\nsygen service stopped\n"
+    );
+    let started = mac.sygen(&["service", "start"]);
+    assert!(
+        ends_running(started.succeeds(), "sygen service started"),
+        "{}",
+        started.stdout
+    );
+    let uninstalled = mac.sygen(&["service", "uninstall"]);
+    // `unload` leaves the runtime to sygen, which ends it.
+    let runtime = started.stdout.split("runtime pid ").nth(1).unwrap();
+    let runtime = runtime.split(',').next().unwrap();
+    assert_eq!(
+        uninstalled.succeeds(),
+        format!(
+            "removed {}; the logs in {} are kept\nalso ended runtime {runtime}\n\
+             sygen service uninstalled\n",
+            mac.plist().display(),
+            mac.sygen_home().join("logs").display()
+        )
+    );
     let plist = mac.plist();
     let calls = mac.calls();
     for expected in [
@@ -480,7 +550,12 @@ fn without_launchctl_the_backend_says_so() {
             .unwrap(),
     );
     let line = out.fails_with(1, "cannot run launchctl");
-    assert!(line.contains("needs macOS's /bin/launchctl"), "{line}");
+    assert_eq!(
+        line,
+        "error: launchd backend 0.1.0: cannot run launchctl: could not run `launchctl`: No such \
+         file or directory (os error 2) (hint: sygen's launchd backend needs macOS's \
+         /bin/launchctl on PATH)"
+    );
 }
 
 #[test]
@@ -494,6 +569,12 @@ fn logs_show_and_follow_the_agent_log() {
     });
     let out = mac.sygen(&["service", "logs", "-n", "3"]);
     assert_eq!(out.succeeds().lines().count(), 3, "{}", out.stdout);
+    let beats = three_heartbeats(out.stdout.as_bytes());
+    assert!(
+        beats.len() == 3 && beats.windows(2).all(|w| w[1] == w[0] + 1),
+        "the last three heartbeats: {}",
+        out.stdout
+    );
     assert_eq!(
         out.stderr,
         format!("-- logs of sygen from {} --\n", log.display())
@@ -575,7 +656,14 @@ fn an_agent_launchd_no_longer_has_loaded_still_uninstalls_and_reinstalls() {
         mac.pid("gui").is_none()
     });
     // `Boot-out failed: 3: No such process` is what uninstalling wants anyway.
-    mac.sygen(&["service", "uninstall"]).succeeds();
+    assert_eq!(
+        mac.sygen(&["service", "uninstall"]).succeeds(),
+        format!(
+            "removed {}; the logs in {} are kept\nsygen service uninstalled\n",
+            mac.plist().display(),
+            mac.sygen_home().join("logs").display()
+        )
+    );
     assert!(!mac.plist().exists());
     let calls = mac.calls();
     assert_eq!(
@@ -589,7 +677,12 @@ fn an_agent_launchd_no_longer_has_loaded_still_uninstalls_and_reinstalls() {
     eventually("the manual bootout", Duration::from_secs(5), || {
         mac.pid("gui").is_none()
     });
-    mac.sygen(&["service", "start"]).succeeds();
+    let started = mac.sygen(&["service", "start"]);
+    assert!(
+        ends_running(started.succeeds(), "sygen service started"),
+        "{}",
+        started.stdout
+    );
     assert!(
         mac.pid("gui").is_some(),
         "start loads an agent launchd had dropped"

@@ -6,10 +6,6 @@
 //! Needs root and Debian's `openrc`; without them the tests print why and pass, except under
 //! CI (`CI=true`), where they fail.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::{
     fs,
     os::unix::fs::{chown, PermissionsExt},
@@ -19,7 +15,9 @@ use std::{
     time::Duration,
 };
 
-use support::{alive, artifacts, eventually, write_script, Namespace, Outcome};
+use crate::support::{
+    self, alive, artifacts, ends_running, eventually, write_script, Namespace, Outcome,
+};
 
 /// `nobody`: the user sygen runs as in these tests.
 const USER: &str = "nobody";
@@ -198,7 +196,17 @@ fn install_runs_sygen_as_the_user_under_supervise_daemon() {
             .sygen(&["service", command])
             .fails_with(3, "not installed")
             .to_owned();
-        assert!(line.contains("sygen service install"), "{command}: {line}");
+        // `status` asks whether it is installed, the others find it is not.
+        let why = if command == "status" {
+            "sygen is not installed (openrc backend)"
+        } else {
+            "openrc backend 0.1.0: sygen is not installed: there is no /etc/init.d/sygen"
+        };
+        assert_eq!(
+            line,
+            format!("error: {why} (hint: run `sygen service install`)"),
+            "{command}"
+        );
     }
 }
 
@@ -286,13 +294,21 @@ fn a_killed_sygen_is_respawned_and_a_stopped_one_is_not() {
     );
     assert_eq!(h.rc_status(), Some(0));
 
-    h.sygen(&["service", "stop"]).succeeds();
+    assert_eq!(
+        h.sygen(&["service", "stop"]).succeeds(),
+        "sygen service stopped\n"
+    );
     assert_eq!(h.rc_status(), Some(3));
     thread::sleep(Duration::from_secs(6));
     assert_eq!(h.runtime(), None, "not respawned after a stop");
     assert_eq!(h.processes_of_user(), "");
 
-    h.sygen(&["service", "start"]).succeeds();
+    let started = h.sygen(&["service", "start"]);
+    assert!(
+        ends_running(started.succeeds(), "sygen service started"),
+        "{}",
+        started.stdout
+    );
     assert_eq!(h.rc_status(), Some(0));
     eventually("sygen run again", Duration::from_secs(5), || {
         h.runtime().is_some()
@@ -419,7 +435,14 @@ fn from_openrc_0_60_on_sygen_is_a_user_service() {
     assert!(status
         .succeeds()
         .starts_with("sygen (OpenRC user service): started"));
-    run(&["service", "uninstall"]).succeeds();
+    assert_eq!(
+        run(&["service", "uninstall"]).succeeds(),
+        format!(
+            "removed {}; the logs in {} are kept\nsygen service uninstalled\n",
+            script_path.display(),
+            home.path().join(".sygen/logs").display()
+        )
+    );
     assert!(!script_path.exists());
 }
 

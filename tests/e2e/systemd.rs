@@ -6,10 +6,6 @@
 //! Needs root; without it the tests print why and pass, except under CI (`CI=true`), where
 //! they fail: CI must run them.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::{
     collections::BTreeSet,
     fs,
@@ -20,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use support::{artifacts, eventually, three_heartbeats, Namespace, Outcome};
+use crate::support::{self, artifacts, eventually, three_heartbeats, Namespace, Outcome};
 
 const APPS_DIR: &str = "sygen apps 100%i $x ü";
 
@@ -277,7 +273,13 @@ fn install_starts_the_service_from_an_awkward_path() {
 
     // Uninstall leaves no residue outside the sygen home (whose logs are the user's data).
     let out = h.sygen_ok(&["service", "uninstall"]);
-    assert!(out.contains("removed"), "{out}");
+    assert_eq!(
+        out,
+        format!(
+            "removed {}\nsygen service uninstalled\n",
+            h.unit_path().display()
+        )
+    );
     assert_eq!(h.property("LoadState"), "not-found");
     assert_eq!(h.home_tree(), before);
     let units = h.exec(
@@ -340,6 +342,10 @@ fn exit_codes_reach_systemd_as_specified() {
         "{}",
         logs.stderr
     );
+    assert_eq!(
+        logs.stderr,
+        "-- logs of sygen.service from the user journal (journalctl --user -u) --\n"
+    );
     assert!(
         logs.stdout
             .contains(&format!("test worker {first_worker} up")),
@@ -355,7 +361,7 @@ fn exit_codes_reach_systemd_as_specified() {
     assert_eq!(few.lines().count(), 2, "{few}");
 
     // Stopped through sygen, it stays stopped: no respawn after RestartSec.
-    h.sygen_ok(&["service", "stop"]);
+    assert_eq!(h.sygen_ok(&["service", "stop"]), "sygen service stopped\n");
     assert_eq!(h.property("ActiveState"), "inactive");
     thread::sleep(Duration::from_secs(6));
     assert_eq!(h.property("ActiveState"), "inactive");
@@ -398,9 +404,9 @@ fn reinstall_restarts_only_when_the_unit_changed() {
     eventually("the restarted service", Duration::from_secs(5), || {
         h.property("ActiveState") == "active" && h.property("MainPID") != main_pid
     });
-    assert!(fs::read_to_string(h.unit_path())
-        .unwrap()
-        .contains("elsewhere"));
+    let unit = fs::read_to_string(h.unit_path()).unwrap();
+    let environment = format!("Environment=\"SYGEN_HOME={}\"", elsewhere.display());
+    assert!(unit.lines().any(|l| l == environment), "{unit}");
 }
 
 #[test]
@@ -409,7 +415,20 @@ fn operations_on_a_missing_service_say_not_installed() {
     for command in ["start", "stop", "uninstall", "status"] {
         let out = h.sygen(&["service", command]);
         let line = out.fails_with(3, "not installed");
-        assert!(line.contains("sygen service install"), "{command}: {line}");
+        // `status` asks whether it is installed, the others find it is not.
+        let why = if command == "status" {
+            "sygen is not installed (systemd backend)".to_owned()
+        } else {
+            format!(
+                "systemd backend 0.1.0: sygen is not installed: there is no unit at {}",
+                h.unit_path().display()
+            )
+        };
+        assert_eq!(
+            line,
+            format!("error: {why} (hint: run `sygen service install`)"),
+            "{command}"
+        );
     }
 }
 
@@ -468,6 +487,7 @@ fn install_explains_linger_until_it_is_enabled() {
     h.root(&["touch", &format!("/var/lib/systemd/linger/{}", h.user)]);
     let out = h.sygen(&["service", "install"]);
     assert!(!out.stderr.contains("linger"), "{}", out.stderr);
+    assert_eq!(out.stderr, "");
 }
 
 #[test]
@@ -510,14 +530,18 @@ fn logs_use_the_system_journal_when_there_are_no_user_journal_files() {
     install_with_heartbeats(&h);
     let out = h.sygen(&["service", "logs", "-n", "4"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
-    assert!(
-        out.stderr
-            .contains("from the system journal (journalctl --user-unit)"),
-        "{}",
-        out.stderr
+    assert_eq!(
+        out.stderr,
+        "-- logs of sygen.service from the system journal (journalctl --user-unit) --\n"
     );
     assert_eq!(out.stdout.lines().count(), 4, "{}", out.stdout);
-    assert!(out.stdout.contains("heartbeat"), "{}", out.stdout);
+    // A heartbeat as the journal has it: `<time> sygen[<pid>]: heartbeat <n>`.
+    let heartbeat = |line: &str| {
+        line.split_once(" sygen[")
+            .and_then(|(_, rest)| rest.split_once("]: heartbeat "))
+            .is_some_and(|(pid, n)| pid.parse::<u32>().is_ok() && n.parse::<u64>().is_ok())
+    };
+    assert!(out.stdout.lines().any(heartbeat), "{}", out.stdout);
 }
 
 #[test]
@@ -623,23 +647,31 @@ fn sygen_stop_and_restart_act_on_the_running_service() {
     assert_eq!(h.property("MainPID"), main_pid, "the runtime stays");
 
     let out = h.sygen_ok(&["stop"]);
-    assert!(out.starts_with("stopped the sygen service"), "{out}");
+    assert_eq!(out, "stopped the sygen service\n");
     assert_eq!(h.property("ActiveState"), "inactive");
     thread::sleep(Duration::from_secs(6));
     assert_eq!(h.property("ActiveState"), "inactive", "not respawned");
     assert!(!Path::new(&format!("/proc/{new_worker}")).exists());
 
     let out = h.sygen_ok(&["stop"]);
-    assert!(out.contains("nothing running"), "{out}");
+    assert_eq!(
+        out,
+        "nothing running: no sygen service or process to stop\n"
+    );
 }
 
 #[test]
 fn onboarding_offers_and_installs_the_real_service() {
     let Some(h) = Harness::up() else { return };
     let out = h.sygen_ok(&[]);
-    assert!(
-        out.contains("no terminal to ask on: not installing"),
-        "{out}"
+    assert_eq!(
+        out,
+        format!(
+            "wrote a starting configuration to {}\n\
+             no terminal to ask on: not installing the background service; \
+             `sygen onboarding --yes` or `sygen service install` does\n",
+            h.sygen_home().join("config.toml").display()
+        )
     );
     assert_eq!(h.property("LoadState"), "not-found");
 
@@ -652,7 +684,10 @@ fn onboarding_offers_and_installs_the_real_service() {
         h.property("ActiveState") == "active"
     });
     let out = h.sygen_ok(&["onboarding"]);
-    assert!(out.contains("already installed"), "{out}");
+    assert_eq!(
+        out,
+        "the sygen background service is already installed (systemd backend)\n"
+    );
 }
 
 #[test]
@@ -859,7 +894,13 @@ fn a_service_that_cannot_start_shows_its_last_log_lines() {
         out.stderr
     );
     let error = lines.last().unwrap();
-    assert!(error.starts_with("error: "), "{}", out.stderr);
+    assert_eq!(
+        *error,
+        "error: systemd backend 0.1.0: sygen did not start: the service is activating \
+         (auto-restart), last exit: exited with status 127 (hint: `sygen service logs` shows why)",
+        "{}",
+        out.stderr
+    );
     assert_eq!(
         lines.iter().filter(|l| l.starts_with("error: ")).count(),
         1,
@@ -954,11 +995,17 @@ fn an_update_from_a_signed_channel_replaces_the_backend_without_disturbing_the_s
         "{message}"
     );
     let (_, message) = status_of(&checks, "service");
-    assert!(message.contains("running"), "{message}");
+    assert_eq!(message, "sygen is installed and running");
     // The running service was not touched.
     assert_eq!(h.property("MainPID"), main_pid);
     assert_eq!(h.property("ActiveState"), "active");
-    h.sygen_ok(&["service", "status"]);
+    let status = h.sygen_ok(&["service", "status"]);
+    assert!(
+        status.starts_with(&format!(
+            "sygen.service: active (running), PID {main_pid}, 0 restarts"
+        )),
+        "{status}"
+    );
 
     let back = h.sygen_ok(&["service", "backend", "rollback", "systemd"]);
     assert!(
@@ -1089,12 +1136,24 @@ fn state_comes_over_the_session_or_user_bus_or_the_private_socket_and_from_syste
         out.stderr
     );
     assert_ne!(out.code, Some(0), "{}", out.stdout);
+    assert_eq!(out.code, Some(1), "{}", out.stdout);
     let errors: Vec<&str> = out
         .stderr
         .lines()
         .filter(|l| l.starts_with("error: "))
         .collect();
-    assert_eq!(errors.len(), 1, "{}", out.stderr);
+    assert_eq!(
+        errors,
+        [format!(
+            "error: systemd backend 0.1.0: cannot reach your systemd user manager at {} (hint: \
+             log in to a session of {1} (ssh or console) so systemd starts your user manager, or \
+             from root use `systemctl --user --machine={1}@.host`)",
+            nothing.display(),
+            h.user
+        )],
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

@@ -3,17 +3,15 @@
 //! task's program, speaks English, German, French or Japanese, and keeps every task XML it
 //! was given so it can be checked after the backend has deleted its file.
 
-#![cfg(unix)]
-
-mod support;
-
 use std::{
     fs,
     path::{Path, PathBuf},
     process::Command,
 };
 
-use support::{alive, artifacts, library, path_with_simulated, write_script, Outcome};
+use crate::support::{
+    self, alive, artifacts, ends_running, library, path_with_simulated, write_script, Outcome,
+};
 
 /// The Task Scheduler schema the simulator and these tests validate against.
 fn schema() -> PathBuf {
@@ -369,7 +367,13 @@ wait",
     // is left of the worker's tree is ended by the runtime's guard or, should the host look
     // first, by the host.
     let out = windows.sygen(&["service", "stop"]);
-    let by_host = out.succeeds().lines().any(|l| {
+    assert_eq!(
+        out.succeeds().lines().last(),
+        Some("sygen service stopped"),
+        "{}",
+        out.stdout
+    );
+    let by_host = out.stdout.lines().any(|l| {
         l.starts_with("also ended what its worker left (pid") && l.contains(&child.to_string())
     });
     // The guard writes its line once what it signalled is gone, maybe after `stop` returned.
@@ -399,7 +403,12 @@ wait",
         "task sygen: Ready, last result ended by request (0x41306)\n"
     );
 
-    windows.sygen(&["service", "start"]).succeeds();
+    let started = windows.sygen(&["service", "start"]);
+    assert!(
+        ends_running(started.succeeds(), "sygen service started"),
+        "{}",
+        started.stdout
+    );
     assert_eq!(windows.last_result().as_deref(), Some("267009"));
 }
 
@@ -412,19 +421,35 @@ fn uninstall_leaves_no_task_no_file_and_no_process() {
     });
     let worker = windows.pid_file("worker.pid").unwrap();
     let out = windows.sygen(&["service", "uninstall"]);
-    assert!(
-        out.succeeds().contains("deleted the task sygen"),
-        "{}",
-        out.stdout
+    assert_eq!(
+        out.succeeds(),
+        format!(
+            "deleted the task sygen; the logs in {} are kept\nsygen service uninstalled\n",
+            windows.sygen_home().join("logs").display()
+        )
     );
     let query = windows.schtasks(&["/Query", "/TN", "sygen", "/FO", "CSV", "/V", "/NH"]);
     assert_eq!(query.code, Some(1));
+    assert_eq!(
+        query.stderr,
+        "ERROR: The system cannot find the file specified.\n"
+    );
     assert!(!windows.sygen_home().join("sygen_task.xml").exists());
     assert!(!alive(worker));
     for command in ["status", "start", "stop", "uninstall"] {
         let out = windows.sygen(&["service", command]);
         let line = out.fails_with(3, "not installed");
-        assert!(line.contains("sygen service install"), "{command}: {line}");
+        // `status` asks whether it is installed, the others find it is not.
+        let why = if command == "status" {
+            "sygen is not installed (tasksched backend)"
+        } else {
+            "tasksched backend 0.1.0: sygen is not installed: Task Scheduler has no task sygen"
+        };
+        assert_eq!(
+            line,
+            format!("error: {why} (hint: run `sygen service install`)"),
+            "{command}"
+        );
     }
 }
 
@@ -447,7 +472,11 @@ fn every_language_is_read_by_column_and_number() {
             serde_json::from_str(windows.sygen(&["service", "status", "--json"]).succeeds())
                 .unwrap();
         assert_eq!(json["running"], true, "{lang}");
-        windows.sygen(&["service", "stop"]).succeeds();
+        assert_eq!(
+            windows.sygen(&["service", "stop"]).succeeds(),
+            "sygen service stopped\n",
+            "{lang}"
+        );
         let status = windows.sygen(&["service", "status"]);
         assert!(
             status
@@ -564,6 +593,16 @@ fn logs_show_the_agent_log() {
     });
     let out = windows.sygen(&["service", "logs", "-n", "2"]);
     assert_eq!(out.succeeds().lines().count(), 2);
+    let beats: Vec<u64> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.rsplit_once("[stdout] heartbeat ")?.1.parse().ok())
+        .collect();
+    assert!(
+        beats.len() == 2 && beats[1] == beats[0] + 1,
+        "the last two heartbeats: {}",
+        out.stdout
+    );
     assert_eq!(
         out.stderr,
         format!("-- logs of sygen from {} --\n", log.display())

@@ -3,10 +3,6 @@
 //!
 //! Needs tmux; without it the tests print why and pass, except under CI (`CI=true`).
 
-#![cfg(unix)]
-
-mod support;
-
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -15,7 +11,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use support::{artifacts, eventually, library, path_with_simulated, write_script};
+use crate::support::{self, artifacts, eventually, library, path_with_simulated, write_script};
 
 /// The frames of the spinner.
 const SPINNER: &str = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏";

@@ -4,10 +4,6 @@
 //! channels are signed by keys the tests make; each bad channel, file or server is one clear
 //! line, the installed backend as it was, and nothing left behind.
 
-#![cfg(target_os = "linux")]
-
-mod support;
-
 use std::{
     collections::HashMap,
     fs,
@@ -21,8 +17,8 @@ use std::{
     time::Duration,
 };
 
+use crate::support::{self, library, Outcome, User};
 use serde_json::{json, Value};
-use support::{library, Outcome, User};
 
 /// How the server answers one path.
 #[derive(Clone)]
@@ -310,6 +306,17 @@ impl Setup {
         Some(current.split('-').next()?.to_owned())
     }
 
+    /// The library of the versioned backend's version in use.
+    fn in_use(&self) -> PathBuf {
+        let versioned = self.user.sygen_home().join("backends/versioned");
+        let state = fs::read_to_string(versioned.join("state")).unwrap();
+        let current = state
+            .lines()
+            .find_map(|l| l.strip_prefix("current "))
+            .unwrap();
+        versioned.join(current).join("libsygen_versioned.so")
+    }
+
     /// Nothing an update stages is left in the store.
     fn assert_nothing_left(&self) {
         let store = self.user.sygen_home().join("backends");
@@ -389,7 +396,18 @@ fn updates_to_the_newest_version_for_this_target_and_interface_and_then_has_noth
     );
     assert_eq!(s.installed().as_deref(), Some("2.0.0"));
     let list = s.user.run(&["service", "backend", "list"]);
-    assert!(list.succeeds().contains("2.0.0"), "{}", list.stdout);
+    assert_eq!(
+        list.succeeds().lines().next(),
+        Some(
+            format!(
+                "versioned 2.0.0: {} — the only copy found",
+                s.in_use().display()
+            )
+            .as_str()
+        ),
+        "{}",
+        list.stdout
+    );
 
     let again = s.update(&[]);
     assert!(
@@ -446,12 +464,13 @@ fn doctor_tells_of_an_update_from_the_last_check() {
 
 /// Runs `update versioned` and expects it to fail with `message`, leaving 1.0.0 installed and
 /// nothing behind.
-fn refused(s: &Setup, message: &str) {
+fn refused(s: &Setup, message: &str) -> String {
     let out = s.update(&["versioned"]);
-    out.fails_with(1, message);
+    let line = out.fails_with(1, message).to_owned();
     eprintln!("refused as expected: {}", out.stderr.trim_end());
     assert_eq!(s.installed().as_deref(), Some("1.0.0"), "{}", out.stdout);
     s.assert_nothing_left();
+    line
 }
 
 #[test]
@@ -557,9 +576,14 @@ fn an_expired_or_replayed_manifest_and_a_downgrade_are_refused() {
         "the channel offers the versioned backend 1.0.0, lower than 2.0.0 installed from it before",
     );
     // rollback stays the explicit way back.
-    s.user
-        .run(&["service", "backend", "rollback", "versioned"])
-        .succeeds();
+    let back = s.user.run(&["service", "backend", "rollback", "versioned"]);
+    assert_eq!(
+        back.succeeds(),
+        format!(
+            "rolled the versioned backend back to 1.0.0 ({})\n",
+            s.in_use().display()
+        )
+    );
     assert_eq!(s.installed().as_deref(), Some("1.0.0"));
     s.assert_nothing_left();
 }
@@ -570,28 +594,74 @@ fn a_broken_server_is_one_line_and_changes_nothing() {
     s.serve(&[s.entry("2.0.0", "v2.so")], LATER, EXPIRES);
     s.server
         .put("v2.so", Route::CutAfter(s.v2.clone(), s.v2.len() / 3));
-    refused(&s, "broke off after");
+    let line = refused(&s, "broke off after");
+    // What the TLS library says of the hang-up, if anything, aside.
+    assert!(
+        line.starts_with(&format!(
+            "error: the download of {} broke off after {} of {} bytes",
+            s.server.url("v2.so"),
+            s.v2.len() / 3,
+            s.v2.len()
+        )) && line.ends_with(" (hint: nothing was installed; try again)"),
+        "{line}"
+    );
 
     s.routes_remove("v2.so");
-    refused(&s, "answered 404 Not Found");
+    assert_eq!(
+        refused(&s, "answered 404 Not Found"),
+        format!(
+            "error: {} answered 404 Not Found (hint: check the channel's URL ([updates] channel \
+             in config.toml, or --channel))",
+            s.server.url("v2.so")
+        )
+    );
 
     let elsewhere = format!("https://localhost:{}/v2.so", s.server.port);
-    s.server.put("v2.so", Route::Redirect(elsewhere));
-    refused(&s, "on another host: refusing it");
+    s.server.put("v2.so", Route::Redirect(elsewhere.clone()));
+    assert_eq!(
+        refused(&s, "on another host: refusing it"),
+        format!(
+            "error: {} redirects to {elsewhere}, on another host: refusing it (hint: a channel's \
+             files are fetched from the host its URL names; tell the channel's publisher)",
+            s.server.url("v2.so")
+        )
+    );
 
     let mut larger = s.v2.clone();
     larger.extend_from_slice(b"and more");
     s.server.put("v2.so", Route::Ok(larger));
-    refused(&s, "not the");
+    assert_eq!(
+        refused(&s, "not the"),
+        format!(
+            "error: {} is {} bytes, not the {} the channel announced (hint: nothing was \
+             installed; tell the channel's publisher)",
+            s.server.url("v2.so"),
+            s.v2.len() + b"and more".len(),
+            s.v2.len()
+        )
+    );
 
     let mut huge = s.entry("2.0.0", "v2.so");
     huge["size"] = json!(1u64 << 40);
     s.serve(&[huge], LATER, EXPIRES);
-    refused(&s, "more than a backend library can be");
+    assert_eq!(
+        refused(&s, "more than a backend library can be"),
+        format!(
+            "error: the channel announces the versioned backend 2.0.0 as {} bytes, more than a \
+             backend library can be ({} bytes): refusing it (hint: nothing was installed; tell \
+             the channel's publisher)",
+            1u64 << 40,
+            256 << 20
+        )
+    );
 
     // A plain-HTTP channel is refused before anything is asked.
     let out = s.update(&["--channel", "http://127.0.0.1:1/stable.json"]);
-    out.fails_with(1, "is not HTTPS");
+    assert_eq!(
+        out.fails_with(1, "is not HTTPS"),
+        "error: refusing http://127.0.0.1:1/stable.json: http is not HTTPS (hint: a channel is \
+         an https:// URL, or file:// for an offline mirror)"
+    );
 }
 
 impl Setup {
@@ -628,7 +698,19 @@ fn a_killed_update_leaves_the_installed_backend_and_its_leftovers_go_next_time()
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(s.installed().as_deref(), Some("1.0.0"));
-    s.user.run(&["service", "backend", "list"]).succeeds();
+    let list = s.user.run(&["service", "backend", "list"]);
+    assert_eq!(
+        list.succeeds().lines().next(),
+        Some(
+            format!(
+                "versioned 1.0.0: {} — the only copy found",
+                s.in_use().display()
+            )
+            .as_str()
+        ),
+        "{}",
+        list.stdout
+    );
 
     // The next update (which takes the store's lock) clears what the killed one left.
     s.serve_files();
@@ -691,7 +773,16 @@ fn an_update_killed_while_the_new_backend_is_checked_leaves_the_installed_one() 
         .unwrap();
     let _ = child.wait_with_output();
     assert!(!store.join("on-load/state").exists(), "{:?}", walk(&store));
-    s.update(&["on-load", "--check"]).succeeds();
+    let check = s.update(&["on-load", "--check"]);
+    assert_eq!(
+        check.succeeds(),
+        format!(
+            "the stable channel ({}), issued {ISSUED}, for {}:\n  \
+             on-load: not installed → 0.1.0 available\n",
+            s.server.url("stable.json"),
+            here()
+        )
+    );
     s.assert_nothing_left();
     assert!(!store.join("on-load").exists(), "{:?}", walk(&store));
 }

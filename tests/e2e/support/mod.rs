@@ -1,10 +1,10 @@
-//! What every end-to-end suite needs: where the built artifacts are, how a finished command
+//! What the end-to-end tests need: where the built artifacts are, how a finished command
 //! looks, and waiting for something that happens in another process.
 
-// Each suite uses its own part of this module.
-#![allow(dead_code)]
-
 pub mod runtime;
+mod shared;
+
+pub use shared::{artifacts, copy_executable, read_pid, repository};
 
 use std::{
     path::{Path, PathBuf},
@@ -80,23 +80,6 @@ impl User {
     }
 }
 
-/// `target/<profile>`, where cargo put `sygen` and the backend libraries.
-pub fn artifacts() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("tests run from target/<profile>/deps")
-        .to_path_buf();
-    assert!(
-        dir.join("sygen").is_file(),
-        "{} has no sygen binary: run `cargo build --workspace` first (with --release for \
-         the benchmarks)",
-        dir.display()
-    );
-    dir
-}
-
 /// The built library `lib<name>.so`.
 pub fn library(name: &str) -> PathBuf {
     let path = artifacts().join(format!("lib{name}.{}", std::env::consts::DLL_EXTENSION));
@@ -106,6 +89,43 @@ pub fn library(name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// A copy of a real backend at `path`, with `mode`.
+pub fn backend_copy(path: &Path, mode: u32) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::copy(library("misbehaving_backend"), path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.to_path_buf()
+}
+
+/// Runs `sygen ARGS` as `user` on a terminal (`script` gives it one); answers what the
+/// terminal showed.
+pub fn on_a_terminal(user: &User, args: &str, no_color: bool) -> String {
+    let line = format!("'{}' {args}", artifacts().join("sygen").display());
+    let mut script = Command::new("script");
+    user.environment(&mut script);
+    script.args(["-qec", &line, "/dev/null"]);
+    if no_color {
+        script.env("NO_COLOR", "1");
+    } else {
+        script.env_remove("NO_COLOR");
+    }
+    let output = script.output().expect("script (util-linux) runs");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The keys of a JSON object, sorted.
+pub fn sorted_keys(object: &serde_json::Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = object
+        .as_object()
+        .expect("a JSON object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    keys
 }
 
 /// Whether `pid` is a live process (a zombie is not).
@@ -183,6 +203,24 @@ impl Outcome {
     }
 }
 
+/// Whether `stdout` ends with `done`, `; running: runtime pid N, worker pid M`: the line sygen
+/// prints once the state it waited for is reached.
+pub fn ends_running(stdout: &str, done: &str) -> bool {
+    let Some(last) = stdout.strip_suffix('\n').and_then(|s| s.lines().last()) else {
+        return false;
+    };
+    let Some(pids) = last
+        .strip_prefix(done)
+        .and_then(|rest| rest.strip_prefix("; running: runtime pid "))
+    else {
+        return false;
+    };
+    let Some((runtime, worker)) = pids.split_once(", worker pid ") else {
+        return false;
+    };
+    runtime.parse::<u32>().is_ok() && worker.parse::<u32>().is_ok()
+}
+
 /// Writes a `/bin/sh` script with `body` at `path`, executable.
 pub fn write_script(path: &Path, body: &str) {
     use std::os::unix::fs::PermissionsExt;
@@ -234,25 +272,6 @@ pub fn passed_conformance(backend: &str, outcome: &Outcome) {
         "{}",
         outcome.stdout
     );
-}
-
-/// Copies a file the tests will execute or load. With `cp`, so the copy's write descriptor
-/// never lives in this multi-threaded process, where a child forked meanwhile by another
-/// test could inherit it and make executing the copy fail with "Text file busy".
-pub fn copy_executable(from: &Path, to: &Path) {
-    let status = Command::new("cp")
-        .arg(from)
-        .arg(to)
-        .status()
-        .expect("cp runs");
-    assert!(status.success(), "cp {} {}", from.display(), to.display());
-}
-
-/// The root of this repository.
-pub fn repository() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is inside the repository")
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -311,17 +330,6 @@ pub fn cargo_out_of_tree(
         String::from_utf8_lossy(&build.stderr)
     );
     (target.join("debug"), stdout)
-}
-
-/// The pid in the pid file at `path` (its first line), if there is one.
-pub fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path)
-        .ok()?
-        .lines()
-        .next()?
-        .trim()
-        .parse()
-        .ok()
 }
 
 /// A service manager in a namespace of its own, run by a harness script (`tests/<name>/harness`

@@ -12,24 +12,10 @@ use std::{
 use anyhow::{Context as _, Result};
 use sygen_backend_api::{ServiceDescription, UNIX_SYSTEM_DIRS};
 
-use crate::exit::{Exit, Failure};
-
-/// Where sygen keeps its state: `$SYGEN_HOME`, else `~/.sygen`; always absolute.
-pub fn sygen_home() -> Result<PathBuf> {
-    match env::var_os("SYGEN_HOME").filter(|v| !v.is_empty()) {
-        Some(home) => std::path::absolute(PathBuf::from(home))
-            .context("could not make $SYGEN_HOME an absolute path"),
-        None => Ok(user_home()?.join(".sygen")),
-    }
-}
-
-fn user_home() -> Result<PathBuf> {
-    dirs::home_dir().ok_or_else(|| {
-        Failure::new(Exit::Failed, "could not determine your home directory")
-            .hint("set HOME")
-            .into()
-    })
-}
+use crate::{
+    exit::{Exit, Failure},
+    home::{sygen_home, user_home},
+};
 
 /// The description of the sygen service as it should run now.
 pub fn build() -> Result<ServiceDescription> {

@@ -20,8 +20,16 @@ pub struct Failure {
     pub exit: Exit,
     pub message: String,
     pub hint: Option<String>,
-    /// The backend's own error kind, when a backend reported the failure.
-    pub backend_kind: Option<sygen_backend_api::ErrorKind>,
+    /// When the failure is a backend's: what it said, as it said it.
+    pub backend: Option<BackendSaid>,
+}
+
+/// A backend's failure in its own terms: its error kind (what a caller decides on) and its
+/// message without the backend's name, which the failure's message starts with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSaid {
+    pub kind: sygen_backend_api::ErrorKind,
+    pub message: String,
 }
 
 impl Failure {
@@ -30,7 +38,7 @@ impl Failure {
             exit,
             message: message.into(),
             hint: None,
-            backend_kind: None,
+            backend: None,
         }
     }
 
@@ -48,20 +56,22 @@ impl fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// The single line printed on stderr for `error`, and the exit code that goes with it.
+/// What the single line printed on stderr for `error` says after `error: `, and the exit code
+/// that goes with it.
 pub fn report(error: &anyhow::Error) -> (String, u8) {
     let (exit, message, hint) = match error.downcast_ref::<Failure>() {
         Some(failure) => (failure.exit, failure.message.clone(), failure.hint.clone()),
         None => (Exit::Failed, format!("{error:#}"), None),
     };
-    let mut line = format!("error: {}", one_line(&message));
+    let mut line = one_line(&message);
     if let Some(hint) = hint {
         line.push_str(&format!(" (hint: {})", one_line(&hint)));
     }
     (line, exit as u8)
 }
 
-fn one_line(text: &str) -> String {
+/// `text` on one line: every run of white space, line breaks included, one space.
+pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
@@ -76,16 +86,13 @@ mod tests {
         );
         assert_eq!(
             report(&error),
-            ("error: sygen is not installed (hint: run `x`)".into(), 3)
+            ("sygen is not installed (hint: run `x`)".into(), 3)
         );
     }
 
     #[test]
     fn any_other_error_is_a_failure_with_its_context() {
         let error = anyhow::anyhow!("disk full").context("writing the unit");
-        assert_eq!(
-            report(&error),
-            ("error: writing the unit: disk full".into(), 1)
-        );
+        assert_eq!(report(&error), ("writing the unit: disk full".into(), 1));
     }
 }

@@ -717,9 +717,13 @@ fn keys_that_cannot_be_used_refuse_every_backend_naming_the_file() {
             )
             .unwrap();
         }),
-        ("folder.pub", "Is a directory (os error 21)", |keys| {
-            fs::create_dir_all(keys.join("folder.pub")).unwrap();
-        }),
+        (
+            "folder.pub",
+            "is not a regular file (a directory)",
+            |keys| {
+                fs::create_dir_all(keys.join("folder.pub")).unwrap();
+            },
+        ),
         ("", "Not a directory (os error 20)", |keys| {
             fs::create_dir_all(keys.parent().unwrap()).unwrap();
             fs::write(keys, "").unwrap();

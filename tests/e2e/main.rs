@@ -32,6 +32,8 @@ mod doctor;
 mod boundary;
 // `sygen service backend add|list|remove|rollback`: the store of installed backends.
 mod backend_store;
+// Files of the sygen home that are FIFOs or directories: no command waits on one.
+mod home_files;
 // `sygen service backend update` against a real HTTPS server and signed channels.
 #[cfg(target_os = "linux")]
 mod update;

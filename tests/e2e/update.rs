@@ -34,6 +34,48 @@ enum Route {
 }
 
 /// An HTTPS server on 127.0.0.1 with a certificate for it from a fresh CA (saved as `ca`).
+#[test]
+fn a_certificate_from_an_authority_not_trusted_says_how_to_trust_it() {
+    let s = Setup::new();
+    s.serve(&[s.entry("2.0.0", "v2.so")], LATER, EXPIRES);
+    let url = s.server.url("stable.json");
+    let config = s.user.sygen_home().join("config.toml");
+    let fetched_with = |updates: String| {
+        fs::write(&config, format!("[updates]\nchannel = {url:?}\n{updates}")).unwrap();
+        let out = s.update(&[]);
+        out.fails_with(1, "cannot fetch").to_owned()
+    };
+    // rustls's own words of why are between the URL and the hint.
+    let refused = |line: &str, hint: &str| {
+        assert!(
+            line.starts_with(&format!("error: cannot fetch {url} (")) && line.ends_with(hint),
+            "{line}"
+        );
+    };
+    refused(
+        &fetched_with(String::new()),
+        " (hint: if the channel's server has a certificate of its own authority, name that \
+         authority's PEM file as `ca_file` in [updates] of config.toml)",
+    );
+    let other = Server::start();
+    let other_ca = other.ca.path().display().to_string();
+    refused(
+        &fetched_with(format!("ca_file = {other_ca:?}\n")),
+        &format!(" (hint: the server's certificate is not from the authority in {other_ca})"),
+    );
+    // Not a certificate: nothing answers there.
+    let nobody = "https://127.0.0.1:1/stable.json";
+    let out = s.update(&["--channel", nobody]);
+    let line = out.fails_with(1, "cannot fetch");
+    assert!(
+        line.starts_with(&format!("error: cannot fetch {nobody} ("))
+            && line.ends_with(
+                " (hint: nothing was changed; check the channel's URL and your connection)"
+            ),
+        "{line}"
+    );
+}
+
 struct Server {
     port: u16,
     routes: Arc<Mutex<HashMap<String, Route>>>,

@@ -20,7 +20,10 @@
 //!   judged on the file as opened to be loaded ([`open_to_load`], [`check_trust_open`],
 //!   [`loadable_path`]).
 //! - **Last words.** Hooks for a crash ([`on_crash`]) and an `exit()` ([`on_exit`]), and what
-//!   they may use: [`write_stderr_now`] and [`exit_now`] (see `boundary`).
+//!   they may use: [`write_now`] and [`exit_now`] (see `boundary`).
+//!
+//! The platform layer is the bottom one: it uses nothing of sygen but where the home is
+//! (`home`, to know whose processes a root user acting for another may touch).
 
 #[cfg(unix)]
 mod unix;
@@ -36,8 +39,8 @@ use windows as os;
 
 pub use family::{
     check_private, check_trust, check_trust_open, exit_now, exit_status, file_stamp, is_locked,
-    is_same_file, listen, no_follow, on_crash, on_exit, open_to_load, quiet_on_closed_pipes,
-    regular_file_behind, send, special_file_kind, try_lock, write_stderr_now, Tree,
+    is_same_file, listen, no_follow, on_crash, on_exit, open_nonblocking, open_to_load,
+    quiet_on_closed_pipes, regular_file_behind, send, special_file_kind, try_lock, write_now, Tree,
 };
 pub use os::loadable_path;
 
@@ -115,8 +118,10 @@ fn is_identity(text: &[u8]) -> bool {
 }
 
 /// A process as sygen knows it: a pid and when that process started, in the platform's own
-/// unit. The pair names one process for as long as the machine runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// unit. The pair names one process for as long as the machine runs. The runtime tells its
+/// guard of each worker as one, in JSON.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Identity {
     pub pid: u32,
     pub start: u64,

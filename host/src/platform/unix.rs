@@ -25,7 +25,7 @@ pub(super) fn owner() -> u32 {
             return euid;
         }
         use std::os::unix::fs::MetadataExt as _;
-        crate::description::sygen_home()
+        crate::home::sygen_home()
             .ok()
             .and_then(|home| std::fs::metadata(home).ok())
             .map_or(0, |m| m.uid())
@@ -85,6 +85,16 @@ pub fn special_file_kind(metadata: &std::fs::Metadata) -> &'static str {
     } else {
         "not a file"
     }
+}
+
+/// Opens `path` to read without blocking on what it is: opening a FIFO that no one writes
+/// would otherwise wait for a writer. Reads of a regular file are unaffected by the flag.
+pub fn open_nonblocking(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
 }
 
 /// A duplicate of `stream`'s descriptor when a regular file is behind it.
@@ -200,11 +210,15 @@ pub fn on_exit(report: extern "C" fn()) {
     }
 }
 
-/// Writes to stderr with one system call: async-signal-safe, unbuffered, unlocked.
-pub fn write_stderr_now(bytes: &[u8]) {
-    // SAFETY: fd 2 is open for the life of the process (or writing to it fails harmlessly).
-    let stderr = unsafe { std::os::fd::BorrowedFd::borrow_raw(2) };
-    let _ = nix::unistd::write(stderr, bytes);
+/// Writes to `stream` with one system call: async-signal-safe, unbuffered, unlocked.
+pub fn write_now(stream: StdStream, bytes: &[u8]) {
+    let fd = match stream {
+        StdStream::Out => 1,
+        StdStream::Err => 2,
+    };
+    // SAFETY: fds 1 and 2 are open for the life of the process (or writing fails harmlessly).
+    let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let _ = nix::unistd::write(fd, bytes);
 }
 
 /// Ends the process now, running nothing else: async-signal-safe.
@@ -457,8 +471,11 @@ impl Tree {
         std::os::unix::process::CommandExt::process_group(command, 0);
         let child = self.inner.spawn(command)?;
         if let (Some(guard), Some(worker)) = (&self.guard, Identity::of(child.id())) {
-            // The worker's process group is the tree's too: the guard ends its members.
-            let _ = writeln!(&guard.pipe, "{} {}", worker.pid, worker.start);
+            // The worker's process group is the tree's too: the guard ends its members. One
+            // JSON line, written at once.
+            if let Ok(json) = serde_json::to_string(&worker) {
+                let _ = (&guard.pipe).write_all(format!("{json}\n").as_bytes());
+            }
         }
         Ok(child)
     }

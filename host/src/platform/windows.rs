@@ -294,6 +294,12 @@ pub fn is_same_file(file: &File, path: &Path) -> bool {
     open.is_some() && named.and_then(|f| file_id(&f)) == open
 }
 
+/// Opens `path` to read. No file of a Windows path blocks its opener (pipes live apart, under
+/// `\\.\pipe\`), so this is a plain open.
+pub fn open_nonblocking(path: &Path) -> io::Result<File> {
+    File::open(path)
+}
+
 /// What a file that is neither regular nor a directory is, in words.
 pub fn special_file_kind(_metadata: &std::fs::Metadata) -> &'static str {
     "not a regular file"
@@ -413,18 +419,22 @@ pub fn on_crash(report: fn(&'static str)) {
 /// Nothing to hook: Rust's `exit` is `ExitProcess`, which runs no exit handlers of the program.
 pub fn on_exit(_report: extern "C" fn()) {}
 
-/// Writes to stderr with one system call, taking no lock.
-pub fn write_stderr_now(bytes: &[u8]) {
+/// Writes to `stream` with one system call, taking no lock.
+pub fn write_now(stream: StdStream, bytes: &[u8]) {
     use windows_sys::Win32::{
         Storage::FileSystem::WriteFile,
-        System::Console::{GetStdHandle, STD_ERROR_HANDLE},
+        System::Console::{GetStdHandle, STD_ERROR_HANDLE, STD_OUTPUT_HANDLE},
+    };
+    let handle = match stream {
+        StdStream::Out => STD_OUTPUT_HANDLE,
+        StdStream::Err => STD_ERROR_HANDLE,
     };
     let mut written = 0;
     let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
     // SAFETY: the buffer is valid for `len` bytes; a missing handle makes the write fail.
     unsafe {
         WriteFile(
-            GetStdHandle(STD_ERROR_HANDLE),
+            GetStdHandle(handle),
             bytes.as_ptr(),
             len,
             &mut written,

@@ -9,15 +9,16 @@
 
 use std::{
     fs::{self, File, OpenOptions},
-    io::{self, Read as _, Write as _},
+    io::{self, Write as _},
     path::{Path, PathBuf},
     thread,
     time::{Duration, Instant},
 };
 
-use super::config;
 use crate::{
+    config,
     exit::{Exit, Failure},
+    file,
     platform::{self, Identity},
 };
 
@@ -77,14 +78,8 @@ impl Record {
     }
 
     fn read(path: &Path) -> Option<Self> {
-        let mut text = String::new();
         // A pid file is a few lines; more is not one of sygen's.
-        File::open(path)
-            .ok()?
-            .take(4096)
-            .read_to_string(&mut text)
-            .ok()?;
-        Self::parse(&text)
+        Self::parse(&file::read_small(path, 4096).ok()??)
     }
 }
 
@@ -102,7 +97,8 @@ pub enum Runtime {
 /// Looks at the runtime of `home`, without signalling anything.
 pub fn runtime(home: &Path) -> Runtime {
     let path = home.join(RUNTIME_FILE);
-    let Ok(file) = File::open(&path) else {
+    // Whatever else is there (a FIFO someone made) is no runtime's, and is not waited on.
+    let Ok(Some(file)) = file::open_regular(&path) else {
         return Runtime::NotRunning;
     };
     if !platform::is_locked(&file).unwrap_or(false) {
@@ -116,8 +112,9 @@ pub fn runtime(home: &Path) -> Runtime {
             return Runtime::Running(record);
         }
         if Instant::now() >= deadline {
-            let pid = fs::read_to_string(&path)
+            let pid = file::read_small(&path, 4096)
                 .ok()
+                .flatten()
                 .and_then(|t| t.lines().next()?.trim().parse().ok());
             return Runtime::Unproven { pid };
         }

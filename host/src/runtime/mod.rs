@@ -16,10 +16,15 @@
 //! the Job object on Windows); what outlives both, the next runtime ends first. The
 //! runtime idles on blocking waits only: a thread each for requests, reaping, each output pipe
 //! and the echo, and the main thread on a channel.
+//!
+//! Here also: the built-in agent (`agent`), the instance record (`instance`: the pid files
+//! `stop`, `restart` and `doctor` read), the agent log (`log`, `echo`) and the home's trust
+//! check (`home_trust`). The runtime uses `config`, `home`, `file`, `exit` and `platform`;
+//! nothing of backends: a service manager starts it, it starts no service manager.
 
-pub mod config;
+pub mod agent;
 mod echo;
-pub mod home;
+pub mod home_trust;
 pub mod instance;
 mod log;
 
@@ -34,9 +39,10 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use self::{config::Config, echo::Echo, instance::Claim, log::AgentLog};
+use self::{echo::Echo, instance::Claim, log::AgentLog};
 use crate::{
-    description,
+    config::{self, Config},
+    home,
     platform::{self, pids, Exit, Identity, Listener, Owner, Request, StdStream, Tree},
 };
 
@@ -114,9 +120,9 @@ struct Runtime {
 }
 
 pub fn run(supervise: bool) -> Result<ExitCode> {
-    let home = description::sygen_home()?;
-    home::check(&home)?;
-    let config = Config::load(&home.join("config.toml"))?;
+    let home = home::sygen_home()?;
+    home_trust::check(&home).map_err(home_trust::refusal)?;
+    let config = Config::of_home(&home)?;
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let claim = Claim::acquire(&home, config.agent.stop_timeout)?;
     let logs = home.join("logs");
@@ -178,10 +184,9 @@ pub fn guard(marker: &str, stop_timeout_ms: u64) -> Result<ExitCode> {
     let mut worker = None;
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
-        if let Some((pid, start)) = line.split_once(' ') {
-            if let (Ok(pid), Ok(start)) = (pid.parse(), start.parse()) {
-                worker = Some(Identity { pid, start });
-            }
+        match serde_json::from_str::<Identity>(&line) {
+            Ok(announced) => worker = Some(announced),
+            Err(e) => tracing::debug!("not a worker's identity ({e}): {line}"),
         }
     }
     let owner = Owner::Runtime(marker);

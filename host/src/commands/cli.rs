@@ -1,8 +1,11 @@
-//! The command line, as clap sees it.
+//! The command line, as clap sees it: the flags and arguments only. What they resolve to (the
+//! sygen home, the backend, the configuration) is worked out by the commands.
 
 use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::{backend::BackendName, config};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -93,7 +96,7 @@ pub enum Command {
     Agent {
         /// How often to log a heartbeat; default: `heartbeat_interval` of config.toml. The
         /// runtime passes its own, so a later edit of config.toml cannot stop a restart.
-        #[arg(long, value_parser = crate::runtime::config::parse_heartbeat_interval, value_name = "DURATION")]
+        #[arg(long, value_parser = config::parse_heartbeat_interval, value_name = "DURATION")]
         heartbeat_interval: Option<std::time::Duration>,
     },
     /// Ends what is left of a runtime's tree once that runtime is gone (started by `run`).
@@ -158,26 +161,26 @@ pub enum BackendCommand {
     List,
     /// Remove an installed backend (and the version kept for rollback).
     Remove {
-        #[arg(value_parser = crate::loader::parse_name)]
-        name: String,
+        #[arg(value_parser = BackendName::parse)]
+        name: BackendName,
     },
     /// Use this backend for every command from now on (writes `backend = "<name>"` into
     /// config.toml).
     Use {
-        #[arg(value_parser = crate::loader::parse_name)]
-        name: String,
+        #[arg(value_parser = BackendName::parse)]
+        name: BackendName,
     },
     /// Go back to the version the last `add` replaced.
     Rollback {
-        #[arg(value_parser = crate::loader::parse_name)]
-        name: String,
+        #[arg(value_parser = BackendName::parse)]
+        name: BackendName,
     },
     /// Update backends from their signed channel: the newest version for this platform
     /// that is newer than the one in use (every installed backend the channel offers, or
     /// those named).
     Update {
-        #[arg(value_parser = crate::loader::parse_name)]
-        names: Vec<String>,
+        #[arg(value_parser = BackendName::parse)]
+        names: Vec<BackendName>,
         /// Only say what would change.
         #[arg(long)]
         check: bool,
@@ -248,7 +251,7 @@ pub struct DryRunFlag {
 #[derive(Args, Debug, Clone, Copy)]
 pub struct WaitArgs {
     /// How long to wait for the service to reach its new state (e.g. 30s, 2m; at most 1 day).
-    #[arg(long, default_value = "30s", value_parser = crate::runtime::config::parse_timeout, value_name = "DURATION")]
+    #[arg(long, default_value = "30s", value_parser = config::parse_timeout, value_name = "DURATION")]
     pub timeout: std::time::Duration,
     /// Return once the service manager has the request, without waiting.
     #[arg(long, conflicts_with = "timeout")]
@@ -280,4 +283,17 @@ pub struct LogsArgs {
     /// How many past lines to show.
     #[arg(short = 'n', long, default_value_t = 50, value_name = "N")]
     pub lines: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // clap's own checks of every command and argument (names, conflicts, defaults).
+        Cli::command().debug_assert();
+    }
 }

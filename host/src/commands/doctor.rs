@@ -13,13 +13,14 @@ use sygen_backend_api::{
     ServiceDescription, ServiceSpec,
 };
 
+use super::context::Context;
 use crate::{
-    console, description,
+    backend::{boundary, console, select::Survey, trust, update::LastCheck, Backend},
+    config::Config,
+    description,
     exit::{Exit, Failure},
-    loader::{self, Backend, Choice},
     runtime::{
-        self,
-        config::Config,
+        home_trust,
         instance::{self, Runtime, RUNTIME_FILE},
     },
 };
@@ -33,11 +34,11 @@ struct Report<'a> {
 }
 
 pub fn run(backend_file: Option<&Path>, json: bool, colour: bool) -> Result<()> {
-    let home = description::sygen_home()?;
+    let context = Context::new(backend_file)?;
     let service = description::build()?;
     // What the backend prints while answering is not part of the report (and would break
     // the JSON): its findings come back as checks.
-    let (checks, _) = console::capture(|| checks(backend_file, &home, &service));
+    let (checks, _) = console::capture(|| checks(&context, &service));
     let count = |status| checks.iter().filter(|c| c.status == status).count();
     let report = Report {
         checks: &checks,
@@ -90,9 +91,9 @@ fn render(check: &Check, colour: bool) -> String {
     text
 }
 
-fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription) -> Vec<Check> {
-    let choice = backend_file.map_or(Choice::Default, Choice::Flag);
-    let survey = loader::survey(choice, home, false);
+fn checks(context: &Context<'_>, service: &ServiceDescription) -> Vec<Check> {
+    let home = &context.home;
+    let survey = context.survey(false);
     let mut checks = backend_files(&survey);
     let backend = match survey.load_selected() {
         Ok(backend) => Some(backend),
@@ -105,47 +106,69 @@ fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription
             None
         }
     };
-    let spec = service.to_spec();
-    let mut running = None;
-    if let Some(backend) = &backend {
-        let why = backend.why.map_or(String::new(), |why| format!(" ({why})"));
-        checks.push(Check::pass(
-            "backend",
+    let running = match &backend {
+        Some(backend) => backend_and_service(backend, &service.to_spec(), &mut checks),
+        None => None,
+    };
+    checks.extend(backend_updates(home, backend.as_ref()));
+    checks.push(home_check(home));
+    if let Some(config) = config(home, &mut checks) {
+        checks.push(worker_path(&config, service));
+    }
+    checks.push(logs_dir(&service.logs_dir));
+    checks.push(pid_files(home, running));
+    checks
+}
+
+/// The backend in use, its service manager, its own checks and the service's state. Answers
+/// whether the service runs, when that could be asked.
+fn backend_and_service(
+    backend: &Backend,
+    spec: &ServiceSpec,
+    checks: &mut Vec<Check>,
+) -> Option<bool> {
+    let why = backend.why.map_or(String::new(), |why| format!(" ({why})"));
+    checks.push(Check::pass(
+        "backend",
+        format!(
+            "{} {} from {}{why}",
+            backend.name,
+            backend.version,
+            backend.path.display()
+        ),
+    ));
+    if let Some(shipped) = &backend.replaces {
+        checks.push(Check::warn(
+            "backend-replaced",
             format!(
-                "{} {} from {}{why}",
+                "{} {} from {} replaces the {0} backend shipped with sygen ({})",
                 backend.name,
                 backend.version,
-                backend.path.display()
+                backend.path.display(),
+                shipped.display()
+            ),
+            format!(
+                "if you did not install it, remove it: `sygen service backend remove {}`",
+                backend.name
             ),
         ));
-        if let Some(shipped) = &backend.replaces {
-            checks.push(Check::warn(
-                "backend-replaced",
-                format!(
-                    "{} {} from {} replaces the {0} backend shipped with sygen ({})",
-                    backend.name,
-                    backend.version,
-                    backend.path.display(),
-                    shipped.display()
-                ),
-                format!(
-                    "if you did not install it, remove it: `sygen service backend remove {}`",
-                    backend.name
-                ),
-            ));
-        }
-        // The backend's own checks come even when its manager does not answer: they say why.
-        let available = service_manager(backend, &spec, &mut checks);
-        // A backend that did not answer is not asked again: its failure says so once.
-        if !crate::boundary::stuck() {
-            checks.extend(backend_checks(backend, &spec));
-        }
-        if available {
-            running = service_state(backend, &spec, &mut checks);
-        }
     }
-    checks.extend(backend_updates(home, backend.as_ref()));
-    checks.push(match runtime::home::check(home) {
+    // The backend's own checks come even when its manager does not answer: they say why.
+    let available = service_manager(backend, spec, checks);
+    // A backend that did not answer is not asked again: its failure says so once.
+    if !boundary::stuck() {
+        checks.extend(backend_checks(backend, spec));
+    }
+    if available {
+        service_state(backend, spec, checks)
+    } else {
+        None
+    }
+}
+
+/// Whether the sygen home is one `sygen run` accepts.
+fn home_check(home: &Path) -> Check {
+    match home_trust::check(home) {
         Ok(()) => Check::pass(
             "home",
             format!(
@@ -153,33 +176,22 @@ fn checks(backend_file: Option<&Path>, home: &Path, service: &ServiceDescription
                 home.display()
             ),
         ),
-        Err(failure) => Check::fail(
+        Err(untrusted) => Check::fail(
             "home",
-            failure
-                .message
-                .trim_start_matches("refusing to run: ")
-                .to_owned()
-                + ": sygen run refuses it",
-            failure.hint.unwrap_or_default(),
+            format!("{}: sygen run refuses it", untrusted.reason),
+            untrusted.hint,
         ),
-    });
-    let config = config(home, &mut checks);
-    if let Some(config) = &config {
-        checks.push(worker_path(config, service));
     }
-    checks.push(logs_dir(&service.logs_dir));
-    checks.push(pid_files(home, running));
-    checks
 }
 
 /// Files that do not load (a warning: another file may serve), and files anyone but the
 /// user could have replaced (a failure: sygen refuses to run their code).
-fn backend_files(survey: &loader::Survey) -> Vec<Check> {
+fn backend_files(survey: &Survey) -> Vec<Check> {
     let mut checks = Vec::new();
     let mut unsafe_files = 0;
     for found in &survey.found {
         let path = &found.path;
-        if let Err(error) = loader::check_trust(path) {
+        if let Err(error) = trust::check_trust(path) {
             unsafe_files += 1;
             checks.push(Check::fail(
                 "backend-permissions",
@@ -210,13 +222,13 @@ fn backend_files(survey: &loader::Survey) -> Vec<Check> {
 /// What the last `sygen service backend update --check` (or update) found, never asked anew:
 /// doctor does not go online. Nothing when no check was ever made.
 fn backend_updates(home: &Path, in_use: Option<&Backend>) -> Option<Check> {
-    let last = crate::update::LastCheck::load(home)?;
+    let last = LastCheck::load(home)?;
     let version = |text: &str| semver::Version::parse(text).ok();
     let pending: Vec<String> = last
         .updates
         .iter()
         .filter(|update| {
-            let installed = match in_use.filter(|b| b.name == update.name) {
+            let installed = match in_use.filter(|b| b.name.as_str() == update.name) {
                 Some(backend) => Some(backend.version.as_str()),
                 None => update.installed.as_deref(),
             };
@@ -347,7 +359,7 @@ fn service_state(backend: &Backend, spec: &ServiceSpec, checks: &mut Vec<Check>)
 }
 
 fn config(home: &Path, checks: &mut Vec<Check>) -> Option<Config> {
-    let path = home.join("config.toml");
+    let path = crate::home::config_file(home);
     match Config::load(&path) {
         Ok(config) => {
             let message = if path.exists() {

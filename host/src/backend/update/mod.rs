@@ -13,37 +13,61 @@ mod download;
 mod memory;
 pub mod publish;
 
-use std::{fs::File, io::Write as _, path::Path, time::SystemTime};
+use std::{
+    fs::File,
+    io::Write as _,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
 
 use anyhow::Result;
 use serde::Serialize;
 
 pub use memory::LastCheck;
 
-use crate::{
-    description,
-    exit::{Exit, Failure},
-    install_backend, loader, registry,
-    runtime::config::Config,
+use super::{
+    identity::Described,
+    name::BackendName,
+    registry,
+    store::{self, LockedStore},
+    trust::{self, TrustedKey, SIGNATURE_LIMIT},
 };
-use channel::{Entry, Offer, Verified};
+use crate::{
+    exit::{Exit, Failure},
+    home,
+};
+use channel::{Entry, Manifest, Offer, Verified};
 
 /// The channel of a sygen built with `SYGEN_UPDATE_CHANNEL` set (by a distributor).
 const BUILT_IN_CHANNEL: Option<&str> = option_env!("SYGEN_UPDATE_CHANNEL");
-/// A signature file is two short comment lines and two base64 lines.
-const SIGNATURE_LIMIT: u64 = 64 << 10;
+
+/// The channel to update from: the one passed, else the one config.toml names, else the one
+/// built in.
+pub fn channel_url(passed: Option<&str>, configured: Option<&str>) -> Result<String, Failure> {
+    passed
+        .or(configured)
+        .or(BUILT_IN_CHANNEL)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Failure::new(Exit::Failed, "no channel to update from")
+                .hint("set `channel` in [updates] of config.toml, or pass --channel <url>")
+        })
+}
 
 pub struct Request<'a> {
-    pub names: &'a [String],
+    /// The backends to update; none: every installed one the channel offers.
+    pub names: &'a [BackendName],
     pub check: bool,
     pub json: bool,
-    pub channel: Option<&'a str>,
+    pub channel: &'a str,
+    /// Certificate authorities trusted for the channel instead of the platform's.
+    pub ca_file: Option<&'a Path>,
 }
 
 /// One backend's line of the answer.
 #[derive(Serialize)]
 struct Row {
-    name: String,
+    name: BackendName,
     installed: Option<String>,
     /// The channel's newest version here, if it has one.
     offered: Option<String>,
@@ -74,41 +98,95 @@ struct Report<'a> {
 }
 
 pub fn update(request: &Request<'_>) -> Result<()> {
-    let home = description::sygen_home()?;
-    let config = Config::load(&home.join("config.toml"))?;
-    let url = request
-        .channel
-        .map(str::to_owned)
-        .or(config.updates.channel)
-        .or(BUILT_IN_CHANNEL.map(str::to_owned))
-        .ok_or_else(|| {
-            Failure::new(Exit::Failed, "no channel to update from")
-                .hint("set `channel` in [updates] of config.toml, or pass --channel <url>")
-        })?;
-    let keys = loader::required_keys()?;
-    let fetcher = download::Fetcher::new(config.updates.ca_file.as_deref())?;
-    let store = install_backend::lock()?;
+    let home = home::sygen_home()?;
+    let keys = trust::required_keys()?;
+    let fetcher = download::Fetcher::new(request.ca_file)?;
+    let store = store::lock()?;
     let mut memory = memory::Memory::load(store.dir())?;
+    let verified = fetch_manifest(&fetcher, request.channel, keys, &mut memory, store.dir())?;
+    let Verified { manifest, key, .. } = &verified;
+    let target = channel::this_target();
+    let rows = compare(request, manifest, key, &memory, &store, &target)?;
+    let report = Report {
+        channel: request.channel,
+        name: &manifest.channel,
+        issued: &manifest.issued,
+        expires: &manifest.expires,
+        target: &target,
+        backends: &rows,
+    };
+    if request.check {
+        print_report(&report, request.json);
+    }
+    let updates: Vec<&Row> = rows.iter().filter(|r| r.status == Status::Update).collect();
+    record_check(&home, request.channel, &updates);
+    refuse_going_back(&rows, &memory, key)?;
+    if request.check {
+        return Ok(());
+    }
+    say_what_is_not_updated(&rows, manifest, &target);
+    for (done, entry) in updates
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| Some((i, r.entry.as_ref()?)))
+    {
+        install(&store, &fetcher, request.channel, entry, &verified)?;
+        if let Some(version) = entry.semver() {
+            memory.installed(key, &entry.name, &version);
+            memory.save(store.dir())?;
+        }
+        record_check(&home, request.channel, &updates[done + 1..]);
+    }
+    Ok(())
+}
 
-    let manifest = fetcher.document(&url, download::DOCUMENT_LIMIT)?;
+/// Fetches the channel's manifest and its signature, and believes it only as [`channel::verify`]
+/// allows; remembers it as the newest seen.
+fn fetch_manifest(
+    fetcher: &download::Fetcher,
+    url: &str,
+    keys: &[TrustedKey],
+    memory: &mut memory::Memory,
+    store: &Path,
+) -> Result<Verified> {
+    let manifest = fetcher.document(url, download::DOCUMENT_LIMIT)?;
     let signature_url = format!("{url}.minisig");
     let signature = String::from_utf8(fetcher.document(&signature_url, SIGNATURE_LIMIT)?)
         .map_err(|_| Failure::new(Exit::Failed, format!("{signature_url} is not text")))?;
     let verified = channel::verify(
-        &url,
+        url,
         &manifest,
         &signature,
         keys,
         SystemTime::now(),
         |k, c| memory.newest_manifest(k, c),
     )?;
-    let Verified { manifest, key, .. } = &verified;
-    memory.saw_manifest(key, &manifest.channel, &manifest.issued);
-    memory.save(store.dir())?;
+    memory.saw_manifest(
+        &verified.key,
+        &verified.manifest.channel,
+        &verified.manifest.issued,
+    );
+    memory.save(store)?;
+    Ok(verified)
+}
 
-    let target = channel::this_target();
-    let names: Vec<String> = if request.names.is_empty() {
-        let mut offered: Vec<String> = manifest.backends.iter().map(|e| e.name.clone()).collect();
+/// A row per backend asked for (or, when none was, per backend installed here that the
+/// channel offers): what is installed, what the channel offers, and what that means.
+fn compare(
+    request: &Request<'_>,
+    manifest: &Manifest,
+    key: &TrustedKey,
+    memory: &memory::Memory,
+    store: &LockedStore,
+    target: &str,
+) -> Result<Vec<Row>> {
+    let names: Vec<BackendName> = if request.names.is_empty() {
+        // A name no backend can have is nothing this sygen could install.
+        let mut offered: Vec<BackendName> = manifest
+            .backends
+            .iter()
+            .filter_map(|e| BackendName::new(e.name.as_str()).ok())
+            .collect();
         offered.sort();
         offered.dedup();
         offered
@@ -122,11 +200,11 @@ pub fn update(request: &Request<'_>) -> Result<()> {
             // Unasked, only what is installed here is updated.
             continue;
         }
-        let highest = memory.highest(key, &name);
+        let highest = memory.highest(key, name.as_str());
         let offer = channel::offer(
             manifest,
-            &name,
-            &target,
+            name.as_str(),
+            target,
             installed.as_ref(),
             highest.as_ref(),
         );
@@ -148,56 +226,57 @@ pub fn update(request: &Request<'_>) -> Result<()> {
             entry,
         });
     }
+    Ok(rows)
+}
 
-    let report = Report {
-        channel: &url,
-        name: &manifest.channel,
-        issued: &manifest.issued,
-        expires: &manifest.expires,
-        target: &target,
-        backends: &rows,
-    };
-    if request.check {
-        print_report(&report, request.json);
+/// Records what this check found for `sygen doctor` (see [`LastCheck`]): the updates still
+/// to install.
+fn record_check(home: &Path, url: &str, available: &[&Row]) {
+    LastCheck {
+        checked: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        channel: url.to_owned(),
+        updates: available
+            .iter()
+            .map(|row| memory::Available {
+                name: row.name.to_string(),
+                installed: row.installed.clone(),
+                version: row.offered.clone().unwrap_or_default(),
+            })
+            .collect(),
     }
-    let updates: Vec<&Row> = rows.iter().filter(|r| r.status == Status::Update).collect();
-    let record = |available: &[&Row]| {
-        LastCheck {
-            checked: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
-            channel: url.clone(),
-            updates: available
-                .iter()
-                .map(|row| memory::Available {
-                    name: row.name.clone(),
-                    installed: row.installed.clone(),
-                    version: row.offered.clone().unwrap_or_default(),
-                })
-                .collect(),
-        }
-        .save(&home)
-    };
-    record(&updates);
-    if let Some(refused) = rows.iter().find(|r| r.status == Status::Refused) {
-        let highest = memory.highest(key, &refused.name).map(|v| v.to_string());
-        return Err(Failure::new(
-            Exit::Failed,
-            format!(
-                "the channel offers the {} backend {}, lower than {} installed from it before: \
-                 refusing it",
-                refused.name,
-                refused.offered.as_deref().unwrap_or("?"),
-                highest.as_deref().unwrap_or("the version")
-            ),
-        )
-        .hint(
-            "a channel going back in versions may be an attack; `sygen service backend \
-             rollback` and `backend add --force` are the ways back",
-        )
-        .into());
-    }
-    if request.check {
+    .save(home);
+}
+
+/// Refuses a channel offering a version lower than one installed from it before.
+fn refuse_going_back(
+    rows: &[Row],
+    memory: &memory::Memory,
+    key: &TrustedKey,
+) -> Result<(), Failure> {
+    let Some(refused) = rows.iter().find(|r| r.status == Status::Refused) else {
         return Ok(());
-    }
+    };
+    let highest = memory
+        .highest(key, refused.name.as_str())
+        .map(|v| v.to_string());
+    Err(Failure::new(
+        Exit::Failed,
+        format!(
+            "the channel offers the {} backend {}, lower than {} installed from it before: \
+             refusing it",
+            refused.name,
+            refused.offered.as_deref().unwrap_or("?"),
+            highest.as_deref().unwrap_or("the version")
+        ),
+    )
+    .hint(
+        "a channel going back in versions may be an attack; `sygen service backend \
+         rollback` and `backend add --force` are the ways back",
+    ))
+}
+
+/// Says which backends the channel has nothing for, or that there is nothing to update.
+fn say_what_is_not_updated(rows: &[Row], manifest: &Manifest, target: &str) {
     for row in rows.iter().filter(|r| r.status == Status::None) {
         println!(
             "the {} channel has nothing for the {} backend on {target} (interface {})",
@@ -217,19 +296,6 @@ pub fn update(request: &Request<'_>) -> Result<()> {
             manifest.channel, manifest.issued
         );
     }
-    for (done, entry) in updates
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| Some((i, r.entry.as_ref()?)))
-    {
-        install(&store, &fetcher, &url, entry, &verified)?;
-        if let Some(version) = entry.semver() {
-            memory.installed(key, &entry.name, &version);
-            memory.save(store.dir())?;
-        }
-        record(&updates[done + 1..]);
-    }
-    Ok(())
 }
 
 fn print_report(report: &Report<'_>, json: bool) {
@@ -269,7 +335,7 @@ fn print_report(report: &Report<'_>, json: bool) {
 
 /// Fetches `entry` into a temporary directory of the store, checks it, and installs it.
 fn install(
-    store: &install_backend::LockedStore,
+    store: &LockedStore,
     fetcher: &download::Fetcher,
     channel_url: &str,
     entry: &Entry,
@@ -294,44 +360,14 @@ fn install(
         .prefix(".tmp-update-")
         .tempdir_in(store.dir())
         .map_err(|e| {
+            let dir = store.dir().display();
             Failure::new(
                 Exit::Failed,
-                format!(
-                    "cannot stage the download in {} ({e})",
-                    store.dir().display()
-                ),
+                format!("cannot stage the download in {dir} ({e})"),
             )
         })?;
-    let library = staging.path().join(install_backend::file_name(&entry.name));
-    let mut file = File::create(&library).map_err(|e| {
-        Failure::new(
-            Exit::Failed,
-            format!("cannot create {} ({e})", library.display()),
-        )
-    })?;
-    let label = format!("{} {}", entry.name, entry.version);
     let url = download::resolve(channel_url, &entry.url)?;
-    fetcher.file(&url, entry.size, &mut file, &label)?;
-    drop(file);
-    let bytes = std::fs::read(&library).map_err(|e| {
-        Failure::new(
-            Exit::Failed,
-            format!("cannot read {} ({e})", library.display()),
-        )
-    })?;
-    channel::verify_file(entry, &bytes, &verified.key)?;
-    let signature = loader::signature_path(&library);
-    File::create(&signature)
-        .and_then(|mut f| {
-            f.write_all(entry.signature.as_bytes())
-                .and_then(|()| f.sync_all())
-        })
-        .map_err(|e| {
-            Failure::new(
-                Exit::Failed,
-                format!("cannot write {} ({e})", signature.display()),
-            )
-        })?;
+    let library = fetch(fetcher, &url, entry, verified, staging.path())?;
     let described = registry::describe_in_child(&library).map_err(|failure| Failure {
         message: format!("{}; nothing was installed", failure.message),
         ..failure
@@ -345,19 +381,47 @@ fn install(
         entry.size,
         verified.key.path.display()
     );
-    store.add(&library, &described, false)
+    println!("{}", store.add(&library, &described, false)?);
+    Ok(())
+}
+
+/// Downloads the library of `entry` from `url` into `dir`, checks it against the verified
+/// manifest and writes its signature beside it; answers its path.
+fn fetch(
+    fetcher: &download::Fetcher,
+    url: &str,
+    entry: &Entry,
+    verified: &Verified,
+    dir: &Path,
+) -> Result<PathBuf, Failure> {
+    let cannot = |what: &str, path: &Path, e: std::io::Error| {
+        Failure::new(
+            Exit::Failed,
+            format!("cannot {what} {} ({e})", path.display()),
+        )
+    };
+    let name = BackendName::parse(&entry.name).map_err(|e| Failure::new(Exit::Failed, e))?;
+    let library = dir.join(name.file_name());
+    let mut file = File::create(&library).map_err(|e| cannot("create", &library, e))?;
+    let label = format!("{} {}", entry.name, entry.version);
+    fetcher.file(url, entry.size, &mut file, &label)?;
+    drop(file);
+    let bytes = std::fs::read(&library).map_err(|e| cannot("read", &library, e))?;
+    channel::verify_file(entry, &bytes, &verified.key)?;
+    let signature = trust::signature_path(&library);
+    File::create(&signature)
+        .and_then(|mut f| {
+            f.write_all(entry.signature.as_bytes())
+                .and_then(|()| f.sync_all())
+        })
+        .map_err(|e| cannot("write", &signature, e))?;
+    Ok(library)
 }
 
 /// The library must be what the channel says it is.
-fn check_described(
-    entry: &Entry,
-    described: &registry::Described,
-    library: &Path,
-) -> Result<(), Failure> {
-    let interface = semver::Version::parse(&described.api_version)
-        .map(|v| v.major)
-        .ok();
-    let same = described.name == entry.name
+fn check_described(entry: &Entry, described: &Described, library: &Path) -> Result<(), Failure> {
+    let interface = described.interface().ok();
+    let same = described.name.as_str() == entry.name
         && entry
             .semver()
             .is_some_and(|v| semver::Version::parse(&described.version).is_ok_and(|d| d == v))

@@ -14,10 +14,14 @@ use ct_codecs::Decoder as _;
 use sha2::{Digest, Sha256};
 use sygen_backend_api::sdk::fs::write_atomic;
 
-use super::channel::{self, Entry, Manifest};
+use super::{
+    channel::{self, Entry, Manifest},
+    download::DOCUMENT_LIMIT,
+};
 use crate::{
+    backend::{registry, trust},
     exit::{Exit, Failure},
-    loader, registry,
+    file,
 };
 
 /// How long a manifest may be believed, at least and at most.
@@ -41,12 +45,10 @@ fn failure(message: String) -> Failure {
 /// The secret key in `path`; an encrypted one is opened with `$SYGEN_SIGNING_PASSWORD`, else
 /// with a password asked for at the terminal.
 fn secret_key(path: &Path) -> Result<minisign::SecretKey, Failure> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        failure(format!(
-            "cannot read the secret key {} ({e})",
-            path.display()
-        ))
-    })?;
+    // A key file is two short lines.
+    let text = file::read_small(path, 4096)
+        .map_err(|e| failure(format!("the secret key {} {e}", path.display())))?
+        .ok_or_else(|| failure(format!("there is no secret key {}", path.display())))?;
     let unusable = |e: minisign::PError| {
         failure(format!(
             "{} is not a usable minisign secret key ({e})",
@@ -110,59 +112,13 @@ pub fn publish(p: &Publication<'_>) -> Result<()> {
         ))
         .into());
     }
-    // The file is about to be signed: it cannot have a valid signature yet.
-    let described = registry::describe_unsigned_in_child(p.library)?;
-    let interface = semver::Version::parse(&described.api_version)
-        .map(|v| v.major)
-        .map_err(|e| {
-            failure(format!(
-                "its interface version {:?} is not semver ({e})",
-                described.api_version
-            ))
-        })?;
-    let bytes = std::fs::read(p.library)
-        .map_err(|e| failure(format!("cannot read {} ({e})", p.library.display())))?;
     let key = secret_key(p.secret_key)?;
-    let mut entry = Entry {
-        name: described.name.clone(),
-        version: described.version.clone(),
-        target: p.target.map_or_else(channel::this_target, str::to_owned),
-        interface,
-        url: p.url.to_owned(),
-        size: bytes.len() as u64,
-        sha256: format!("{:x}", Sha256::digest(&bytes)),
-        signature: String::new(),
-    };
-    entry.signature = sign(&key, &bytes, &entry.trusted_comment())?;
-    write(&loader::signature_path(p.library), &entry.signature)?;
-
-    let mut manifest = match std::fs::read(p.manifest) {
-        Ok(text) => serde_json::from_slice::<Manifest>(&text).map_err(|e| {
-            failure(format!(
-                "{} is not a sygen channel manifest ({e})",
-                p.manifest.display()
-            ))
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Manifest {
-            channel: "stable".into(),
-            issued: String::new(),
-            expires: String::new(),
-            backends: Vec::new(),
-        },
-        Err(e) => {
-            return Err(failure(format!("cannot read {} ({e})", p.manifest.display())).into())
-        }
-    };
+    let entry = sign_library(p, &key)?;
+    let mut manifest = read_manifest(p.manifest)?;
     if let Some(name) = p.channel {
         manifest.channel = name.to_owned();
     }
-    manifest.backends.retain(|e| {
-        !(e.name == entry.name && e.version == entry.version && e.target == entry.target)
-    });
-    manifest.backends.push(entry.clone());
-    manifest
-        .backends
-        .sort_by(|a, b| (&a.name, &a.target, a.semver()).cmp(&(&b.name, &b.target, b.semver())));
+    add_entry(&mut manifest, &entry);
     let now = SystemTime::now();
     manifest.issued = humantime::format_rfc3339_seconds(now).to_string();
     manifest.expires = humantime::format_rfc3339_seconds(now + p.expires_in).to_string();
@@ -192,6 +148,66 @@ pub fn publish(p: &Publication<'_>) -> Result<()> {
         entry.url
     );
     Ok(())
+}
+
+/// Describes the library (as sygen would, in a child process), signs it with `key` and writes
+/// its signature beside it; answers its manifest entry.
+fn sign_library(p: &Publication<'_>, key: &minisign::SecretKey) -> Result<Entry> {
+    // The file is about to be signed: it cannot have a valid signature yet.
+    let described = registry::describe_unsigned_in_child(p.library)?;
+    let interface = described.interface().map_err(|e| {
+        failure(format!(
+            "its interface version {:?} is not semver ({e})",
+            described.api_version
+        ))
+    })?;
+    let bytes = file::read_bytes(p.library, channel::LARGEST_FILE)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| bytes.ok_or_else(|| "it does not exist".to_owned()))
+        .map_err(|why| failure(format!("cannot read {} ({why})", p.library.display())))?;
+    let mut entry = Entry {
+        name: described.name.to_string(),
+        version: described.version.clone(),
+        target: p.target.map_or_else(channel::this_target, str::to_owned),
+        interface,
+        url: p.url.to_owned(),
+        size: bytes.len() as u64,
+        sha256: format!("{:x}", Sha256::digest(&bytes)),
+        signature: String::new(),
+    };
+    entry.signature = sign(key, &bytes, &entry.trusted_comment())?;
+    write(&trust::signature_path(p.library), &entry.signature)?;
+    Ok(entry)
+}
+
+/// The manifest at `path`, or a new one of the stable channel when there is none.
+fn read_manifest(path: &Path) -> Result<Manifest, Failure> {
+    match file::read_bytes(path, DOCUMENT_LIMIT) {
+        Ok(Some(text)) => serde_json::from_slice::<Manifest>(&text).map_err(|e| {
+            failure(format!(
+                "{} is not a sygen channel manifest ({e})",
+                path.display()
+            ))
+        }),
+        Ok(None) => Ok(Manifest {
+            channel: "stable".into(),
+            issued: String::new(),
+            expires: String::new(),
+            backends: Vec::new(),
+        }),
+        Err(why) => Err(failure(format!("the manifest {} {why}", path.display()))),
+    }
+}
+
+/// Puts `entry` into `manifest`, in place of one for the same backend, version and target.
+fn add_entry(manifest: &mut Manifest, entry: &Entry) {
+    manifest.backends.retain(|e| {
+        !(e.name == entry.name && e.version == entry.version && e.target == entry.target)
+    });
+    manifest.backends.push(entry.clone());
+    manifest
+        .backends
+        .sort_by(|a, b| (&a.name, &a.target, a.semver()).cmp(&(&b.name, &b.target, b.semver())));
 }
 
 #[cfg(test)]

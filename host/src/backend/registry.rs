@@ -7,14 +7,14 @@
 //! (device, inode, size, modification and change times). A file that changes is described
 //! again; a file that crashes or hangs its child is reported, never cached. Only the backend a
 //! command uses is then loaded into sygen, after its trust and signature checks, and what it
-//! says it is must match what the cache said (`loader::select`).
+//! says it is must match what the cache said (`select`).
 //!
 //! The cache is only a shortcut: one that someone else could have written is ignored, and one
 //! that lies cannot make sygen load a file its checks refuse.
 
 use std::{
     collections::BTreeMap,
-    io::{Read as _, Seek as _, Write as _},
+    io::{Read as _, Seek as _},
     path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
@@ -23,97 +23,16 @@ use std::{
 use serde::{Deserialize, Serialize};
 use sygen_backend_api::sdk::fs::write_atomic;
 
-use crate::{
-    boundary,
-    exit::{Exit, Failure},
-    loader::{self, LoadError},
-    platform,
+use super::{
+    boundary::{self, Ended},
+    identity::Described,
+    load_error::LoadError,
+    protocol::{Answer, Message},
 };
-
-/// What a backend file says it is.
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
-pub struct Described {
-    pub name: String,
-    pub version: String,
-    pub platform: String,
-    pub description: String,
-    pub api_version: String,
-}
-
-/// What the child process answers about one file: one line of JSON.
-#[derive(Debug, Deserialize, Serialize)]
-struct Answer {
-    file: PathBuf,
-    described: Result<Described, Refusal>,
-    /// Whether its service manager answers, when asked (`--available`).
-    available: Option<Result<bool, Refusal>>,
-}
-
-/// Why a file is not a usable backend, or why it could not say whether it is available.
-#[derive(Clone, Debug, Deserialize, Serialize)]
-struct Refusal {
-    reason: String,
-    hint: String,
-    /// The reason lies in the file's bytes alone (not a library, a foreign interface), so it
-    /// stays true until the file changes: it may be cached.
-    lasting: bool,
-}
-
-impl Refusal {
-    fn of(failure: Failure) -> Self {
-        Refusal {
-            reason: failure.message,
-            hint: failure.hint.unwrap_or_default(),
-            lasting: false,
-        }
-    }
-}
-
-/// `sygen service backend describe [--available] <file>…`, in the child: loads each file in
-/// turn and prints an [`Answer`] line for it as soon as it has one. It stops after a call that
-/// did not answer (the process is then not to be trusted with more); the parent starts another
-/// child for the files left.
-pub fn describe_here(files: &[PathBuf], available: bool) -> std::io::Result<()> {
-    let spec = crate::description::build().map(|d| d.to_spec());
-    let settings = crate::description::sygen_home()
-        .map(|home| loader::settings(&home))
-        .unwrap_or_default();
-    for file in files {
-        let loaded = loader::load(file).map(|mut backend| {
-            backend.configure(&settings);
-            backend
-        });
-        let described = match &loaded {
-            Ok(backend) => Ok(backend.described()),
-            Err(error) => Err(Refusal {
-                reason: error.reason.clone(),
-                hint: error.hint.clone(),
-                lasting: error.lasting,
-            }),
-        };
-        let available = match (&loaded, available) {
-            (Ok(backend), true) => Some(
-                spec.as_ref()
-                    .map_err(|e| Failure::new(Exit::Failed, format!("{e:#}")))
-                    .and_then(|spec| backend.is_service_available(spec))
-                    .map_err(Refusal::of),
-            ),
-            _ => None,
-        };
-        let answer = Answer {
-            file: file.clone(),
-            described,
-            available,
-        };
-        let json = serde_json::to_string(&answer).map_err(std::io::Error::other)?;
-        writeln!(std::io::stdout(), "{json}")?;
-        std::io::stdout().flush()?;
-        if boundary::stuck() {
-            break;
-        }
-    }
-    Ok(())
-}
+use crate::{
+    exit::{Exit, Failure},
+    file, platform,
+};
 
 /// What the host learns about one file.
 pub struct Description {
@@ -156,10 +75,8 @@ pub fn describe(files: &[PathBuf], home: &Path, available: bool) -> Vec<Descript
         }
         results[i] = Some(match answer {
             Some(answer) => Description {
-                described: answer.described.map_err(LoadError::from),
-                available: answer
-                    .available
-                    .map(|a| a.map_err(|r| Failure::new(Exit::Failed, r.reason).hint(r.hint))),
+                described: answer.described,
+                available: answer.available.map(|a| a.map_err(Failure::from)),
             },
             None => Description {
                 described: Err(LoadError::new(
@@ -185,16 +102,6 @@ pub fn describe(files: &[PathBuf], home: &Path, available: bool) -> Vec<Descript
         .collect()
 }
 
-impl From<Refusal> for LoadError {
-    fn from(refusal: Refusal) -> Self {
-        LoadError {
-            reason: refusal.reason,
-            hint: refusal.hint,
-            lasting: refusal.lasting,
-        }
-    }
-}
-
 /// Describes one file in a child process, bypassing the cache: what `backend add` checks
 /// before it installs a file.
 pub fn describe_in_child(file: &Path) -> Result<Described, Failure> {
@@ -218,25 +125,14 @@ fn describe_one(file: &Path, unsigned: bool) -> Result<Described, Failure> {
     let refusal = match answer.map(|a| a.described) {
         Some(Ok(described)) => return Ok(described),
         Some(Err(refusal)) => refusal,
-        None => Refusal {
-            reason: "could not be checked (the process that checks backends did not start)".into(),
-            hint: "run the command again".into(),
-            lasting: false,
-        },
+        None => LoadError::new(
+            "could not be checked (the process that checks backends did not start)",
+            "run the command again",
+        ),
     };
-    // The child's own error lines name the file already.
-    let reason = refusal
-        .reason
-        .strip_prefix(&format!("backend {}: ", shown.display()))
-        .or_else(|| {
-            refusal
-                .reason
-                .strip_prefix(&format!("backend {} ", shown.display()))
-        })
-        .unwrap_or(&refusal.reason);
     Err(Failure::new(
         Exit::NoBackend,
-        format!("backend {}: {reason}", file.display()),
+        format!("backend {}: {}", file.display(), refusal.reason),
     )
     .hint(refusal.hint))
 }
@@ -255,8 +151,6 @@ fn per_file_limit() -> Duration {
 const FILES_PER_CHILD: usize = 4;
 const MAX_CHILDREN: usize = 8;
 
-/// Describes `files` in child processes, a few working side by side on their share of the
-/// files; `None` for a file no child could answer for.
 /// What scanner children are asked besides what each file is: whether its service manager
 /// answers, and to load files with no valid signature (`SYGEN_ALLOW_UNSIGNED`).
 #[derive(Clone, Copy)]
@@ -265,6 +159,8 @@ struct Asking {
     unsigned: bool,
 }
 
+/// Describes `files` in child processes, a few working side by side on their share of the
+/// files; `None` for a file no child could answer for.
 fn ask_children<'a>(files: impl Iterator<Item = &'a Path>, asking: Asking) -> Vec<Option<Answer>> {
     let files: Vec<&Path> = files.collect();
     if files.is_empty() {
@@ -339,24 +235,23 @@ enum Ending {
     TimedOut,
 }
 
-/// A child process describing files, its stdout and stderr going to temporary files: a pipe
-/// could be held open by whatever a library started, and reading it would never end. The
-/// child writes its answers through a file description of its own (`reopen`): one shared with
-/// the reader would share its offset, and a read would move where the next answer lands.
+/// A child process describing files, its stdout going to a temporary file: a pipe could be
+/// held open by whatever a library started, and reading it would never end. The child writes
+/// its messages through a file description of its own (`reopen`): one shared with the reader
+/// would share its offset, and a read would move where the next message lands. What it says
+/// for people (warnings) is not shown: every child would repeat it.
 struct ScannerChild {
     process: std::process::Child,
     stdout: tempfile::NamedTempFile,
-    stderr: std::fs::File,
     read: u64,
     pending: String,
+    /// How the call into the file it was at ended the process, if that is how it ended.
+    ended: Option<Ended>,
 }
 
 impl ScannerChild {
     fn spawn(exe: &Path, files: &[&Path], asking: Asking) -> Option<Self> {
-        let (stdout, stderr) = (
-            tempfile::NamedTempFile::new().ok()?,
-            tempfile::tempfile().ok()?,
-        );
+        let stdout = tempfile::NamedTempFile::new().ok()?;
         let mut command = Command::new(exe);
         command.args(["service", "backend", "describe"]);
         if asking.available {
@@ -369,16 +264,16 @@ impl ScannerChild {
             .args(files)
             .stdin(Stdio::null())
             .stdout(stdout.reopen().ok()?)
-            .stderr(stderr.try_clone().ok()?)
+            .stderr(Stdio::null())
             .spawn()
             .map_err(|e| tracing::debug!("cannot start the backend scanner: {e}"))
             .ok()?;
         Some(Self {
             process,
             stdout,
-            stderr,
             read: 0,
             pending: String::new(),
+            ended: None,
         })
     }
 
@@ -418,7 +313,8 @@ impl ScannerChild {
         }
     }
 
-    /// The complete lines the child wrote since last asked.
+    /// The answers in the complete lines the child wrote since last asked; an [`Ended`]
+    /// message is kept for [`ScannerChild::culprit`].
     fn new_answers(&mut self) -> Vec<Answer> {
         let mut text = String::new();
         let read = self
@@ -434,21 +330,24 @@ impl ScannerChild {
             return Vec::new();
         };
         let complete: String = self.pending.drain(..=end).collect();
-        complete
-            .lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
+        let mut answers = Vec::new();
+        for line in complete.lines() {
+            match serde_json::from_str(line) {
+                Ok(Message::Answer(answer)) => answers.push(answer),
+                Ok(Message::Ended(ended)) => self.ended = Some(ended),
+                Err(e) => tracing::debug!("the backend scanner said something else ({e}): {line}"),
+            }
+        }
+        answers
     }
 
-    /// The answer for the file the child was at when it ended: its last error line (a crash
-    /// reported by the boundary), else how it ended.
+    /// The answer for the file the child was at when it ended: how the call into it ended
+    /// the process (the boundary's message), else how the process ended.
     fn culprit(&mut self, file: &Path) -> Answer {
-        let mut said = String::new();
-        let _ = self.stderr.rewind();
-        let _ = (&mut self.stderr).take(1 << 20).read_to_string(&mut said);
-        let line = said.lines().rev().find_map(|l| l.strip_prefix("error: "));
-        let reason = match (line, self.process.try_wait().ok().flatten()) {
-            (Some(line), _) => line.split(" (hint: ").next().unwrap_or(line).to_owned(),
+        // A message may have come with the last lines.
+        self.new_answers();
+        let reason = match (&self.ended, self.process.try_wait().ok().flatten()) {
+            (Some(ended), _) => ended.to_string(),
             (None, Some(status)) => match platform::exit_status(status) {
                 platform::Exit::Signal(signal) => {
                     format!("loading it ended the process that checked it (signal {signal})")
@@ -464,13 +363,11 @@ impl ScannerChild {
         };
         Answer {
             file: file.to_owned(),
-            described: Err(Refusal {
+            described: Err(LoadError::new(
                 reason,
-                hint: "this file is not a working sygen backend; remove it or ask its \
-                       publisher for a fixed build"
-                    .into(),
-                lasting: false,
-            }),
+                "this file is not a working sygen backend; remove it or ask its publisher for \
+                 a fixed build",
+            )),
             available: None,
         }
     }
@@ -479,16 +376,14 @@ impl ScannerChild {
 fn did_not_finish(file: &Path) -> Answer {
     Answer {
         file: file.to_owned(),
-        described: Err(Refusal {
-            reason: format!(
+        described: Err(LoadError::new(
+            format!(
                 "describing it did not finish in time (the check of {} was ended)",
                 file.display()
             ),
-            hint: "its library constructor or its service manager is stuck; remove the file \
-                   if you do not need it"
-                .into(),
-            lasting: false,
-        }),
+            "its library constructor or its service manager is stuck; remove the file if you \
+             do not need it",
+        )),
         available: None,
     }
 }
@@ -510,34 +405,41 @@ struct Cache {
 #[derive(Deserialize, Serialize)]
 struct Entry {
     stamp: String,
-    described: Result<Described, Refusal>,
+    described: Result<Described, LoadError>,
 }
 
 /// A cache larger than this is not one sygen wrote.
 const MAX_CACHE: u64 = 1 << 20;
 
 impl Cache {
+    /// The cache at `path`; nothing when there is none, or it is not one sygen wrote.
     fn read(path: &Path) -> Self {
         if platform::check_private(path).is_err() {
             return Self::default();
         }
-        let mut text = String::new();
-        let read = std::fs::File::open(path)
-            .and_then(|file| file.take(MAX_CACHE).read_to_string(&mut text));
-        match read {
-            Ok(_) => serde_json::from_str(&text).unwrap_or_default(),
-            Err(_) => Self::default(),
+        match file::read_small(path, MAX_CACHE) {
+            Ok(Some(text)) => serde_json::from_str(&text).unwrap_or_default(),
+            Ok(None) => Self::default(),
+            Err(e) => {
+                tracing::debug!("ignoring the backend cache {}: it {e}", path.display());
+                Self::default()
+            }
         }
     }
 
     fn lookup(&self, file: &Path, stamp: &str) -> Option<Result<Described, LoadError>> {
         let entry = self.files.get(file).filter(|e| e.stamp == stamp)?;
-        Some(entry.described.clone().map_err(LoadError::from))
+        Some(entry.described.clone())
     }
 
     /// Keeps what a child learnt, when it stays true while the file is unchanged. Answers
     /// whether the cache changed.
-    fn store(&mut self, file: &Path, stamp: &str, described: &Result<Described, Refusal>) -> bool {
+    fn store(
+        &mut self,
+        file: &Path,
+        stamp: &str,
+        described: &Result<Described, LoadError>,
+    ) -> bool {
         if matches!(described, Err(refusal) if !refusal.lasting) {
             return false;
         }
@@ -571,5 +473,71 @@ impl Cache {
         if let Err(e) = written {
             tracing::debug!("cannot keep the backend cache {}: {e}", path.display());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::name::BackendName;
+
+    fn described(name: &str) -> Described {
+        Described {
+            name: BackendName::parse(name).unwrap(),
+            version: "1.0.0".into(),
+            platform: "linux".into(),
+            description: String::new(),
+            api_version: "1.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn the_cache_keeps_only_what_stays_true_while_the_file_is_unchanged() {
+        let mut cache = Cache::default();
+        let (good, foreign, stuck) = (
+            Path::new("/b/good.so"),
+            Path::new("/b/foreign.so"),
+            Path::new("/b/stuck.so"),
+        );
+        assert!(cache.store(good, "s1", &Ok(described("good"))));
+        let foreign_interface = LoadError::new("built against backend interface 2.0.0", "h");
+        assert!(cache.store(foreign, "s1", &Err(foreign_interface.clone().lasting())));
+        // A hang or a crash may not happen next time: never cached.
+        assert!(!cache.store(stuck, "s1", &Err(LoadError::new("did not finish", "h"))));
+
+        assert_eq!(cache.lookup(good, "s1"), Some(Ok(described("good"))));
+        assert_eq!(cache.lookup(good, "s2"), None, "the file changed");
+        assert_eq!(
+            cache.lookup(foreign, "s1"),
+            Some(Err(foreign_interface.lasting()))
+        );
+        assert_eq!(cache.lookup(stuck, "s1"), None);
+
+        cache.keep_only(&[good.to_path_buf()]);
+        assert_eq!(cache.lookup(foreign, "s1"), None, "a file no longer found");
+        assert!(cache.lookup(good, "s1").is_some());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_cache_only_this_user_could_write_is_read() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let home = tempfile::tempdir().unwrap();
+        let path = home.path().join("cache").join("backends.json");
+        let mut cache = Cache::default();
+        cache.store(Path::new("/b/good.so"), "s1", &Ok(described("good")));
+        cache.write(&path);
+        let read = Cache::read(&path);
+        assert!(read.lookup(Path::new("/b/good.so"), "s1").is_some());
+
+        // One that someone else could have written is no shortcut.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+        assert!(Cache::read(&path).files.is_empty());
+
+        // Nor is a FIFO, which is not waited on.
+        std::fs::remove_file(&path).unwrap();
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+        nix::unistd::mkfifo(&path, mode).unwrap();
+        assert!(Cache::read(&path).files.is_empty());
     }
 }

@@ -15,17 +15,15 @@ use std::{
 
 use anyhow::Result;
 
+use super::{context::Context, wait};
 use crate::{
+    config::Config,
     description,
     exit::{Exit, Failure},
-    loader::{self, Choice},
+    home,
     platform::{self, Identity, Owner, Request},
     progress::Progress,
-    runtime::{
-        config::Config,
-        instance::{self, Runtime},
-    },
-    wait,
+    runtime::instance::{self, Runtime},
 };
 
 /// Extra time, beyond the worker's stop timeout, that the runtime gets to wind down.
@@ -35,11 +33,11 @@ const GRACE: Duration = Duration::from_secs(5);
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub fn stop(backend_file: Option<&Path>) -> Result<()> {
-    let home = description::sygen_home()?;
-    Config::warn_if_invalid(&home.join("config.toml"), "stop");
+    let home = home::sygen_home()?;
+    Config::warn_if_invalid(&home, "stop");
     let progress = Progress::start("stopping sygen");
     let mut stopped = Vec::new();
-    if stop_service(backend_file, &home)? {
+    if stop_service(backend_file)? {
         stopped.push("the sygen service".to_owned());
     }
     stopped.extend(end_processes(&home));
@@ -119,9 +117,8 @@ pub fn running_processes(home: &Path) -> Vec<String> {
 
 /// Stops the service through the backend when it is installed and running, so the service
 /// manager does not start again what `stop` is about to end. Answers whether it did.
-fn stop_service(backend_file: Option<&Path>, home: &Path) -> Result<bool> {
-    let choice = backend_file.map_or(Choice::Default, Choice::Flag);
-    let backend = match loader::select(choice, home) {
+fn stop_service(backend_file: Option<&Path>) -> Result<bool> {
+    let backend = match Context::new(backend_file)?.backend() {
         Ok(backend) => backend,
         Err(failure) => {
             tracing::debug!("not checking the service: {failure}");
@@ -160,8 +157,8 @@ fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
 }
 
 pub fn restart() -> Result<()> {
-    let home = description::sygen_home()?;
-    Config::warn_if_invalid(&home.join("config.toml"), "restart");
+    let home = home::sygen_home()?;
+    Config::warn_if_invalid(&home, "restart");
     let not_running = || {
         Failure::new(Exit::Failed, "sygen is not running: nothing to restart")
             .hint("start it with `sygen service start` (or in the foreground: `sygen run`)")

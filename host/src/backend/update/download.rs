@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::{
     exit::{Exit, Failure},
-    progress,
+    file, progress,
 };
 
 /// How long a connection may take, and a silence in the middle of an answer.
@@ -45,10 +45,17 @@ impl Fetcher {
             .provider(ureq::tls::TlsProvider::Rustls)
             .root_certs(RootCerts::WebPki);
         if let Some(path) = ca_file {
-            let pem = std::fs::read(path).map_err(|e| {
-                failure(format!("cannot read the CA file {} ({e})", path.display()))
+            // A bundle of every public authority is about 200 KiB.
+            let pem = file::read_bytes(path, 4 << 20)
+                .map_err(|e| e.to_string())
+                .and_then(|pem| pem.ok_or_else(|| "it does not exist".to_owned()))
+                .map_err(|why| {
+                    failure(format!(
+                        "cannot read the CA file {} ({why})",
+                        path.display()
+                    ))
                     .hint("fix `ca_file` in [updates] of config.toml")
-            })?;
+                })?;
             let certificates = ureq::tls::parse_pem(&pem)
                 .filter_map(|item| match item {
                     Ok(ureq::tls::PemItem::Certificate(c)) => Some(Ok(c)),
@@ -161,11 +168,14 @@ impl Fetcher {
             let path = current
                 .to_file_path()
                 .map_err(|()| failure(format!("{url} does not name a local file")))?;
-            let file = File::open(&path).map_err(|e| {
-                failure(format!("cannot read {} ({e})", path.display())).hint(
-                    "check the channel's URL ([updates] channel in config.toml, or --channel)",
-                )
-            })?;
+            let file = file::open_regular(&path)
+                .map_err(|e| e.to_string())
+                .and_then(|file| file.ok_or_else(|| "it does not exist".to_owned()))
+                .map_err(|why| {
+                    failure(format!("cannot read {} ({why})", path.display())).hint(
+                        "check the channel's URL ([updates] channel in config.toml, or --channel)",
+                    )
+                })?;
             let length = file.metadata().ok().map(|m| m.len());
             return Ok((Box::new(file), length));
         }
@@ -212,11 +222,9 @@ impl Fetcher {
     }
 
     fn unreachable(&self, url: &str, error: &ureq::Error) -> Failure {
-        // Only for the hint: a certificate the client does not trust shows in the message,
-        // whichever TLS library and error variant carried it.
         let text = error.to_string();
         let hint = match &self.ca_file {
-            _ if !text.contains("certificate") => {
+            _ if !is_untrusted_certificate(error) => {
                 "nothing was changed; check the channel's URL and your connection".to_owned()
             }
             None => "if the channel's server has a certificate of its own authority, name that \
@@ -226,6 +234,17 @@ impl Fetcher {
         };
         failure(format!("cannot fetch {url} ({text})")).hint(hint)
     }
+}
+
+/// Whether `error` is the server's certificate failing verification, however ureq carried
+/// rustls's error (directly, or inside an I/O error from the handshake).
+fn is_untrusted_certificate(error: &ureq::Error) -> bool {
+    let tls = match error {
+        ureq::Error::Rustls(tls) => Some(tls),
+        ureq::Error::Io(io) => io.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()),
+        _ => None,
+    };
+    matches!(tls, Some(rustls::Error::InvalidCertificate(_)))
 }
 
 /// Where a channel entry's file is: its `url` as written, or, when that is relative (as a

@@ -14,16 +14,15 @@ use sygen_backend_api::{
     BackendError, BackendInfo, ErrorKind, ServiceSpec,
 };
 
+use super::context::Context;
 use crate::{
-    console, description,
+    backend::{console, Backend},
+    description,
     exit::{Exit, Failure},
-    loader::{self, Backend, Choice},
 };
 
 pub fn run(backend_file: Option<&Path>) -> Result<()> {
-    let home = description::sygen_home()?;
-    let choice = backend_file.map_or(Choice::Default, Choice::Flag);
-    let backend = loader::select(choice, &home)?;
+    let backend = Context::new(backend_file)?.backend()?;
     let sandbox = conformance::sandbox().context("cannot create the sandbox")?;
     std::fs::write(
         sandbox.path().join("config.toml"),
@@ -60,15 +59,16 @@ impl Loaded<'_> {
         &self,
         (result, text): (Result<T, Failure>, String),
     ) -> (Result<T, BackendError>, String) {
-        let who = format!("{} backend {}: ", self.0.name, self.0.version);
-        let result = result.map_err(|failure| BackendError {
-            kind: failure.backend_kind.unwrap_or(ErrorKind::FAILED),
-            message: failure
-                .message
-                .strip_prefix(&who)
-                .unwrap_or(&failure.message)
-                .into(),
-            hint: ROption::RNone,
+        let result = result.map_err(|failure| {
+            let (kind, message) = match failure.backend {
+                Some(said) => (said.kind, said.message),
+                None => (ErrorKind::FAILED, failure.message),
+            };
+            BackendError {
+                kind,
+                message: message.into(),
+                hint: ROption::RNone,
+            }
         });
         (result, text)
     }

@@ -9,12 +9,8 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
-use crate::{
-    cli::WaitArgs,
-    description,
-    loader::{self, Choice},
-    service,
-};
+use super::{cli::WaitArgs, context::Context, service};
+use crate::{backend::boundary, description, home};
 
 /// What the user said up front, if anything.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,23 +42,23 @@ delay = \"1m\"
 
 /// Whether this is a first run: no configuration yet.
 pub fn is_first_run() -> Result<bool> {
-    Ok(!description::sygen_home()?.join("config.toml").exists())
+    Ok(!home::config_file(&home::sygen_home()?).exists())
 }
 
 pub fn run(answer: Answer, backend_file: Option<&Path>, wait: WaitArgs) -> Result<()> {
-    crate::boundary::allow_changes_to_take(wait.timeout);
-    let home = description::sygen_home()?;
-    let config = home.join("config.toml");
+    boundary::allow_changes_to_take(wait.timeout);
+    let context = Context::new(backend_file)?;
+    let home = &context.home;
+    let config = home::config_file(home);
     if !config.exists() {
-        std::fs::create_dir_all(&home)
+        std::fs::create_dir_all(home)
             .with_context(|| format!("cannot create {}", home.display()))?;
         std::fs::write(&config, STARTING_CONFIG)
             .with_context(|| format!("cannot write {}", config.display()))?;
         println!("wrote a starting configuration to {}", config.display());
     }
 
-    let choice = backend_file.map_or(Choice::Default, Choice::Flag);
-    let backend = match loader::select(choice, &home) {
+    let backend = match context.backend() {
         Ok(backend) => backend,
         Err(failure) => {
             println!("not offering a background service: {failure}");
@@ -108,8 +104,8 @@ pub fn run(answer: Answer, backend_file: Option<&Path>, wait: WaitArgs) -> Resul
         }
     };
     if install {
-        let backend = service::backend_to_install(backend, &spec, &home)?;
-        service::install(&backend, &spec, &home, wait)?;
+        let backend = service::backend_to_install(backend, &spec, &context)?;
+        service::install(&backend, &spec, home, wait)?;
     } else {
         println!("not installing the background service; `sygen service install` does it later");
     }
@@ -130,7 +126,7 @@ fn ask(question: &str) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::config::Config;
+    use crate::config::Config;
 
     #[test]
     fn the_starting_configuration_is_the_default_one() {

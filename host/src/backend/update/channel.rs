@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::{
+    backend::trust::TrustedKey,
     exit::{Exit, Failure},
-    loader::TrustedKey,
 };
 
 /// The interface major version this sygen loads.

@@ -9,15 +9,17 @@ use std::path::Path;
 use super::instance::{RUNTIME_FILE, WORKER_FILE};
 use crate::{
     exit::{Exit, Failure},
-    platform,
+    home,
+    platform::{self, Untrusted},
 };
 
 /// The files of the home sygen writes: never through a link.
 const WRITTEN: [&str; 3] = ["logs/agent.log", RUNTIME_FILE, WORKER_FILE];
 
-/// Checks `home` as [the module](self) says; answers one failure naming the file, with the fix.
-pub fn check(home: &Path) -> Result<(), Failure> {
-    let config = home.join("config.toml");
+/// Checks `home` as [the module](self) says; answers what is wrong, naming the file, with the
+/// fix.
+pub fn check(home: &Path) -> Result<(), Untrusted> {
+    let config = home::config_file(home);
     // A configuration that is not a regular file is refused by the configuration's own
     // reading, in words of its own.
     let config = std::fs::metadata(&config)
@@ -30,26 +32,28 @@ pub fn check(home: &Path) -> Result<(), Failure> {
         if std::fs::symlink_metadata(&place).is_err() {
             continue;
         }
-        platform::check_private(&place).map_err(|untrusted| {
-            Failure::new(
-                Exit::Failed,
-                format!("refusing to run: {}", untrusted.reason),
-            )
-            .hint(untrusted.hint)
-        })?;
+        platform::check_private(&place)?;
     }
     for written in WRITTEN.map(|file| home.join(file)) {
         let link = std::fs::symlink_metadata(&written).is_ok_and(|m| m.file_type().is_symlink());
         if link {
-            return Err(Failure::new(
-                Exit::Failed,
-                format!(
-                    "refusing to run: {} is a symbolic link, and sygen writes that file itself",
+            return Err(Untrusted {
+                reason: format!(
+                    "{} is a symbolic link, and sygen writes that file itself",
                     written.display()
                 ),
-            )
-            .hint(format!("remove the link: `rm {}`", written.display())));
+                hint: format!("remove the link: `rm {}`", written.display()),
+            });
         }
     }
     Ok(())
+}
+
+/// What `sygen run` says when it refuses the home.
+pub fn refusal(untrusted: Untrusted) -> Failure {
+    Failure::new(
+        Exit::Failed,
+        format!("refusing to run: {}", untrusted.reason),
+    )
+    .hint(untrusted.hint)
 }

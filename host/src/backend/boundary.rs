@@ -19,6 +19,9 @@
 //!   `--timeout` may take that long): the caller gets an error naming the backend and the call, and the backend is not called again by this process. Its thread
 //!   cannot be stopped from outside, so it is left behind and ends with the process.
 //!
+//! The describing child process (see `probe`) reports a crash or an `exit()` as a typed message
+//! ([`Ended`], one line of JSON on stdout) instead of a line for people: its parent decodes it.
+//!
 //! A backend built with `panic = "abort"` would turn every panic into an abort; the SDK's export
 //! macro refuses to compile one. What this cannot catch: a backend's own threads crashing after
 //! its call returned look like sygen crashing, and `_exit` (or, on Windows, `ExitProcess` and
@@ -27,15 +30,17 @@
 use std::{
     cell::UnsafeCell,
     sync::{
-        atomic::{AtomicU8, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
         Arc, Condvar, Mutex, Once, PoisonError,
     },
     time::Duration,
 };
 
+use serde::{Deserialize, Serialize};
+
 use crate::{
     exit::{Exit, Failure},
-    platform,
+    platform::{self, StdStream},
 };
 
 /// The exit code of a process a backend crashed or ended during a call.
@@ -118,6 +123,42 @@ pub struct Site<'a> {
     pub call: &'a str,
 }
 
+/// How a call ended the process, as the describing child reports it ([`report_as_messages`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ending {
+    /// A crash: the signal's (or exception's) name.
+    Crashed(String),
+    /// The backend called `exit()`.
+    CalledExit,
+}
+
+/// The message a call that ended the process leaves: which call, and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ended {
+    pub call: String,
+    pub ending: Ending,
+}
+
+impl std::fmt::Display for Ended {
+    /// As the line for people says it, after the backend's name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.ending {
+            Ending::Crashed(signal) => write!(f, "crashed ({signal}) in {}", self.call),
+            Ending::CalledExit => write!(f, "ended the process (it called exit) in {}", self.call),
+        }
+    }
+}
+
+/// Set in the describing child: the handlers write an [`Ended`] message on stdout.
+static AS_MESSAGES: AtomicBool = AtomicBool::new(false);
+
+/// From now on, a call that ends the process is reported as an [`Ended`] message on stdout.
+pub fn report_as_messages() {
+    AS_MESSAGES.store(true, Ordering::Release);
+}
+
 const IDLE: u8 = 0;
 const IN_CALL: u8 = 1;
 /// A call ran out of time and is still running: its crash is still its own, and no other call
@@ -132,6 +173,7 @@ struct Line {
     bytes: UnsafeCell<[u8; LINE_CAPACITY]>,
     before: AtomicUsize,
     len: AtomicUsize,
+    as_message: AtomicBool,
 }
 
 const LINE_CAPACITY: usize = 1024;
@@ -145,9 +187,26 @@ static LINE: Line = Line {
     bytes: UnsafeCell::new([0; LINE_CAPACITY]),
     before: AtomicUsize::new(0),
     len: AtomicUsize::new(0),
+    as_message: AtomicBool::new(false),
 };
 
 impl Line {
+    /// Prepares what the handlers write for a call to `site`: the line for people, or the
+    /// message around the [`Ending`] the handler adds. Only while IDLE.
+    fn prepare(&self, site: &Site<'_>, as_message: bool) {
+        self.as_message.store(as_message, Ordering::Relaxed);
+        if as_message {
+            // The message is whole only if the call's name fits: it is one of ours, and short.
+            let call = serde_json::to_string(site.call).unwrap_or_else(|_| "\"?\"".into());
+            self.set(&format!("{{\"call\":{call},\"ending\":"), "}\n");
+        } else {
+            self.set(
+                &format!("error: {} ", site.who),
+                &format!(" in {} (hint: {CRASH_HINT})\n", site.call),
+            );
+        }
+    }
+
     /// Keeps `before` and `after` (cut to fit) for the handlers. Only while IDLE.
     fn set(&self, before: &str, after: &str) {
         // SAFETY: see `impl Sync for Line`: no reader runs while STATE is IDLE.
@@ -161,19 +220,48 @@ impl Line {
             .store(before.len() + after.len(), Ordering::Relaxed);
     }
 
-    /// Writes the line with `what` in its middle: async-signal-safe.
-    fn write(&self, what: &[&[u8]]) {
+    /// Writes the line, or the message, for `ending`: async-signal-safe.
+    fn write(&self, ending: HandlerEnding) {
         // SAFETY: see `impl Sync for Line`: called only once STATE is not IDLE.
         let bytes = unsafe { &*self.bytes.get() };
         let (before, len) = (
             self.before.load(Ordering::Relaxed),
             self.len.load(Ordering::Relaxed),
         );
-        platform::write_stderr_now(&bytes[..before]);
-        for part in what {
-            platform::write_stderr_now(part);
+        let as_message = self.as_message.load(Ordering::Relaxed);
+        let stream = if as_message {
+            StdStream::Out
+        } else {
+            StdStream::Err
+        };
+        platform::write_now(stream, &bytes[..before]);
+        for part in ending.parts(as_message) {
+            platform::write_now(stream, part);
         }
-        platform::write_stderr_now(&bytes[before..len]);
+        platform::write_now(stream, &bytes[before..len]);
+    }
+}
+
+/// An [`Ending`] as a handler has it: with nothing allocated.
+#[derive(Clone, Copy)]
+enum HandlerEnding {
+    Crashed(&'static str),
+    CalledExit,
+}
+
+impl HandlerEnding {
+    /// What goes between the two halves of the line: words for people, or the JSON of an
+    /// [`Ending`] spelled out (serde cannot run in a signal handler; signal and exception
+    /// names are plain ASCII words, which need no escaping).
+    fn parts(self, as_message: bool) -> [&'static [u8]; 3] {
+        match (self, as_message) {
+            (HandlerEnding::Crashed(signal), false) => [b"crashed (", signal.as_bytes(), b")"],
+            (HandlerEnding::Crashed(signal), true) => {
+                [b"{\"crashed\":\"", signal.as_bytes(), b"\"}"]
+            }
+            (HandlerEnding::CalledExit, false) => [b"ended the process (it called exit)", b"", b""],
+            (HandlerEnding::CalledExit, true) => [b"\"called-exit\"", b"", b""],
+        }
     }
 }
 
@@ -183,7 +271,7 @@ fn on_crash(signal: &'static str) {
     if STATE.load(Ordering::Acquire) == IDLE {
         return;
     }
-    LINE.write(&[b"crashed (", signal.as_bytes(), b")"]);
+    LINE.write(HandlerEnding::Crashed(signal));
     platform::exit_now(CRASH_EXIT);
 }
 
@@ -191,7 +279,7 @@ extern "C" fn on_exit() {
     if STATE.load(Ordering::Acquire) != IN_CALL {
         return;
     }
-    LINE.write(&[b"ended the process (it called exit)"]);
+    LINE.write(HandlerEnding::CalledExit);
     platform::exit_now(CRASH_EXIT);
 }
 
@@ -203,13 +291,63 @@ pub fn stuck() -> bool {
     STATE.load(Ordering::Acquire) == ABANDONED
 }
 
-/// Runs `f`, a call into a backend, as this module describes: its answer, or an error saying
-/// it did not answer in time.
+/// Why a call gave no answer.
+#[derive(Debug)]
+pub enum NoAnswer {
+    /// An earlier call of this process did not answer: this one was not made.
+    NotAsked,
+    /// No thread could be started for it.
+    NotStarted(std::io::Error),
+    /// It did not answer within its limit; it is abandoned.
+    TimedOut(Duration),
+    /// Its thread ended without an answer.
+    Ended,
+}
+
+impl NoAnswer {
+    /// What happened to `call`, said after the name of who was called.
+    pub fn reason(&self, call: &str) -> String {
+        match self {
+            NoAnswer::NotAsked => {
+                format!("was not asked {call}: it did not answer an earlier call")
+            }
+            NoAnswer::NotStarted(e) => format!("could not be called for {call}: {e}"),
+            NoAnswer::TimedOut(limit) => {
+                format!("did not answer {call} within {} s", limit.as_secs())
+            }
+            NoAnswer::Ended => format!("ended {call} without an answer"),
+        }
+    }
+
+    /// What to do about it.
+    pub fn hint(&self) -> String {
+        match self {
+            NoAnswer::NotAsked => "a stuck backend is not called again by the same command".into(),
+            NoAnswer::TimedOut(_) => format!(
+                "the backend or its service manager is stuck; `sygen doctor` checks both \
+                 ({TIMEOUT_VAR}=<seconds> allows more time)"
+            ),
+            NoAnswer::NotStarted(_) | NoAnswer::Ended => CRASH_HINT.into(),
+        }
+    }
+
+    /// The failure reported for the call at `site`.
+    pub fn failure(&self, site: &Site<'_>) -> Failure {
+        Failure::new(
+            Exit::Failed,
+            format!("{} {}", site.who, self.reason(site.call)),
+        )
+        .hint(self.hint())
+    }
+}
+
+/// Runs `f`, a call into a backend, as this module describes: its answer, or why there was
+/// none.
 pub fn call<T: Send + 'static>(
     site: &Site<'_>,
     limit: Limit,
     f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, Failure> {
+) -> Result<T, NoAnswer> {
     static HOOKS: Once = Once::new();
     HOOKS.call_once(|| {
         platform::on_crash(on_crash);
@@ -220,20 +358,9 @@ pub fn call<T: Send + 'static>(
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
     if STATE.load(Ordering::Acquire) == ABANDONED {
-        return Err(Failure::new(
-            Exit::Failed,
-            format!(
-                "{} was not asked {}: it did not answer an earlier call",
-                site.who, site.call
-            ),
-        )
-        .hint("a stuck backend is not called again by the same command"));
+        return Err(NoAnswer::NotAsked);
     }
-    // After what happened, e.g. "crashed (SIGSEGV)": " in stop_service (hint: …)".
-    LINE.set(
-        &format!("error: {} ", site.who),
-        &format!(" in {} (hint: {CRASH_HINT})\n", site.call),
-    );
+    LINE.prepare(site, AS_MESSAGES.load(Ordering::Acquire));
     STATE.store(IN_CALL, Ordering::Release);
     let answer = Arc::new(Answer::default());
     let answering = Answering(Arc::clone(&answer));
@@ -242,42 +369,20 @@ pub fn call<T: Send + 'static>(
         .spawn(move || answering.give(f()));
     if let Err(e) = spawned {
         STATE.store(IDLE, Ordering::Release);
-        return Err(Failure::new(
-            Exit::Failed,
-            format!("cannot call {} ({}): {e}", site.who, site.call),
-        ));
+        return Err(NoAnswer::NotStarted(e));
     }
     let outcome = answer.wait(limit);
-    match outcome {
-        Ok(value) => {
-            STATE.store(IDLE, Ordering::Release);
-            Ok(value)
-        }
-        Err(Some(limit)) => {
-            STATE.store(ABANDONED, Ordering::Release);
-            Err(Failure::new(
-                Exit::Failed,
-                format!(
-                    "{} did not answer {} within {} s",
-                    site.who,
-                    site.call,
-                    limit.as_secs()
-                ),
-            )
-            .hint(format!(
-                "the backend or its service manager is stuck; `sygen doctor` checks both \
-                 ({TIMEOUT_VAR}=<seconds> allows more time)"
-            )))
-        }
-        Err(None) => {
-            STATE.store(IDLE, Ordering::Release);
-            Err(Failure::new(
-                Exit::Failed,
-                format!("{} ended {} without an answer", site.who, site.call),
-            )
-            .hint(CRASH_HINT))
-        }
-    }
+    STATE.store(
+        match outcome {
+            Err(Some(_)) => ABANDONED,
+            _ => IDLE,
+        },
+        Ordering::Release,
+    );
+    outcome.map_err(|no_answer| match no_answer {
+        Some(limit) => NoAnswer::TimedOut(limit),
+        None => NoAnswer::Ended,
+    })
 }
 
 /// Where a call's thread leaves its answer for the caller, who waits with a time limit.
@@ -357,5 +462,67 @@ impl<T> Answering<T> {
 impl<T> Drop for Answering<T> {
     fn drop(&mut self) {
         self.settle(Reply::Ended);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the handlers write, as `Line::write` puts it together.
+    fn written(as_message: bool, ending: HandlerEnding) -> String {
+        let line = Line {
+            bytes: UnsafeCell::new([0; LINE_CAPACITY]),
+            before: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+            as_message: AtomicBool::new(false),
+        };
+        let site = Site {
+            who: "backend /b/libsygen_x.so",
+            call: "loading",
+        };
+        line.prepare(&site, as_message);
+        let bytes = line.bytes.into_inner();
+        let (before, len) = (line.before.into_inner(), line.len.into_inner());
+        let mut all = bytes[..before].to_vec();
+        all.extend(ending.parts(as_message).concat());
+        all.extend(&bytes[before..len]);
+        String::from_utf8(all).unwrap()
+    }
+
+    #[test]
+    fn a_handler_writes_a_message_its_parent_decodes() {
+        for (ending, expected) in [
+            (
+                HandlerEnding::Crashed("SIGSEGV"),
+                Ending::Crashed("SIGSEGV".into()),
+            ),
+            (HandlerEnding::CalledExit, Ending::CalledExit),
+        ] {
+            let text = written(true, ending);
+            assert!(text.ends_with('\n'), "{text:?}");
+            let ended: Ended = serde_json::from_str(text.trim_end()).unwrap();
+            assert_eq!(
+                ended,
+                Ended {
+                    call: "loading".into(),
+                    ending: expected
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_handler_writes_one_line_for_people_otherwise() {
+        let text = written(false, HandlerEnding::Crashed("SIGBUS"));
+        assert!(
+            text.starts_with("error: backend /b/libsygen_x.so crashed (SIGBUS) in loading (hint: "),
+            "{text}"
+        );
+        let ended = Ended {
+            call: "loading".into(),
+            ending: Ending::Crashed("SIGBUS".into()),
+        };
+        assert!(text.contains(&ended.to_string()), "{text}");
     }
 }

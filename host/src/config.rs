@@ -5,43 +5,32 @@
 //! has a range, checked here, so no later arithmetic on it can overflow or spin; every error
 //! names the file, the line and the key. Only a regular file (or a link to one) is read, and
 //! only up to [`MAX_FILE_BYTES`].
+//!
+//! It lives outside the runtime because most of sygen reads it: which backend to use and its
+//! settings, the update channel, the worker doctor checks.
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use serde::Deserialize;
 
-use crate::exit::{Exit, Failure};
+use crate::{
+    backend::{BackendName, Preferences},
+    exit::{self, Exit, Failure},
+    file::{self, ReadError},
+    home,
+};
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The backend every command uses, by name (`sygen service backend use <name>`).
-    #[serde(deserialize_with = "backend_name")]
-    pub backend: Option<String>,
+    pub backend: Option<BackendName>,
     /// Each backend's own settings, `[backends.<name>]`, handed to that backend only.
-    #[serde(deserialize_with = "backend_tables")]
-    pub backends: BTreeMap<String, toml::Table>,
+    pub backends: BTreeMap<BackendName, toml::Table>,
     pub agent: AgentConfig,
     pub logs: LogsConfig,
     pub supervise: SuperviseConfig,
     pub updates: UpdatesConfig,
-}
-
-fn backend_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    let name = String::deserialize(d)?;
-    crate::loader::parse_name(&name)
-        .map(Some)
-        .map_err(serde::de::Error::custom)
-}
-
-fn backend_tables<'de, D: serde::Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, toml::Table>, D::Error> {
-    let tables = BTreeMap::<String, toml::Table>::deserialize(d)?;
-    for name in tables.keys() {
-        crate::loader::parse_name(name).map_err(serde::de::Error::custom)?;
-    }
-    Ok(tables)
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -186,7 +175,11 @@ mod bounded {
         T: TryFrom<u64> + Display,
     {
         let value = u64::deserialize(deserializer)
-            .map_err(|e| D::Error::custom(format!("{e}; allowed from {MIN} to {MAX}")))?;
+            // serde's own words end in a line break.
+            .map_err(|e| {
+                let e = e.to_string();
+                D::Error::custom(format!("{}; allowed from {MIN} to {MAX}", e.trim_end()))
+            })?;
         if !(MIN..=MAX).contains(&value) {
             return Err(D::Error::custom(format!(
                 "{value} is out of range: allowed from {MIN} to {MAX}"
@@ -205,14 +198,37 @@ impl Config {
         }
     }
 
-    /// Checks the configuration at `path` for a command that does not need it (`stop`,
+    /// The configuration of the sygen home `home`.
+    pub fn of_home(home: &Path) -> Result<Self, Failure> {
+        Self::load(&home::config_file(home))
+    }
+
+    /// Checks the configuration of `home` for a command that does not need it (`stop`,
     /// `restart`, `uninstall`): a broken file is a warning there, never a reason to refuse.
-    pub fn warn_if_invalid(path: &Path, verb: &str) {
-        if let Err(failure) = Self::load(path) {
+    pub fn warn_if_invalid(home: &Path, verb: &str) {
+        if let Err(failure) = Self::of_home(home) {
             eprintln!(
                 "warning: {} ({verb} does not need it; `sygen run` refuses it until it is fixed)",
-                failure.message
+                exit::one_line(&failure.message)
             );
+        }
+    }
+
+    /// What the configuration of `home` says about backends. One that does not parse is said
+    /// once and says nothing: finding a backend must work to repair the service.
+    pub fn backend_preferences(home: &Path) -> Preferences {
+        match Self::of_home(home) {
+            Ok(config) => Preferences {
+                backend: config.backend,
+                settings: config.backends,
+            },
+            Err(failure) => {
+                eprintln!(
+                    "warning: {} (backends are chosen and run without it)",
+                    exit::one_line(&failure.message)
+                );
+                Preferences::default()
+            }
         }
     }
 
@@ -250,57 +266,19 @@ impl Config {
 /// The text of the configuration file at `path`, `None` when there is none. Anything but a
 /// regular file (a FIFO, a device, a directory, a link to nothing) is refused before it is
 /// read, and so is a file larger than [`MAX_FILE_BYTES`].
-fn read(path: &Path) -> Result<Option<String>, Failure> {
-    let refuse = |why: String| {
-        Failure::new(Exit::Failed, format!("{}: {why}", path.display()))
-            .hint("sygen reads its configuration only from a regular file; replace it with one, or remove it to use the defaults")
-    };
-    let metadata = match std::fs::metadata(path) {
-        Ok(metadata) => metadata,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return match std::fs::symlink_metadata(path) {
-                Ok(_) => Err(refuse(format!(
-                    "is a link to {}, which does not exist",
-                    std::fs::read_link(path)
-                        .map_or_else(|_| "?".to_owned(), |t| t.display().to_string())
-                ))),
-                Err(_) => Ok(None),
-            };
-        }
-        Err(e) => return Err(refuse(format!("cannot be read: {e}"))),
-    };
-    if !metadata.is_file() {
-        return Err(refuse(format!(
-            "is not a regular file ({})",
-            kind(&metadata)
-        )));
-    }
-    if metadata.len() > MAX_FILE_BYTES {
-        return Err(refuse(format!(
-            "is {} bytes; a configuration is at most {MAX_FILE_BYTES}",
-            metadata.len()
-        )));
-    }
-    let mut text = String::new();
-    // Checked again on the open file: the path may have been replaced since.
-    let file = std::fs::File::open(path).map_err(|e| refuse(format!("cannot be read: {e}")))?;
-    let opened = file
-        .metadata()
-        .map_err(|e| refuse(format!("cannot be read: {e}")))?;
-    if !opened.is_file() {
-        return Err(refuse(format!("is not a regular file ({})", kind(&opened))));
-    }
-    std::io::Read::read_to_string(&mut std::io::Read::take(file, MAX_FILE_BYTES), &mut text)
-        .map_err(|e| refuse(format!("cannot be read: {e}")))?;
-    Ok(Some(text))
-}
-
-fn kind(metadata: &std::fs::Metadata) -> &'static str {
-    if metadata.is_dir() {
-        "a directory"
-    } else {
-        crate::platform::special_file_kind(metadata)
-    }
+pub fn read(path: &Path) -> Result<Option<String>, Failure> {
+    file::read_small(path, MAX_FILE_BYTES).map_err(|error| {
+        let why = match error {
+            ReadError::TooLarge { len, .. } => {
+                format!("is {len} bytes; a configuration is at most {MAX_FILE_BYTES}")
+            }
+            other => other.to_string(),
+        };
+        Failure::new(Exit::Failed, format!("{}: {why}", path.display())).hint(
+            "sygen reads its configuration only from a regular file; replace it with one, \
+             or remove it to use the defaults",
+        )
+    })
 }
 
 #[cfg(test)]

@@ -14,11 +14,10 @@ use std::{
 use anyhow::Result;
 use sygen_backend_api::{ErrorKind, ServiceSpec};
 
+use super::cli::WaitArgs;
 use crate::{
-    cli::WaitArgs,
-    console,
+    backend::{console, Backend},
     exit::{Exit, Failure},
-    loader::Backend,
     progress::Progress,
     runtime::instance::{self, Runtime, RUNTIME_FILE},
 };
@@ -151,7 +150,8 @@ fn explained(
 pub fn logs_would_explain(error: &anyhow::Error) -> bool {
     error
         .downcast_ref::<Failure>()
-        .and_then(|failure| failure.backend_kind)
+        .and_then(|failure| failure.backend.as_ref())
+        .map(|said| said.kind)
         == Some(ErrorKind::SERVICE_FAILED)
 }
 

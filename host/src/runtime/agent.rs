@@ -12,18 +12,18 @@ use std::{
 
 use anyhow::{Context as _, Result};
 
+use super::RESTART_CODE;
 use crate::{
-    description,
+    config::Config,
+    home,
     platform::{self, Listener, Request},
-    runtime::{config::Config, RESTART_CODE},
 };
 
 pub fn run(heartbeat_interval: Option<Duration>) -> Result<ExitCode> {
     let interval = match heartbeat_interval {
         Some(interval) => interval,
         None => {
-            let home = description::sygen_home()?;
-            Config::load(&home.join("config.toml"))?
+            Config::of_home(&home::sygen_home()?)?
                 .agent
                 .heartbeat_interval
         }

@@ -698,6 +698,98 @@ fn with_trusted_keys_only_signed_backends_load() {
 }
 
 #[test]
+fn keys_someone_else_could_change_refuse_every_backend_and_doctor_says_so() {
+    let scratch = tempfile::tempdir().unwrap();
+    let nobody = 65534;
+    /// How to expose the keys to someone else, and what sygen then says of which place.
+    type Case = (fn(&Path, &Path), &'static str, fn(&Path) -> String);
+    let cases: [Case; 4] = [
+        (
+            |keys, _| fs::set_permissions(keys, fs::Permissions::from_mode(0o777)).unwrap(),
+            "is writable by group or others (mode 0777)",
+            |keys| keys.display().to_string(),
+        ),
+        (
+            |keys, _| {
+                let key = keys.join("publisher.pub");
+                fs::set_permissions(key, fs::Permissions::from_mode(0o666)).unwrap()
+            },
+            "is writable by group or others (mode 0666)",
+            |keys| keys.join("publisher.pub").display().to_string(),
+        ),
+        (
+            |keys, _| {
+                std::os::unix::fs::chown(keys.join("publisher.pub"), Some(65534), None).unwrap()
+            },
+            "belongs to user 65534, not to you or root",
+            |keys| keys.join("publisher.pub").display().to_string(),
+        ),
+        (
+            // Through a link, to a key of nobody's.
+            |keys, elsewhere| {
+                let theirs = elsewhere.join("theirs.pub");
+                fs::copy(keys.join("publisher.pub"), &theirs).unwrap();
+                std::os::unix::fs::chown(&theirs, Some(65534), None).unwrap();
+                fs::remove_file(keys.join("publisher.pub")).unwrap();
+                std::os::unix::fs::symlink(&theirs, keys.join("publisher.pub")).unwrap();
+            },
+            "belongs to user 65534, not to you or root",
+            |keys| keys.join("publisher.pub").display().to_string(),
+        ),
+    ];
+    if std::os::unix::fs::chown(scratch.path(), Some(nobody), None).is_err() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI runs as root"
+        );
+        eprintln!("skipped: changing a file's owner needs root");
+        return;
+    }
+    std::os::unix::fs::chown(scratch.path(), Some(0), None).unwrap();
+    for (expose, why, place) in cases {
+        let user = User::new();
+        let publisher = trusted_publisher(&user);
+        let signed = publish(scratch.path(), &library("misbehaving_backend"));
+        sign(&publisher, &signed);
+        let status = || {
+            let mut command =
+                user.command(&["--backend", signed.to_str().unwrap(), "service", "status"]);
+            Outcome::from(command.env("MISBEHAVE", "ok").output().unwrap())
+        };
+        assert_eq!(status().code, Some(0), "{}", status().stderr);
+        let keys = user.home.path().join(".sygen/trusted-keys");
+        let elsewhere = tempfile::tempdir().unwrap();
+        expose(&keys, elsewhere.path());
+        let shown = place(&keys);
+        let hint = match why.starts_with("is writable") {
+            true => format!("run `chmod go-w {shown}`"),
+            false => format!("check what it holds, then `chown` {shown} to yourself"),
+        };
+        // A link is judged by what it points to, and named as it is in trusted-keys.
+        assert_eq!(
+            status().fails_with(4, why),
+            format!(
+                "error: backend {}: refusing to load it: trusted keys must be changeable only by \
+                 you or root, and {shown} {why} (hint: {hint})",
+                signed.display(),
+            )
+        );
+        let doctor = user.sygen(&["doctor"]);
+        let line = format!(
+            "[FAIL] trusted-keys: every backend is refused: trusted keys must be changeable only \
+             by you or root, and {shown} {why}"
+        );
+        assert!(
+            doctor.stdout.lines().any(|l| l == line),
+            "{}",
+            doctor.stdout
+        );
+        assert_eq!(doctor.code, Some(1), "{}", doctor.stderr);
+    }
+}
+
+#[test]
 fn keys_that_cannot_be_used_refuse_every_backend_naming_the_file() {
     let scratch = tempfile::tempdir().unwrap();
     let unsigned = publish(scratch.path(), &library("versioned_2"));

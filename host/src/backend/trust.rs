@@ -31,8 +31,8 @@ pub fn check_trust(path: &Path) -> Result<(), LoadError> {
 /// Once `trusted-keys` exists, keys that cannot be used are an error naming the file, never a
 /// reason to load unsigned code: a directory that cannot be read (or is not a directory), a
 /// key file that cannot be read or is not a minisign public key.
-fn trusted_keys() -> &'static Result<Keys, LoadError> {
-    static KEYS: std::sync::OnceLock<Result<Keys, LoadError>> = std::sync::OnceLock::new();
+fn trusted_keys() -> &'static Result<Keys, Unusable> {
+    static KEYS: std::sync::OnceLock<Result<Keys, Unusable>> = std::sync::OnceLock::new();
     KEYS.get_or_init(read_trusted_keys)
 }
 
@@ -65,12 +65,13 @@ pub fn required_keys() -> Result<&'static [TrustedKey], Failure> {
         )
         .hint("save the channel publisher's minisign public key there as <publisher>.pub")),
         Err(unusable) => {
-            Err(Failure::new(Exit::Failed, unusable.reason.clone()).hint(unusable.hint.clone()))
+            let refusal = unusable.refusal();
+            Err(Failure::new(Exit::Failed, refusal.reason).hint(refusal.hint))
         }
     }
 }
 
-fn read_trusted_keys() -> Result<Keys, LoadError> {
+fn read_trusted_keys() -> Result<Keys, Unusable> {
     let Ok(home) = home::sygen_home() else {
         return Ok(Vec::new());
     };
@@ -80,17 +81,50 @@ fn read_trusted_keys() -> Result<Keys, LoadError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(unusable_key(&dir, &e.to_string())),
     };
+    only_yours(&dir)?;
     let mut keys = Vec::new();
     for entry in entries {
         let path = entry
             .map_err(|e| unusable_key(&dir, &e.to_string()))?
             .path();
         if path.extension().is_some_and(|ext| ext == "pub") {
+            only_yours(&path)?;
             let (key, id) = read_key(&path).map_err(|why| unusable_key(&path, &why))?;
             keys.push(TrustedKey { path, key, id });
         }
     }
     Ok(keys)
+}
+
+/// Refuses the keys when `place` (`trusted-keys/` or a key in it) could have been changed by
+/// someone but the user or root: whoever could write a key there chooses whose code sygen
+/// runs. A link is judged by what it points to, and by the directory that holds that.
+fn only_yours(place: &Path) -> Result<(), Unusable> {
+    let refuse = |untrusted: platform::Untrusted| Unusable {
+        why: format!(
+            "trusted keys must be changeable only by you or root, and {}",
+            untrusted.reason
+        ),
+        hint: untrusted.hint,
+    };
+    platform::check_private(place).map_err(refuse)?;
+    let linked = std::fs::symlink_metadata(place).is_ok_and(|m| m.file_type().is_symlink());
+    if linked {
+        let target = dunce::canonicalize(place).map_err(|e| unusable_key(place, &e.to_string()))?;
+        if let Some(dir) = target.parent() {
+            platform::check_private(dir).map_err(refuse)?;
+        }
+    }
+    Ok(())
+}
+
+/// The trusted keys sygen checks backends against, or why they cannot be used: for doctor.
+/// `None` when there is no `trusted-keys` (backends are then not signature-checked).
+pub fn keys_in_use() -> Option<(PathBuf, Result<usize, Unusable>)> {
+    let dir = home::sygen_home().ok()?.join("trusted-keys");
+    std::fs::symlink_metadata(&dir).ok()?;
+    let keys = trusted_keys().as_ref().map(Vec::len).map_err(Clone::clone);
+    Some((dir, keys))
 }
 
 /// A minisign public key file: its comment line and the key, or the key's line alone (as
@@ -118,15 +152,31 @@ fn read_key(path: &Path) -> Result<(minisign_verify::PublicKey, String), String>
     Ok((key, digest[..16].to_owned()))
 }
 
-fn unusable_key(place: &Path, why: &str) -> LoadError {
-    LoadError::new(
-        format!(
-            "refusing to load it: the trusted key {} cannot be used ({why})",
-            place.display()
-        ),
-        "fix or remove it: while trusted-keys exists, every backend's signature is checked \
-         against the keys in it",
-    )
+/// Why the trusted keys cannot be used; every backend is refused for it.
+#[derive(Clone, Debug)]
+pub struct Unusable {
+    /// What is wrong, naming the file.
+    pub why: String,
+    pub hint: String,
+}
+
+impl Unusable {
+    /// What loading a backend is refused with.
+    fn refusal(&self) -> LoadError {
+        LoadError::new(
+            format!("refusing to load it: {}", self.why),
+            self.hint.clone(),
+        )
+    }
+}
+
+fn unusable_key(place: &Path, why: &str) -> Unusable {
+    Unusable {
+        why: format!("the trusted key {} cannot be used ({why})", place.display()),
+        hint: "fix or remove it: while trusted-keys exists, every backend's signature is \
+               checked against the keys in it"
+            .into(),
+    }
 }
 
 /// `--allow-unsigned` (which sets `SYGEN_ALLOW_UNSIGNED=1`, so child processes agree).
@@ -151,11 +201,11 @@ pub fn check_signature(path: &Path, file: &mut std::fs::File) -> Result<(), Load
             eprintln!(
                 "warning: loading {} unchecked (--allow-unsigned): {}",
                 path.display(),
-                unusable.reason
+                unusable.refusal().reason
             );
             return Ok(());
         }
-        Err(unusable) => return Err(unusable.clone()),
+        Err(unusable) => return Err(unusable.refusal()),
     };
     let keys_dir = keys[0]
         .path

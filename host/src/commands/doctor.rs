@@ -94,7 +94,8 @@ fn render(check: &Check, colour: bool) -> String {
 fn checks(context: &Context<'_>, service: &ServiceDescription) -> Vec<Check> {
     let home = &context.home;
     let survey = context.survey(false);
-    let mut checks = backend_files(&survey);
+    let mut checks: Vec<Check> = trusted_keys().into_iter().collect();
+    checks.extend(backend_files(&survey));
     let backend = match survey.load_selected() {
         Ok(backend) => Some(backend),
         Err(failure) => {
@@ -182,6 +183,27 @@ fn home_check(home: &Path) -> Check {
             untrusted.hint,
         ),
     }
+}
+
+/// Whether the keys backends are checked against can be used, when there are any.
+fn trusted_keys() -> Option<Check> {
+    const ID: &str = "trusted-keys";
+    let (dir, keys) = trust::keys_in_use()?;
+    Some(match keys {
+        Ok(count) => Check::pass(
+            ID,
+            format!(
+                "{} holds {count} key(s), changeable only by you or root: every backend must be \
+                 signed by one",
+                dir.display()
+            ),
+        ),
+        Err(unusable) => Check::fail(
+            ID,
+            format!("every backend is refused: {}", unusable.why),
+            unusable.hint,
+        ),
+    })
 }
 
 /// Files that do not load (a warning: another file may serve), and files anyone but the

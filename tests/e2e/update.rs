@@ -589,6 +589,33 @@ fn signatures_must_be_by_a_trusted_key_and_vouch_for_exactly_what_the_channel_sa
 }
 
 #[test]
+fn a_manifest_from_the_future_is_refused_and_locks_no_one_out() {
+    let s = Setup::new().with_v1_installed();
+    let now = std::time::SystemTime::now();
+    let rfc3339 = |t| humantime::format_rfc3339_seconds(t).to_string();
+    let ahead = rfc3339(now + Duration::from_secs(48 * 3600));
+    s.serve(&[s.entry("2.0.0", "v2.so")], &ahead, EXPIRES);
+    let out = s.update(&["versioned"]);
+    let line = out.fails_with(1, "after this machine's time");
+    assert!(
+        line.starts_with(&format!(
+            "error: the channel manifest {} was issued at {ahead}, more than 1h after this \
+             machine's time (",
+            s.server.url("stable.json")
+        )) && line.ends_with(
+            "): refusing it (hint: check this machine's clock; if it is right, the channel's \
+             publisher must publish a manifest with the right time)"
+        ),
+        "{line}"
+    );
+    assert_eq!(s.installed().as_deref(), Some("1.0.0"));
+    // Not remembered as the newest: a correctly dated manifest is believed.
+    s.serve(&[s.entry("2.0.0", "v2.so")], &rfc3339(now), EXPIRES);
+    s.update(&["versioned"]).succeeds();
+    assert_eq!(s.installed().as_deref(), Some("2.0.0"));
+}
+
+#[test]
 fn an_expired_or_replayed_manifest_and_a_downgrade_are_refused() {
     let s = Setup::new().with_v1_installed();
     s.serve(&[s.entry("2.0.0", "v2.so")], ISSUED, "2026-06-02T00:00:00Z");

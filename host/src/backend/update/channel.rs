@@ -16,7 +16,7 @@
 //! has seen from the same key and channel (replay), and a version lower than the highest it
 //! has installed from that key (rollback; see `memory`).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -108,9 +108,14 @@ fn time(text: &str, field: &str) -> Result<SystemTime, Failure> {
     })
 }
 
+/// How far ahead of this machine's clock a manifest's `issued` may be: clocks drift, but one
+/// issued later than this would be remembered as the newest and refuse every correctly dated
+/// manifest until then.
+pub const CLOCK_SKEW: Duration = Duration::from_secs(3600);
+
 /// Checks `bytes` (the manifest from `url`) against its `signature` and the trusted `keys`,
-/// then its times: not expired at `now`, not older than `newest_seen` (what the same key last
-/// issued for this channel).
+/// then its times: not issued more than [`CLOCK_SKEW`] after `now`, not expired at `now`, not
+/// older than `newest_seen` (what the same key last issued for this channel).
 pub fn verify(
     url: &str,
     bytes: &[u8],
@@ -156,6 +161,22 @@ pub fn verify(
     }
     let issued = time(&manifest.issued, "issued")?;
     let expires = time(&manifest.expires, "expires")?;
+    if now
+        .checked_add(CLOCK_SKEW)
+        .is_some_and(|latest| issued > latest)
+    {
+        return Err(refused(
+            format!(
+                "the channel manifest {url} was issued at {}, more than {} after this machine's \
+                 time ({}): refusing it",
+                manifest.issued,
+                humantime::format_duration(CLOCK_SKEW),
+                humantime::format_rfc3339_seconds(now)
+            ),
+            "check this machine's clock; if it is right, the channel's publisher must publish \
+             a manifest with the right time",
+        ));
+    }
     if expires <= now {
         return Err(refused(
             format!(
@@ -438,6 +459,20 @@ mod tests {
             refused.message
         );
         assert!(check(&good, now, Some(at("2026-06-01T00:00:00Z"))).is_ok());
+
+        // Issued ahead of this machine's clock: within the skew, believed; beyond it, never
+        // remembered as the newest.
+        let issued = at("2026-06-01T00:00:00Z");
+        assert!(check(&good, issued - Duration::from_secs(1800), None).is_ok());
+        let refused = check(&good, issued - Duration::from_secs(7200), None).unwrap_err();
+        assert!(
+            refused.message.ends_with(
+                "was issued at 2026-06-01T00:00:00Z, more than 1h after this machine's time \
+                 (2026-05-31T22:00:00Z): refusing it"
+            ),
+            "{}",
+            refused.message
+        );
     }
 
     #[test]

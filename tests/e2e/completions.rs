@@ -113,12 +113,15 @@ fn colour_only_on_a_terminal_and_never_with_no_color() {
     // The message after `error:`, and the terminal's line end.
     let message =
         " backend /nonexistent.so: no such file (hint: check the path of the backend file)";
-    let coloured = on_a_terminal(&user, bad, false);
+    let coloured = on_a_terminal(&user, bad, &[]);
     assert_eq!(coloured, format!("\x1b[1;31merror:\x1b[0m{message}\r\n"));
-    let plain = on_a_terminal(&user, bad, true);
+    let plain = on_a_terminal(&user, bad, &[("NO_COLOR", "1")]);
     assert_eq!(plain, format!("error:{message}\r\n"));
-    let never = on_a_terminal(&user, &format!("--color never {bad}"), false);
+    let never = on_a_terminal(&user, &format!("--color never {bad}"), &[]);
     assert_eq!(never, format!("error:{message}\r\n"));
+    // A terminal that says it has no escape codes gets none.
+    let dumb = on_a_terminal(&user, bad, &[("TERM", "dumb")]);
+    assert_eq!(dumb, format!("error:{message}\r\n"));
 
     // Piped, nothing is coloured unless asked for.
     let piped = user.run(&["--backend", "/nonexistent.so", "service", "status"]);

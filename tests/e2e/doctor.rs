@@ -199,12 +199,12 @@ fn doctor_marks_checks_in_colour_only_on_a_terminal() {
     let user = User::new();
     let backend = library("misbehaving_backend");
     let args = format!("--backend {} doctor", backend.display());
-    let coloured = on_a_terminal(&user, &args, false);
+    let coloured = on_a_terminal(&user, &args, &[]);
     assert!(
         coloured.contains("\x1b[1;32m[pass]\x1b[0m backend: misbehaving"),
         "{coloured:?}"
     );
-    let plain = on_a_terminal(&user, &args, true);
+    let plain = on_a_terminal(&user, &args, &[("NO_COLOR", "1")]);
     assert!(
         plain.contains("[pass] backend: misbehaving") && !plain.contains('\x1b'),
         "{plain:?}"

@@ -336,6 +336,29 @@ fn stop_ends_the_stubborn_tree_a_killed_runtime_left() {
 }
 
 #[test]
+fn many_processes_ended_are_one_short_line() {
+    let home = Home::new();
+    home.worker(
+        "i=0; while [ $i -lt 30 ]; do sleep 300 & i=$((i+1)); done; echo > ready; wait",
+        "",
+    );
+    let (mut run, _) = home.start();
+    let ready = home.sygen_home().join("ready");
+    eventually("30 children", Duration::from_secs(10), || ready.exists());
+    kill_with_guard(&mut run);
+    // The 30 children (and the worker, if it outlived its runtime): ten pids, the rest counted.
+    let stdout = home.sygen(&["stop"]).succeeds().to_owned();
+    let (listed, more) = stdout
+        .strip_prefix("stopped what its worker left (pids ")
+        .and_then(|rest| rest.strip_suffix(" more)\n"))
+        .and_then(|rest| rest.split_once(" and "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert_eq!(listed.split(", ").count(), 10, "{stdout}");
+    assert!(matches!(more, "20" | "21"), "{stdout}");
+    assert!(tree_of(&home).is_empty());
+}
+
+#[test]
 fn the_next_run_ends_what_a_killed_runtime_left() {
     let home = Home::new();
     let tree = stubborn_tree_of_a_killed_runtime(&home);

@@ -35,7 +35,8 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub home: Option<PathBuf>,
 
-    /// Colour in messages: auto (on a terminal, unless NO_COLOR is set), always or never.
+    /// Colour in messages: auto (on a terminal, unless NO_COLOR is set or TERM=dumb), always or
+    /// never.
     #[arg(long, global = true, value_enum, default_value_t = Color::Auto, value_name = "WHEN")]
     pub color: Color,
 
@@ -66,11 +67,15 @@ impl Color {
         self.on(std::io::IsTerminal::is_terminal(&std::io::stdout()))
     }
 
+    /// `auto` colours a terminal unless `NO_COLOR` is set or the terminal says it has no
+    /// escape codes (`TERM=dumb`).
     fn on(self, terminal: bool) -> bool {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+        let dumb = std::env::var_os("TERM").is_some_and(|t| t == "dumb");
         match self {
             Color::Always => true,
             Color::Never => false,
-            Color::Auto => terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            Color::Auto => terminal && !no_color && !dumb,
         }
     }
 }

@@ -226,11 +226,24 @@ impl std::fmt::Display for Exit {
     }
 }
 
-/// "pid 12", "pids 12, 13".
+/// How many pids a message lists before it only counts the rest.
+const LISTED_PIDS: usize = 10;
+
+/// "pid 12", "pids 12, 13"; of many, the first ten and how many more ("… and 1990 more"): a
+/// line per event, whatever a fork storm left.
 pub fn pids(processes: &[Identity]) -> String {
-    let list: Vec<String> = processes.iter().map(|p| p.pid.to_string()).collect();
-    let plural = if list.len() == 1 { "" } else { "s" };
-    format!("pid{plural} {}", list.join(", "))
+    let list: Vec<String> = processes
+        .iter()
+        .take(LISTED_PIDS)
+        .map(|p| p.pid.to_string())
+        .collect();
+    let plural = if processes.len() == 1 { "" } else { "s" };
+    let more = processes.len().saturating_sub(LISTED_PIDS);
+    let rest = match more {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    format!("pid{plural} {}{rest}", list.join(", "))
 }
 
 /// The processes carrying `owner`'s tree marker, and the live members of the process group led
@@ -275,6 +288,19 @@ pub fn end_all(find: impl Fn() -> Vec<Identity>, timeout: Duration) -> Vec<Ident
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_pids_are_listed_up_to_ten_then_counted() {
+        let some =
+            |n: u32| -> Vec<Identity> { (1..=n).map(|pid| Identity { pid, start: 1 }).collect() };
+        assert_eq!(pids(&some(1)), "pid 1");
+        assert_eq!(pids(&some(2)), "pids 1, 2");
+        assert_eq!(pids(&some(10)), "pids 1, 2, 3, 4, 5, 6, 7, 8, 9, 10");
+        assert_eq!(
+            pids(&some(2000)),
+            "pids 1, 2, 3, 4, 5, 6, 7, 8, 9, 10 and 1990 more"
+        );
+    }
 
     #[test]
     fn a_marker_names_its_home_and_its_runtime() {

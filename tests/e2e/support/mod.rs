@@ -100,18 +100,16 @@ pub fn backend_copy(path: &Path, mode: u32) -> PathBuf {
     path.to_path_buf()
 }
 
-/// Runs `sygen ARGS` as `user` on a terminal (`script` gives it one); answers what the
-/// terminal showed.
-pub fn on_a_terminal(user: &User, args: &str, no_color: bool) -> String {
+/// Runs `sygen ARGS` as `user` on a terminal (`script` gives it one), with `env` added to the
+/// user's environment; answers what the terminal showed.
+pub fn on_a_terminal(user: &User, args: &str, env: &[(&str, &str)]) -> String {
     let line = format!("'{}' {args}", artifacts().join("sygen").display());
     let mut script = Command::new("script");
     user.environment(&mut script);
     script.args(["-qec", &line, "/dev/null"]);
-    if no_color {
-        script.env("NO_COLOR", "1");
-    } else {
-        script.env_remove("NO_COLOR");
-    }
+    // A terminal with colours, whatever the one running the tests is; then `env`.
+    script.env_remove("NO_COLOR").env("TERM", "xterm-256color");
+    script.envs(env.iter().copied());
     let output = script.output().expect("script (util-linux) runs");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -559,6 +559,28 @@ fn signatures_must_be_by_a_trusted_key_and_vouch_for_exactly_what_the_channel_sa
         "its signature is not by the key that signed the channel",
     );
 
+    // The channel's own key's signature, as 2.0.0, of another file (1.0.0's bytes).
+    let mut entry = s.entry("2.0.0", "v2.so");
+    let borrowed = s.publisher.entry(
+        &s.v1,
+        &s.server.url("v2.so"),
+        ("versioned", "2.0.0", &here(), 1),
+        ("versioned", "2.0.0", &here(), 1),
+    );
+    entry["signature"] = borrowed["signature"].clone();
+    s.serve(&[entry], LATER, EXPIRES);
+    let keys = s.user.sygen_home().join("trusted-keys/publisher.pub");
+    assert_eq!(
+        refused(&s, "is of other bytes than these"),
+        format!(
+            "error: the versioned backend 2.0.0 from {}: its signature, by the key that signed \
+             the channel ({}), is of other bytes than these (hint: nothing was installed; tell \
+             the channel's publisher)",
+            s.server.url("v2.so"),
+            keys.display()
+        )
+    );
+
     // 1.0.0, validly signed as 1.0.0, announced as 9.0.0.
     let entry = s.publisher.entry(
         &s.v1,

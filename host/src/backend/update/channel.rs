@@ -287,14 +287,32 @@ pub fn verify_file(entry: &Entry, bytes: &[u8], key: &TrustedKey) -> Result<(), 
             hint,
         )
     })?;
-    if key.key.verify(bytes, &signature, false).is_err() {
-        return Err(refused(
-            format!(
-                "{what}: its signature is not by the key that signed the channel ({})",
-                key.path.display()
-            ),
-            hint,
-        ));
+    let key_file = key.path.display();
+    match key.key.verify(bytes, &signature, false) {
+        Ok(()) => {}
+        Err(minisign_verify::Error::UnexpectedKeyId) => {
+            return Err(refused(
+                format!(
+                    "{what}: its signature is not by the key that signed the channel ({key_file})"
+                ),
+                hint,
+            ))
+        }
+        Err(minisign_verify::Error::InvalidSignature) => {
+            return Err(refused(
+                format!(
+                    "{what}: its signature, by the key that signed the channel ({key_file}), is of \
+                     other bytes than these"
+                ),
+                hint,
+            ))
+        }
+        Err(e) => {
+            return Err(refused(
+                format!("{what}: its signature cannot be checked ({e})"),
+                hint,
+            ))
+        }
     }
     if signature.trusted_comment() != entry.trusted_comment() {
         return Err(refused(
@@ -497,5 +515,16 @@ mod tests {
         let mut foreign = e.clone();
         foreign.signature = other.sign(&data, &e.trusted_comment());
         assert!(message(&foreign, &data).contains("is not by the key that signed the channel"));
+        // The channel's own key, and the right comment, but for another file.
+        let mut borrowed = e.clone();
+        borrowed.signature = signer.sign(b"another library", &e.trusted_comment());
+        assert!(
+            message(&borrowed, &data).ends_with(
+                "its signature, by the key that signed the channel (publisher.pub), is of other \
+                 bytes than these"
+            ),
+            "{}",
+            message(&borrowed, &data)
+        );
     }
 }

@@ -16,6 +16,7 @@ use std::{
 use crate::support::{
     self, alive, eventually, live_pids,
     runtime::{guard_of, kill_with_guard, terminate, Home},
+    Outcome,
 };
 
 /// The live processes carrying `home`'s tree marker (`SYGEN_TREE=<home>#<runtime>`).
@@ -121,18 +122,21 @@ fn a_lock_held_by_a_process_sygen_cannot_prove_is_never_signalled() {
             .unwrap()
             .success()
     });
-    let out = home.sygen(&["stop"]);
-    assert_eq!(
-        out.succeeds(),
-        "nothing running: no sygen service or process to stop\n"
-    );
-    assert_eq!(
-        out.stderr,
-        format!(
-            "warning: {} is locked, but not by a process sygen can prove is its runtime (it names pid 1): not signalling it\n",
-            bot_pid.display()
-        )
-    );
+    // Nothing stopped is no success: it says what holds the home, and that it was left alone.
+    let hint = "(hint: sygen signals no process it cannot prove it started; if sygen runs in a \
+                container or another pid namespace, stop it there)";
+    for (verb, what) in [("stop", "stopped"), ("restart", "restarted")] {
+        let out = home.sygen(&[verb]);
+        assert_eq!(
+            out.fails_with(1, "is locked, but not by a process"),
+            format!(
+                "error: {} is locked, but not by a process sygen can prove is its runtime (it \
+                 names pid 1): nothing was {what} {hint}",
+                bot_pid.display()
+            )
+        );
+        assert_eq!(out.stdout, "");
+    }
     assert!(alive(holder.id()));
     let refused = home.sygen(&["run"]);
     let line = refused.fails_with(1, "sygen is already running (pid unknown");
@@ -916,4 +920,236 @@ fn a_home_someone_else_could_change_runs_nothing_and_writes_nothing() {
     assert!(home.sygen_home().join("ran").exists());
     let doctor = home.sygen(&["doctor"]);
     assert!(doctor.stdout.contains("[pass] home: "), "{}", doctor.stdout);
+}
+
+/// `sygen ARGS` in `home`, in a pid namespace of its own (`unshare -p -f`, with a /proc of its
+/// own too when `own_proc`); `None` where namespaces need root and this is not.
+fn in_a_pid_namespace(home: &Home, args: &[&str], own_proc: bool) -> Option<Command> {
+    let probe = Command::new("unshare").args(["-p", "-f", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "CI runs as root"
+        );
+        eprintln!("skipped: a pid namespace needs root (unshare -p)");
+        return None;
+    }
+    let sygen = home.command(args);
+    let mut command = Command::new("unshare");
+    command.args(["-p", "-f"]);
+    if own_proc {
+        command.arg("--mount-proc");
+    }
+    command.arg(sygen.get_program()).args(sygen.get_args());
+    for (key, value) in sygen.get_envs() {
+        match value {
+            Some(value) => command.env(key, value),
+            None => command.env_remove(key),
+        };
+    }
+    Some(command)
+}
+
+/// The hint of a refusal to act on a runtime of another pid namespace.
+const ELSEWHERE_HINT: &str = "(hint: run `sygen stop` or `sygen restart` where it runs (in that \
+                              container or namespace))";
+
+#[test]
+fn a_runtime_in_another_pid_namespace_is_never_reported_stopped() {
+    let home = Home::new();
+    home.worker("exec sleep 300", "");
+    let Some(mut run) = in_a_pid_namespace(&home, &["run"], true) else {
+        return;
+    };
+    let mut run = run
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the worker", Duration::from_secs(5), || {
+        home.pid_file("worker.pid").is_some()
+    });
+    let worker = tree_of(&home);
+    assert_eq!(worker.len(), 1, "{worker:?}");
+    let bot_pid = home.sygen_home().join("bot.pid");
+    // Pid 1 there is another process here: nothing is signalled, and no success is claimed.
+    for (verb, what) in [("stop", "stopped"), ("restart", "restarted")] {
+        let out = home.sygen(&[verb]);
+        assert_eq!(
+            out.fails_with(1, "from another pid namespace"),
+            format!(
+                "error: sygen's runtime holds {} from another pid namespace (pid 1 there), which \
+                 this sygen cannot signal: nothing was {what} {ELSEWHERE_HINT}",
+                bot_pid.display()
+            )
+        );
+        assert_eq!(out.stdout, "");
+        assert!(alive(worker[0]), "{verb} ended the worker");
+    }
+    assert_eq!(
+        home.sygen(&["run"]).fails_with(1, "another pid namespace"),
+        format!(
+            "error: sygen is already running in another pid namespace (pid 1 there, from {}) \
+             (hint: stop it where it runs: `sygen stop` in that container or namespace)",
+            bot_pid.display()
+        )
+    );
+    let doctor = home.sygen(&["doctor"]);
+    let warned = format!(
+        "[warn] pid-files: {} is held by a runtime in another pid namespace (pid 1 there): sygen \
+         here cannot signal it",
+        bot_pid.display()
+    );
+    assert!(
+        doctor.stdout.lines().any(|l| l == warned),
+        "{}",
+        doctor.stdout
+    );
+    // Stopped where it runs: the namespace's first process is the runtime.
+    let runtime = fs::read_to_string(format!("/proc/{0}/task/{0}/children", run.id())).unwrap();
+    let runtime = runtime.trim().to_owned();
+    Command::new("kill")
+        .args(["-TERM", &runtime])
+        .status()
+        .unwrap();
+    assert_eq!(exit_code(&mut run, Duration::from_secs(15)), Some(0));
+    assert!(!alive(worker[0]));
+}
+
+#[test]
+fn a_stop_from_another_pid_namespace_says_it_cannot_and_stops_nothing() {
+    let home = Home::new();
+    home.worker("exec sleep 300", "");
+    let Some(mut stop) = in_a_pid_namespace(&home, &["stop"], false) else {
+        return;
+    };
+    let (mut run, worker) = home.start();
+    let out = Outcome::from(stop.output().unwrap());
+    assert_eq!(
+        out.fails_with(1, "from another pid namespace"),
+        format!(
+            "error: sygen's runtime holds {} from another pid namespace (pid {} there), which \
+             this sygen cannot signal: nothing was stopped {ELSEWHERE_HINT}",
+            home.sygen_home().join("bot.pid").display(),
+            run.id()
+        )
+    );
+    assert!(alive(run.id()) && alive(worker));
+    assert_eq!(terminate(&mut run), Some(0));
+}
+
+#[test]
+fn restarts_at_once_each_say_what_they_did() {
+    let home = Home::new();
+    home.worker("exec sleep 300", "");
+    let (mut run, _) = home.start();
+    let restarts: Vec<Child> = (0..3)
+        .map(|_| {
+            home.command(&["restart"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for restart in restarts {
+        let out = Outcome::from(restart.wait_with_output().unwrap());
+        let said = out.succeeds();
+        let runtime = format!("the runtime (pid {}) runs a new worker: pid ", run.id());
+        assert!(
+            said.starts_with("restarted the worker: pid ") && !said.contains("none")
+                || said.starts_with(&runtime),
+            "{said}"
+        );
+    }
+    assert_eq!(terminate(&mut run), Some(0));
+}
+
+#[test]
+fn a_restart_while_the_runtime_stops_says_it_exited_instead() {
+    let home = Home::new();
+    // The worker takes its whole stop timeout to go.
+    home.worker(
+        "trap '' TERM\nwhile :; do sleep 1; done",
+        "stop_timeout = \"2s\"",
+    );
+    let (mut run, _) = home.start();
+    Command::new("kill")
+        .args(["-TERM", &run.id().to_string()])
+        .status()
+        .unwrap();
+    let out = home.sygen(&["restart"]);
+    let log = home.sygen_home().join("logs/agent.log");
+    assert_eq!(
+        out.stderr.lines().last().unwrap_or_default(),
+        format!(
+            "error: the runtime (pid {}) exited instead of replacing its worker (a stop came \
+             first?) (hint: the log lines above, from {}, show why)",
+            run.id(),
+            log.display()
+        )
+    );
+    assert_eq!(out.code, Some(1));
+    assert_eq!(exit_code(&mut run, Duration::from_secs(10)), Some(0));
+}
+
+#[test]
+fn stop_and_restart_wait_as_long_as_told_or_not_at_all() {
+    let home = Home::new();
+    // A worker that would take a minute to stop if it were waited for.
+    home.worker(
+        "trap '' TERM\nwhile :; do sleep 1; done",
+        "stop_timeout = \"60s\"",
+    );
+    let (mut run, _) = home.start();
+    let runtime = run.id();
+    let out = home.sygen(&["restart", "--timeout", "1s"]);
+    assert_eq!(
+        out.stderr.lines().last().unwrap_or_default(),
+        format!(
+            "error: the runtime (pid {runtime}) did not start a new worker within 1s (hint: the \
+             log lines above, from {}, show why)",
+            home.sygen_home().join("logs/agent.log").display()
+        )
+    );
+    let started = Instant::now();
+    let stopped = home.sygen(&["stop", "--timeout", "1s"]);
+    let said = stopped.succeeds();
+    assert!(
+        said.starts_with(&format!(
+            "stopped runtime {runtime}, what its worker left (pid"
+        )),
+        "{said}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    run.wait().unwrap();
+    assert!(tree_of(&home).is_empty());
+
+    // Asked, and not waited for.
+    home.worker("exec sleep 300", "");
+    let (mut run, worker) = home.start();
+    let runtime = run.id();
+    assert_eq!(
+        home.sygen(&["restart", "--no-wait"]).succeeds(),
+        format!("asked the runtime (pid {runtime}) to replace its worker\n")
+    );
+    eventually("a new worker", Duration::from_secs(10), || {
+        home.pid_file("worker.pid").is_some_and(|w| w != worker)
+    });
+    assert_eq!(
+        home.sygen(&["stop", "--no-wait"]).succeeds(),
+        format!(
+            "asked runtime {runtime} to stop, without waiting (`sygen stop` ends what is left)\n"
+        )
+    );
+    assert_eq!(exit_code(&mut run, Duration::from_secs(10)), Some(0));
+    assert_eq!(
+        home.sygen(&["stop", "--no-wait", "--timeout", "1s"]).code,
+        Some(2)
+    );
 }

@@ -92,9 +92,9 @@ pub enum Command {
         supervise: bool,
     },
     /// Stop sygen: the service, then every process it started.
-    Stop,
+    Stop(LifecycleWait),
     /// Replace the running agent's worker with a fresh one; waits until it is up.
-    Restart,
+    Restart(LifecycleWait),
     /// Check the set-up: backend, service manager, service, configuration, logs; each with a fix.
     Doctor(JsonFlag),
     /// The built-in agent (the default worker of `sygen run`).
@@ -271,6 +271,18 @@ impl Default for WaitArgs {
             no_wait: false,
         }
     }
+}
+
+/// How `sygen stop` and `sygen restart` wait for the runtime.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct LifecycleWait {
+    /// How long the runtime gets (to stop before it is killed; to start a new worker); default:
+    /// the worker's stop timeout and 5 s more (at most 1 day).
+    #[arg(long, value_parser = config::parse_timeout, value_name = "DURATION")]
+    pub timeout: Option<std::time::Duration>,
+    /// Send the request and return, without waiting (nor killing what does not stop).
+    #[arg(long, conflicts_with = "timeout")]
+    pub no_wait: bool,
 }
 
 #[derive(Args, Debug)]

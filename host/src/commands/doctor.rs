@@ -526,6 +526,18 @@ fn pid_files(home: &Path, service_running: Option<bool>) -> Check {
                 "sygen signals no process it cannot prove it started; `sygen service logs` shows what runs",
             );
         }
+        Runtime::Elsewhere { pid } => {
+            return Check::warn(
+                ID,
+                format!(
+                    "{} is held by a runtime in another pid namespace (pid {pid} there): \
+                     sygen here cannot signal it",
+                    runtime_file.display()
+                ),
+                "`sygen stop` and `sygen restart` work where it runs (in that container or \
+                 namespace)",
+            );
+        }
         Runtime::NotRunning if runtime_file.exists() => {
             return Check::warn(
                 ID,

@@ -15,7 +15,7 @@ use std::{
 
 use anyhow::Result;
 
-use super::{context::Context, wait};
+use super::{cli::LifecycleWait, context::Context, wait};
 use crate::{
     config::Config,
     description,
@@ -32,7 +32,8 @@ const GRACE: Duration = Duration::from_secs(5);
 /// The stop timeout when no record says one: the configuration's default.
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn stop(backend_file: Option<&Path>) -> Result<()> {
+/// `sygen stop [--timeout <duration>] [--no-wait]`.
+pub fn stop(wait: LifecycleWait, backend_file: Option<&Path>) -> Result<()> {
     let home = home::sygen_home()?;
     Config::warn_if_invalid(&home, "stop");
     let progress = Progress::start("stopping sygen");
@@ -40,12 +41,53 @@ pub fn stop(backend_file: Option<&Path>) -> Result<()> {
     if stop_service(backend_file)? {
         stopped.push("the sygen service".to_owned());
     }
-    stopped.extend(end_processes(&home));
+    if wait.no_wait {
+        drop(progress);
+        return ask_to_stop(&home, stopped);
+    }
+    let ended = end_processes(&home, wait.timeout);
     drop(progress);
+    if !stopped.is_empty() && ended.is_err() {
+        println!("stopped {}", stopped.join(", "));
+    }
+    stopped.extend(ended?);
     if stopped.is_empty() {
         println!("nothing running: no sygen service or process to stop");
     } else {
         println!("stopped {}", stopped.join(", "));
+    }
+    Ok(())
+}
+
+/// `stop --no-wait`: the stop request to the runtime, and nothing waited for or killed.
+fn ask_to_stop(home: &Path, mut asked: Vec<String>) -> Result<()> {
+    match instance::runtime(home) {
+        Runtime::Running(runtime) => {
+            let pid = runtime.identity.pid;
+            let sent = platform::send(runtime.identity, Request::Stop).map_err(|e| {
+                Failure::new(
+                    Exit::Failed,
+                    format!("cannot signal the sygen runtime (pid {pid}): {e}"),
+                )
+            })?;
+            if sent {
+                asked.push(format!("runtime {pid}"));
+            }
+        }
+        Runtime::Unproven { pid } => {
+            return Err(unproven(home, pid, "it was not asked to stop").into())
+        }
+        Runtime::Elsewhere { pid } => {
+            return Err(elsewhere(home, pid, "it was not asked to stop").into())
+        }
+        Runtime::NotRunning => {}
+    }
+    match asked.is_empty() {
+        true => println!("nothing running: no sygen service or process to stop"),
+        false => println!(
+            "asked {} to stop, without waiting (`sygen stop` ends what is left)",
+            asked.join(", ")
+        ),
     }
     Ok(())
 }
@@ -55,52 +97,100 @@ pub fn stop(backend_file: Option<&Path>) -> Result<()> {
 /// runtime's own stop. Removes stale pid files and answers what it ended. Also what `sygen
 /// service stop` and `uninstall` run after the backend, for a service manager that ends only
 /// the runtime.
-pub fn end_processes(home: &Path) -> Vec<String> {
+///
+/// A runtime that holds the home but cannot be proven or reached (another pid namespace) is
+/// an error, and then nothing is ended: its worker's tree is its own, not a leftover.
+/// `timeout`: how long the runtime gets to stop before it is killed; by default its worker's
+/// stop timeout and a little more.
+pub fn end_processes(home: &Path, timeout: Option<Duration>) -> Result<Vec<String>, Failure> {
     let mut ended = Vec::new();
     let worker = instance::recorded_worker(home);
     let mut stop_timeout = worker.map_or(DEFAULT_STOP_TIMEOUT, |w| w.stop_timeout);
     match instance::runtime(home) {
         Runtime::Running(runtime) => {
             stop_timeout = runtime.stop_timeout;
-            end_runtime(runtime.identity, stop_timeout + GRACE);
+            let timeout = timeout.unwrap_or(stop_timeout + GRACE);
+            end_runtime(runtime.identity, timeout)?;
             ended.push(format!("runtime {}", runtime.identity.pid));
         }
-        Runtime::Unproven { pid } => eprintln!("{}", unproven(home, pid)),
+        Runtime::Unproven { pid } => return Err(unproven(home, pid, "nothing was stopped")),
+        Runtime::Elsewhere { pid } => return Err(elsewhere(home, pid, "nothing was stopped")),
         Runtime::NotRunning => {}
     }
     let marker = instance::marker(home);
     let group = worker.map(|w| w.identity);
     let left = platform::end_all(
         || platform::strays(Owner::Home(&marker), group),
-        stop_timeout,
+        timeout.unwrap_or(stop_timeout),
     );
     if !left.is_empty() {
         ended.push(format!("what its worker left ({})", platform::pids(&left)));
     }
     instance::remove_stale(home);
-    ended
+    Ok(ended)
 }
 
-/// Asks the runtime to stop, then kills it if it has not within `timeout`.
-fn end_runtime(runtime: Identity, timeout: Duration) {
-    let _ = platform::send(runtime, Request::Stop);
+/// Asks the runtime to stop, then kills it if it has not within `timeout`; an error unless it
+/// is gone.
+fn end_runtime(runtime: Identity, timeout: Duration) -> Result<(), Failure> {
+    let cannot = |e: std::io::Error| {
+        Failure::new(
+            Exit::Failed,
+            format!("cannot signal the sygen runtime (pid {}): {e}", runtime.pid),
+        )
+        .hint("nothing was stopped; `sygen doctor` checks the set-up")
+    };
+    if !platform::send(runtime, Request::Stop).map_err(cannot)? {
+        return Ok(());
+    }
     if wait_until(timeout, || !runtime.is_alive()) {
-        return;
+        return Ok(());
     }
     tracing::info!(
         "runtime {} ignored the stop request: killing it",
         runtime.pid
     );
-    let _ = platform::send(runtime, Request::Kill);
-    wait_until(GRACE, || !runtime.is_alive());
+    platform::send(runtime, Request::Kill).map_err(cannot)?;
+    if wait_until(GRACE, || !runtime.is_alive()) {
+        return Ok(());
+    }
+    Err(Failure::new(
+        Exit::Failed,
+        format!(
+            "the sygen runtime (pid {}) is still alive after SIGKILL",
+            runtime.pid
+        ),
+    )
+    .hint("it may be stuck in the kernel (a hung mount); `ps` shows its state"))
 }
 
-fn unproven(home: &Path, pid: Option<u32>) -> String {
+/// The runtime holding `home` cannot be proven: `what` happened (nothing, so far).
+fn unproven(home: &Path, pid: Option<u32>, what: &str) -> Failure {
     let pid = pid.map_or(String::new(), |p| format!(" (it names pid {p})"));
-    format!(
-        "warning: {} is locked, but not by a process sygen can prove is its runtime{pid}: not signalling it",
-        home.join(instance::RUNTIME_FILE).display()
+    Failure::new(
+        Exit::Failed,
+        format!(
+            "{} is locked, but not by a process sygen can prove is its runtime{pid}: {what}",
+            home.join(instance::RUNTIME_FILE).display()
+        ),
     )
+    .hint(
+        "sygen signals no process it cannot prove it started; if sygen runs in a container or \
+         another pid namespace, stop it there",
+    )
+}
+
+/// The runtime holding `home` is in another pid namespace: `what` happened (nothing).
+fn elsewhere(home: &Path, pid: u32, what: &str) -> Failure {
+    Failure::new(
+        Exit::Failed,
+        format!(
+            "sygen's runtime holds {} from another pid namespace (pid {pid} there), which this \
+             sygen cannot signal: {what}",
+            home.join(instance::RUNTIME_FILE).display()
+        ),
+    )
+    .hint("run `sygen stop` or `sygen restart` where it runs (in that container or namespace)")
 }
 
 /// What [`end_processes`] would end now.
@@ -156,7 +246,8 @@ fn wait_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
     }
 }
 
-pub fn restart() -> Result<()> {
+/// `sygen restart [--timeout <duration>] [--no-wait]`.
+pub fn restart(wait: LifecycleWait) -> Result<()> {
     let home = home::sygen_home()?;
     Config::warn_if_invalid(&home, "restart");
     let not_running = || {
@@ -166,8 +257,10 @@ pub fn restart() -> Result<()> {
     let runtime = match instance::runtime(&home) {
         Runtime::Running(runtime) => runtime,
         Runtime::Unproven { pid } => {
-            eprintln!("{}", unproven(&home, pid));
-            return Err(not_running().into());
+            return Err(unproven(&home, pid, "nothing was restarted").into())
+        }
+        Runtime::Elsewhere { pid } => {
+            return Err(elsewhere(&home, pid, "nothing was restarted").into())
         }
         Runtime::NotRunning => return Err(not_running().into()),
     };
@@ -184,40 +277,57 @@ pub fn restart() -> Result<()> {
             .into())
         }
     }
-    let timeout = runtime.stop_timeout + GRACE;
+    if wait.no_wait {
+        println!("asked the runtime (pid {pid}) to replace its worker");
+        return Ok(());
+    }
+    let timeout = wait.timeout.unwrap_or(runtime.stop_timeout + GRACE);
+    let new = until_replaced(&home, runtime.identity, old, timeout)?;
+    match old {
+        Some(old) => println!("restarted the worker: pid {} → {}", old.pid, new.pid),
+        // Another restart had ended the old one already.
+        None => println!("the runtime (pid {pid}) runs a new worker: pid {}", new.pid),
+    }
+    Ok(())
+}
+
+/// Waits until the runtime runs a worker other than `old`; an error, after the log lines that
+/// say why, when it does not within `timeout` or exits instead.
+fn until_replaced(
+    home: &Path,
+    runtime: Identity,
+    old: Option<Identity>,
+    timeout: Duration,
+) -> Result<Identity, Failure> {
+    let pid = runtime.pid;
     let waiting = format!("waiting for the runtime (pid {pid}) to replace the worker");
     let progress = Progress::start(&waiting);
     let new_worker = || {
-        instance::live_worker(&home)
+        instance::live_worker(home)
             .map(|w| w.identity)
             .filter(|new| Some(*new) != old)
     };
-    let started = wait_until(timeout, || {
+    wait_until(timeout, || {
         progress.update(&waiting);
-        new_worker().is_some()
+        new_worker().is_some() || !runtime.is_alive()
     });
     drop(progress);
-    match new_worker().filter(|_| started) {
-        Some(new) => {
-            let old = old.map_or("none".to_owned(), |w| w.pid.to_string());
-            println!("restarted the worker: pid {old} → {}", new.pid);
-            Ok(())
-        }
-        None => {
-            let log = home.join("logs/agent.log");
-            wait::show_file_logs(&log);
-            Err(Failure::new(
-                Exit::Failed,
-                format!(
-                    "the runtime (pid {pid}) did not start a new worker within {}",
-                    humantime::format_duration(timeout)
-                ),
-            )
-            .hint(format!(
-                "the log lines above, from {}, show why",
-                log.display()
-            ))
-            .into())
-        }
+    if let Some(new) = new_worker().filter(|_| runtime.is_alive()) {
+        return Ok(new);
     }
+    let log = home.join("logs/agent.log");
+    wait::show_file_logs(&log);
+    let what = match runtime.is_alive() {
+        true => format!(
+            "did not start a new worker within {}",
+            humantime::format_duration(timeout)
+        ),
+        false => "exited instead of replacing its worker (a stop came first?)".to_owned(),
+    };
+    Err(
+        Failure::new(Exit::Failed, format!("the runtime (pid {pid}) {what}")).hint(format!(
+            "the log lines above, from {}, show why",
+            log.display()
+        )),
+    )
 }

@@ -72,8 +72,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     match &cli.command {
         Some(Command::Service(command)) => done(service_command(command, backend)),
         Some(Command::Run { supervise }) => runtime::run(*supervise),
-        Some(Command::Stop) => done(lifecycle::stop(backend)),
-        Some(Command::Restart) => done(lifecycle::restart()),
+        Some(Command::Stop(wait)) => done(lifecycle::stop(*wait, backend)),
+        Some(Command::Restart(wait)) => done(lifecycle::restart(*wait)),
         Some(Command::Doctor(flag)) => done(doctor::run(backend, flag.json, cli.color.on_stdout())),
         Some(Command::Agent { heartbeat_interval }) => runtime::agent::run(*heartbeat_interval),
         Some(Command::Guard {

@@ -88,7 +88,7 @@ pub fn stop(wait: WaitArgs, backend_file: Option<&Path>) -> Result<()> {
         wait::until_stopped(&backend, &spec, wait, &progress)?;
     }
     drop(progress);
-    end_leftovers(&context.home);
+    end_leftovers(&context.home)?;
     println!("sygen service stopped");
     Ok(())
 }
@@ -105,7 +105,7 @@ pub fn uninstall(dry: bool, backend_file: Option<&Path>) -> Result<()> {
     }
     Config::warn_if_invalid(&context.home, "uninstall");
     backend.uninstall_service(&spec)?;
-    end_leftovers(&context.home);
+    end_leftovers(&context.home)?;
     println!("sygen service uninstalled");
     Ok(())
 }
@@ -272,11 +272,12 @@ fn dry_run(backend: &Backend, spec: &ServiceSpec, planned: Planned, home: &Path)
 
 /// Some service managers end only the process they started (Task Scheduler's `/End`); the
 /// worker it ran is ended here, so a stopped service leaves nothing running.
-fn end_leftovers(home: &Path) {
-    let ended = lifecycle::end_processes(home);
+fn end_leftovers(home: &Path) -> Result<(), Failure> {
+    let ended = lifecycle::end_processes(home, None)?;
     if !ended.is_empty() {
         println!("also ended {}", ended.join(", "));
     }
+    Ok(())
 }
 
 #[derive(Serialize)]

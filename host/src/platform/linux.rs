@@ -56,6 +56,13 @@ fn is_ours(pid: u32) -> bool {
     fs::metadata(format!("/proc/{pid}")).is_ok_and(|m| m.uid() == unix::owner())
 }
 
+/// The pid namespace of this process: the inode `/proc/self/ns/pid` names (`pid:[4026531836]`).
+pub(super) fn pid_namespace() -> Option<u64> {
+    let link = fs::read_link("/proc/self/ns/pid").ok()?;
+    let link = link.to_str()?;
+    link.strip_prefix("pid:[")?.strip_suffix(']')?.parse().ok()
+}
+
 pub(super) fn boot_id() -> Option<String> {
     let id = fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     Some(id.trim().to_owned())

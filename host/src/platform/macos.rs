@@ -51,6 +51,11 @@ fn start(info: &libc::proc_bsdinfo) -> u64 {
     info.pbi_start_tvsec * 1_000_000 + info.pbi_start_tvusec
 }
 
+/// macOS has no pid namespaces: every process shares one.
+pub(super) fn pid_namespace() -> Option<u64> {
+    None
+}
+
 pub(super) fn boot_id() -> Option<String> {
     let mut boot = MaybeUninit::<libc::timeval>::zeroed();
     let mut size = size_of::<libc::timeval>();

@@ -150,6 +150,12 @@ pub fn boot_id() -> Option<String> {
     os::boot_id()
 }
 
+/// The pid namespace this process sees pids in (Linux; `None` elsewhere): a pid recorded in
+/// another one names another process here, or none.
+pub fn pid_namespace() -> Option<u64> {
+    os::pid_namespace()
+}
+
 /// What sygen asks of a process it started.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {

@@ -177,6 +177,11 @@ pub(super) fn boot_id() -> Option<String> {
     None
 }
 
+/// Windows has no pid namespaces that sygen could meet: every process shares one.
+pub(super) fn pid_namespace() -> Option<u64> {
+    None
+}
+
 /// The named event through which `target` hears `request`.
 fn event_name(target: Identity, request: Request) -> Vec<u16> {
     let what = if request == Request::Restart {

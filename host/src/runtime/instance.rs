@@ -36,13 +36,32 @@ pub struct Record {
     pub identity: Identity,
     /// How long its worker has between the stop request and the kill.
     pub stop_timeout: Duration,
+    /// The pid namespace its pid is in, where the platform has them.
+    pub namespace: Option<u64>,
 }
 
 impl Record {
+    /// A record of `identity`, a process of this pid namespace.
+    fn here(identity: Identity, stop_timeout: Duration) -> Self {
+        Self {
+            identity,
+            stop_timeout,
+            namespace: platform::pid_namespace(),
+        }
+    }
+
+    /// Whether its pid means here what it meant where it was recorded.
+    pub fn is_here(&self) -> bool {
+        self.namespace.is_none() || self.namespace == platform::pid_namespace()
+    }
+
     /// The pid on the first line (for people and scripts), then `key=value` lines.
     fn render(&self) -> String {
+        let namespace = self
+            .namespace
+            .map_or(String::new(), |ns| format!("pidns={ns}\n"));
         format!(
-            "{}\nstart={}\nboot={}\nstop_timeout_ms={}\n",
+            "{}\nstart={}\nboot={}\nstop_timeout_ms={}\n{namespace}",
             self.identity.pid,
             self.identity.start,
             platform::boot_id().unwrap_or_default(),
@@ -54,10 +73,11 @@ impl Record {
     fn parse(text: &str) -> Option<Self> {
         let mut lines = text.lines();
         let pid = lines.next()?.trim().parse().ok()?;
-        let (mut start, mut boot, mut stop_timeout_ms) = (None, None, None);
+        let (mut start, mut boot, mut stop_timeout_ms, mut namespace) = (None, None, None, None);
         for line in lines {
             match line.split_once('=') {
                 Some(("start", value)) => start = value.parse().ok(),
+                Some(("pidns", value)) => namespace = value.parse().ok(),
                 Some(("boot", value)) => boot = Some(value),
                 Some(("stop_timeout_ms", value)) => {
                     stop_timeout_ms = value
@@ -74,6 +94,7 @@ impl Record {
         Some(Self {
             identity: Identity { pid, start: start? },
             stop_timeout: Duration::from_millis(stop_timeout_ms?),
+            namespace,
         })
     }
 
@@ -92,6 +113,9 @@ pub enum Runtime {
     Running(Record),
     /// The lock is held, but the file names no live process sygen can prove holds it.
     Unproven { pid: Option<u32> },
+    /// The lock is held by a runtime of another pid namespace (a container), whose `pid`
+    /// means something else here: it cannot be signalled from here.
+    Elsewhere { pid: u32 },
 }
 
 /// Looks at the runtime of `home`, without signalling anything.
@@ -108,6 +132,11 @@ pub fn runtime(home: &Path) -> Runtime {
     let deadline = Instant::now() + Duration::from_millis(200);
     loop {
         let record = Record::read(&path);
+        if let Some(record) = record.filter(|r| !r.is_here()) {
+            return Runtime::Elsewhere {
+                pid: record.identity.pid,
+            };
+        }
         if let Some(record) = record.filter(|r| r.identity.is_alive()) {
             return Runtime::Running(record);
         }
@@ -187,10 +216,7 @@ impl Claim {
                 if !platform::is_same_file(&file, &path) {
                     continue;
                 }
-                let record = Record {
-                    identity: this,
-                    stop_timeout,
-                };
+                let record = Record::here(this, stop_timeout);
                 write_record(&file, &record).map_err(|e| write_failure(&path, e))?;
                 return Ok(Self {
                     home: home.to_path_buf(),
@@ -198,7 +224,19 @@ impl Claim {
                     _locked: file,
                 });
             }
-            let holder = Record::read(&path).filter(|r| r.identity.is_alive());
+            let holder = Record::read(&path);
+            if let Some(elsewhere) = holder.filter(|r| !r.is_here()) {
+                return Err(Failure::new(
+                    Exit::Failed,
+                    format!(
+                        "sygen is already running in another pid namespace (pid {} there, from {})",
+                        elsewhere.identity.pid,
+                        path.display()
+                    ),
+                )
+                .hint("stop it where it runs: `sygen stop` in that container or namespace"));
+            }
+            let holder = holder.filter(|r| r.identity.is_alive());
             if holder.is_some() || Instant::now() >= deadline {
                 let pid = holder.map_or("unknown".to_owned(), |r| r.identity.pid.to_string());
                 return Err(Failure::new(
@@ -216,10 +254,7 @@ impl Claim {
 
     /// Records the current worker, replacing `worker.pid` in one step.
     pub fn set_worker(&self, worker: Identity) -> io::Result<()> {
-        let record = Record {
-            identity: worker,
-            stop_timeout: self.stop_timeout,
-        };
+        let record = Record::here(worker, self.stop_timeout);
         let path = self.home.join(WORKER_FILE);
         let mut staged = tempfile::NamedTempFile::new_in(&self.home)?;
         staged.write_all(record.render().as_bytes())?;
@@ -286,12 +321,18 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_garbage_is_no_record() {
-        let record = Record {
-            identity: Identity { pid: 42, start: 7 },
-            stop_timeout: Duration::from_millis(1500),
-        };
+        let record = Record::here(Identity { pid: 42, start: 7 }, Duration::from_millis(1500));
         assert_eq!(Record::parse(&record.render()), Some(record));
         assert_eq!(record.render().lines().next(), Some("42"));
+        assert!(record.is_here());
+        // Recorded in another pid namespace: its pid means something else here.
+        let elsewhere = Record {
+            namespace: Some(record.namespace.map_or(1, |ns| ns + 1)),
+            ..record
+        };
+        let parsed = Record::parse(&elsewhere.render()).unwrap();
+        assert_eq!(parsed, elsewhere);
+        assert_eq!(parsed.is_here(), platform::pid_namespace().is_none());
         let other_boot = "42\nstart=7\nboot=another\nstop_timeout_ms=1500\n";
         for garbage in [
             "",

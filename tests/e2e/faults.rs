@@ -1153,3 +1153,44 @@ fn stop_and_restart_wait_as_long_as_told_or_not_at_all() {
         Some(2)
     );
 }
+
+#[test]
+fn what_run_accepts_stop_stops_even_a_home_that_is_not_utf8() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let home = Home::new();
+    let odd = home
+        .dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9"))
+        .join(".sygen");
+    fs::create_dir_all(&odd).unwrap();
+    fs::write(
+        odd.join("config.toml"),
+        "[agent]\nheartbeat_interval = \"1s\"\n",
+    )
+    .unwrap();
+    let sygen = |args: &[&str]| {
+        let mut command = home.command(args);
+        command.env("SYGEN_HOME", &odd);
+        command
+    };
+    let mut run = sygen(&["run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    eventually("the worker", Duration::from_secs(5), || {
+        odd.join("worker.pid").exists()
+    });
+    let out = Outcome::from(sygen(&["stop"]).output().unwrap());
+    assert_eq!(out.succeeds(), format!("stopped runtime {}\n", run.id()));
+    assert_eq!(
+        out.stderr,
+        format!(
+            "sygen: no service can run this sygen home, stopping the processes only: the sygen \
+             home path {} is not valid UTF-8\n",
+            odd.display()
+        )
+    );
+    assert_eq!(exit_code(&mut run, Duration::from_secs(5)), Some(0));
+}

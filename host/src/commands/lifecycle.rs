@@ -215,7 +215,17 @@ fn stop_service(backend_file: Option<&Path>) -> Result<bool> {
             return Ok(false);
         }
     };
-    let spec = description::build()?.to_spec();
+    // A home no service definition can name (not UTF-8) has no service to stop: its
+    // processes, which `sygen run` started all the same, still are.
+    let spec = match description::build() {
+        Ok(description) => description.to_spec(),
+        Err(error) => {
+            eprintln!(
+                "sygen: no service can run this sygen home, stopping the processes only: {error:#}"
+            );
+            return Ok(false);
+        }
+    };
     let running = backend
         .is_service_installed(&spec)
         .and_then(|installed| Ok(installed && backend.is_service_running(&spec)?));

@@ -790,6 +790,29 @@ fn keys_someone_else_could_change_refuse_every_backend_and_doctor_says_so() {
 }
 
 #[test]
+fn when_every_backend_is_refused_for_one_reason_that_reason_is_said() {
+    let user = User::new();
+    let keys = user.home.path().join(".sygen/trusted-keys");
+    fs::create_dir_all(&keys).unwrap();
+    fs::write(
+        keys.join("broken.pub"),
+        "untrusted comment: x\nnot base64!\n",
+    )
+    .unwrap();
+    let out = user.sygen(&["service", "status"]);
+    assert_eq!(
+        out.fails_with(4, "every backend file found was refused"),
+        format!(
+            "error: no usable sygen backend for linux was found: every backend file found was \
+             refused: refusing to load it: the trusted key {} cannot be used (not a minisign \
+             public key: Invalid encoding in minisign data) (hint: fix or remove it: while \
+             trusted-keys exists, every backend's signature is checked against the keys in it)",
+            keys.join("broken.pub").display()
+        )
+    );
+}
+
+#[test]
 fn keys_that_cannot_be_used_refuse_every_backend_naming_the_file() {
     let scratch = tempfile::tempdir().unwrap();
     let unsigned = publish(scratch.path(), &library("versioned_2"));

@@ -276,6 +276,16 @@ fn check_and_describe(files: Vec<PathBuf>, sygen_home: &Path, available: bool) -
         .collect()
 }
 
+/// The one reason every file found was refused for, when there was one (unusable trusted
+/// keys refuse them all alike): that reason is the news, not that nothing was usable.
+fn one_refusal_for_all(found: &[Found]) -> Option<&LoadError> {
+    let mut refusals = found.iter().map(|f| f.described.as_ref().err());
+    let first = refusals.next()??;
+    refusals
+        .all(|r| r.is_some_and(|r| r.reason == first.reason))
+        .then_some(first)
+}
+
 /// [`choose`] among the files found that are backends; answers an index into `found`.
 fn choose_found(
     found: &[Found],
@@ -286,6 +296,17 @@ fn choose_found(
         .enumerate()
         .filter_map(|(i, f)| Some((i, f.described.as_ref().ok()?)))
         .collect();
+    if let Some(shared) = one_refusal_for_all(found) {
+        return Err(Failure::new(
+            Exit::NoBackend,
+            format!(
+                "no usable sygen backend for {} was found: every backend file found was refused: {}",
+                std::env::consts::OS,
+                shared.reason
+            ),
+        )
+        .hint(shared.hint.clone()));
+    }
     let identities: Vec<&Described> = usable.iter().map(|(_, d)| *d).collect();
     choose(&identities, std::env::consts::OS, configured)
         .map(|(chosen, why)| (usable[chosen].0, why))

@@ -108,7 +108,7 @@ impl Default for SuperviseConfig {
 }
 
 /// `[updates]`: where `sygen service backend update` looks.
-#[derive(Debug, Default, Deserialize, PartialEq)]
+#[derive(Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct UpdatesConfig {
     /// The channel manifest's URL (https://, or file:// for an offline mirror).
@@ -116,6 +116,19 @@ pub struct UpdatesConfig {
     /// A PEM file of the certificate authorities trusted for the channel, instead of the
     /// platform's (as curl's `--cacert`): for a channel on a server of one's own.
     pub ca_file: Option<std::path::PathBuf>,
+    /// The slowest download accepted: each gets 30 s, then its size at this rate.
+    #[serde(deserialize_with = "bounded::count::<_, u64, 1024, GIB>")]
+    pub min_bytes_per_second: u64,
+}
+
+impl Default for UpdatesConfig {
+    fn default() -> Self {
+        Self {
+            channel: None,
+            ca_file: None,
+            min_bytes_per_second: 16 * 1024,
+        }
+    }
 }
 
 const HOUR_MS: u64 = 3_600_000;
@@ -123,6 +136,7 @@ const DAY_MS: u64 = 24 * HOUR_MS;
 const MIN_HEARTBEAT_MS: u64 = 100;
 /// The longest `stop_timeout`; also what a pid file may record.
 pub const MAX_STOP_TIMEOUT_MS: u64 = HOUR_MS;
+const GIB: u64 = 1 << 30;
 const TIB: u64 = 1 << 40;
 
 /// The largest configuration file read.

@@ -525,6 +525,44 @@ fn a_library_that_crashes_on_load_takes_down_only_the_check() {
 }
 
 #[test]
+fn a_store_held_too_long_is_given_up_in_one_line() {
+    let user = User::new();
+    user.add(&library("versioned_1")).succeeds();
+    // Held by something that does not say who it is, for longer than anyone waits.
+    let lock = user.backends().join(".lock");
+    let mut holder = Command::new("flock")
+        .arg(&lock)
+        .args(["sleep", "600"])
+        .spawn()
+        .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let out = user.add(&library("versioned_2"));
+    assert!(
+        started.elapsed() >= Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "waiting for the backend store: another sygen command is changing it…".to_owned(),
+            format!(
+                "error: the backend store {} is still being changed by another sygen command \
+                 after 1m: nothing was changed (hint: wait for that command to finish, then run \
+                 this one again)",
+                user.backends().display()
+            )
+        ]
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    assert_eq!(user.active_version().as_deref(), Some("1.0.0"));
+}
+
+#[test]
 fn concurrent_adds_leave_one_consistent_backend() {
     for _ in 0..3 {
         let user = User::new();

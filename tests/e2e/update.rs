@@ -30,10 +30,80 @@ enum Route {
     Stall(Vec<u8>, usize),
     /// Sends the body slowly: a tenth of it every 100 ms.
     Slow(Vec<u8>),
+    /// Sends the body a byte every 2 s, never going silent for long.
+    Trickle(Vec<u8>),
     Redirect(String),
 }
 
 /// An HTTPS server on 127.0.0.1 with a certificate for it from a fresh CA (saved as `ca`).
+#[test]
+fn a_trickling_server_is_given_up_in_time_and_a_command_waiting_is_told_why() {
+    let s = Setup::new().with_v1_installed();
+    let config = s.user.sygen_home().join("config.toml");
+    let mut text = fs::read_to_string(&config).unwrap();
+    // Any size takes no time at this rate: each download gets its 30 s start only.
+    text.push_str("min_bytes_per_second = 1073741824\n");
+    fs::write(&config, text).unwrap();
+    let (manifest, signature) = s
+        .publisher
+        .manifest(&[s.entry("2.0.0", "v2.so")], LATER, EXPIRES);
+    s.server
+        .put("stable.json", Route::Trickle(manifest.clone()));
+    s.server
+        .put("stable.json.minisig", Route::Ok(signature.into_bytes()));
+
+    let started = std::time::Instant::now();
+    let update = s
+        .user
+        .command(&["service", "backend", "update", "versioned"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let holder = update.id();
+    // The store is held by the update: a command that needs it says who has it, and waits.
+    thread::sleep(Duration::from_secs(3));
+    let list = s.user.run(&["service", "backend", "list"]);
+    let update = Outcome::from(update.wait_with_output().unwrap());
+    let url = s.server.url("stable.json");
+    // What is being waited for shows once a second has passed; then the one error line.
+    assert_eq!(update.code, Some(1), "{}", update.stderr);
+    let lines: Vec<&str> = update.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", update.stderr);
+    assert_eq!(lines[0], format!("fetching {url}…"));
+    let line = lines[1];
+    assert!(
+        line.starts_with(&format!(
+            "error: the download of {url} took longer than 30s ("
+        )) && line.ends_with(&format!(
+            " of {} bytes came; it is given 30s and 1073741824 bytes a second): refusing it \
+             (hint: nothing was changed; try again later, or allow slower downloads with \
+             `min_bytes_per_second` in [updates] of config.toml)",
+            manifest.len()
+        )),
+        "{line}"
+    );
+    // Given up at the deadline, a read's silence at most later.
+    assert!(
+        started.elapsed() < Duration::from_secs(70),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        list.succeeds().contains("versioned 1.0.0"),
+        "{}",
+        list.stdout
+    );
+    assert_eq!(
+        list.stderr,
+        format!(
+            "waiting for the backend store: pid {holder} (`sygen service backend update \
+             versioned`) is changing it…\n"
+        )
+    );
+    assert_eq!(s.installed().as_deref(), Some("1.0.0"));
+}
+
 #[test]
 fn a_certificate_from_an_authority_not_trusted_says_how_to_trust_it() {
     let s = Setup::new();
@@ -182,6 +252,16 @@ fn answer(
                 let _ = tls.write_all(chunk);
                 let _ = tls.flush();
                 thread::sleep(Duration::from_millis(100));
+            }
+            Ok(())
+        }
+        Some(Route::Trickle(body)) => {
+            let _ = tls.write_all(head("200 OK", body.len()).as_bytes());
+            for byte in &body {
+                if tls.write_all(&[*byte]).and_then(|()| tls.flush()).is_err() {
+                    return;
+                }
+                thread::sleep(Duration::from_secs(2));
             }
             Ok(())
         }

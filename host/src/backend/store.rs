@@ -28,8 +28,13 @@
 use std::{
     fmt,
     fs::{self, File},
+    io::Write as _,
     path::{Path, PathBuf},
+    thread,
+    time::{Duration, Instant},
 };
+
+use serde::{Deserialize, Serialize};
 
 use anyhow::{Context as _, Result};
 use sygen_backend_api::sdk::fs::write_atomic;
@@ -37,7 +42,8 @@ use sygen_backend_api::sdk::fs::write_atomic;
 use super::{identity::Described, name::BackendName, places, registry, trust};
 use crate::{
     exit::{Exit, Failure},
-    file, home,
+    file, home, platform,
+    progress::Progress,
 };
 
 /// What `file` is, asked of a child process (see `registry`): a library that crashes while
@@ -173,13 +179,51 @@ impl Store {
     }
 
     /// Holds the store's lock until dropped: one change at a time. Answers the lock once the
-    /// leftovers of interrupted operations are gone.
-    fn lock(&self) -> Result<File> {
-        let file = File::create(self.dir.join(".lock")).context("cannot create the lock file")?;
-        file.lock()
-            .with_context(|| format!("cannot lock {}", self.dir.display()))?;
+    /// leftovers of interrupted operations are gone. While another command holds it, says
+    /// which and waits, at most [`LOCK_WAIT`].
+    fn lock(&self) -> Result<StoreLock> {
+        let path = self.dir.join(".lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(&path)
+            .context("cannot create the lock file")?;
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut waiting: Option<Progress> = None;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {}
+                Err(fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", self.dir.display()))
+                }
+            }
+            let holder = Holder::of(&path);
+            if Instant::now() >= deadline {
+                return Err(Failure::new(
+                    Exit::Failed,
+                    format!(
+                        "the backend store {} is still being changed by {holder} after {}: \
+                         nothing was changed",
+                        self.dir.display(),
+                        humantime::format_duration(LOCK_WAIT)
+                    ),
+                )
+                .hint("wait for that command to finish, then run this one again")
+                .into());
+            }
+            let message = format!("waiting for the backend store: {holder} is changing it");
+            waiting
+                .get_or_insert_with(|| Progress::start(&message))
+                .update(&message);
+            thread::sleep(Duration::from_millis(100));
+        }
+        drop(waiting);
+        Holder::this().record(&file);
         self.tidy();
-        Ok(file)
+        Ok(StoreLock(file))
     }
 
     fn name_dir(&self, name: &BackendName) -> PathBuf {
@@ -313,6 +357,67 @@ impl Store {
     }
 }
 
+/// How long a command waits for the store while another one changes it.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// The store's lock, held until dropped; then the lock file no longer names its holder.
+pub struct StoreLock(File);
+
+impl Drop for StoreLock {
+    fn drop(&mut self) {
+        let _ = self.0.set_len(0);
+    }
+}
+
+/// Who holds the store's lock, as it says in the lock file for whoever waits.
+#[derive(Serialize, Deserialize)]
+struct Holder {
+    pid: u32,
+    command: String,
+}
+
+impl Holder {
+    fn this() -> Self {
+        let words: Vec<String> = std::env::args().skip(1).collect();
+        Self {
+            pid: std::process::id(),
+            command: format!("sygen {}", words.join(" ")),
+        }
+    }
+
+    /// Says who this is, in the lock file it holds (best effort: it only informs).
+    fn record(&self, lock: &File) {
+        let said = serde_json::to_vec(self).map_err(std::io::Error::other);
+        let written = said.and_then(|json| {
+            lock.set_len(0)?;
+            (&*lock).write_all(&json)
+        });
+        if let Err(e) = written {
+            tracing::debug!("cannot say who holds the store's lock: {e}");
+        }
+    }
+
+    /// Who the lock file at `path` says holds it, in words; a holder that is gone (killed
+    /// while holding it, its word left behind) is not named.
+    fn of(path: &Path) -> String {
+        let holder = file::read_small(path, 4096)
+            .ok()
+            .flatten()
+            .and_then(|text| serde_json::from_str::<Holder>(&text).ok())
+            .filter(|holder| platform::Identity::of(holder.pid).is_some());
+        match holder {
+            Some(holder) => holder.to_string(),
+            None => "another sygen command".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} (`{}`)", self.pid, self.command)
+    }
+}
+
 /// A backend's version as part of a directory name: the backend's own word, so only what is
 /// safe in a file name is kept, and it never starts with a dot.
 fn file_name_safe(version: &str) -> String {
@@ -344,7 +449,7 @@ fn copy(from: &Path, to: &Path) -> Result<()> {
 /// first fetch to the last install).
 pub struct LockedStore {
     store: Store,
-    _lock: File,
+    _lock: StoreLock,
 }
 
 /// Opens the store and waits for its lock.
@@ -590,7 +695,7 @@ pub fn kept(home: &Path, name: &BackendName) -> Option<PathBuf> {
 
 /// Holds the store's lock, when there is a store: for reading it while nothing changes it.
 /// Creates nothing: without a store there is nothing to tidy.
-pub fn lock_if_present(home: &Path) -> Result<Option<File>> {
+pub fn lock_if_present(home: &Path) -> Result<Option<StoreLock>> {
     let store = Store::at(home);
     if !store.dir.is_dir() {
         return Ok(None);

@@ -328,6 +328,7 @@ pub fn update(names: &[BackendName], check: bool, json: bool, channel: Option<&s
         json,
         channel: &url,
         ca_file: config.updates.ca_file.as_deref(),
+        min_rate: config.updates.min_bytes_per_second,
     })
 }
 

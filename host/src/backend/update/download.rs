@@ -1,13 +1,15 @@
 //! Fetching a channel's files: over HTTPS, never plain HTTP, or from `file://` for an offline
 //! mirror. Every size is bounded, every wait limited, and redirects stay on the host the
-//! channel names.
+//! channel names. A download gets a start ([`START`]) and then as long as its size takes at
+//! the slowest rate accepted (`[updates] min_bytes_per_second`); any [`SILENCE`] ends it too.
+//! So a server that trickles cannot hold the store's lock for longer than that.
 
 use std::{
     fs::File,
     io::{Read, Write},
     path::Path,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use ureq::tls::{Certificate, RootCerts};
@@ -21,6 +23,8 @@ use crate::{
 /// How long a connection may take, and a silence in the middle of an answer.
 const CONNECT: Duration = Duration::from_secs(15);
 const SILENCE: Duration = Duration::from_secs(30);
+/// What every download gets besides its size at the slowest rate.
+const START: Duration = Duration::from_secs(30);
 /// Redirects followed on one host, at most.
 const REDIRECTS: usize = 5;
 /// Documents (a manifest, a signature) are small; a larger one is not what was asked for.
@@ -29,6 +33,58 @@ pub const DOCUMENT_LIMIT: u64 = 4 << 20;
 pub struct Fetcher {
     agent: ureq::Agent,
     ca_file: Option<String>,
+    /// The slowest download accepted, in bytes a second.
+    min_rate: u64,
+}
+
+/// How long a download of `bytes` may take in all, at `min_rate` bytes a second at least.
+fn allowed(bytes: u64, min_rate: u64) -> Duration {
+    START.saturating_add(Duration::from_secs(bytes / min_rate.max(1)))
+}
+
+/// Why copying a download stopped short.
+enum Cut {
+    /// The source broke off (or went silent): what it said.
+    Broken(std::io::Error),
+    /// It took longer than it was allowed.
+    TooSlow(Duration),
+    /// More bytes came than could be.
+    TooLarge,
+    /// Saving it failed.
+    Saving(std::io::Error),
+}
+
+/// Copies at most `max` bytes from `reader` to `out` within `within`; answers how many came,
+/// and calls `copied` with each piece's size.
+fn copy_within(
+    reader: &mut dyn Read,
+    out: &mut dyn Write,
+    max: u64,
+    within: Duration,
+    mut copied: impl FnMut(u64),
+) -> (u64, Option<Cut>) {
+    let deadline = Instant::now().checked_add(within);
+    let mut received: u64 = 0;
+    let mut buffer = vec![0; 64 << 10];
+    loop {
+        if deadline.is_some_and(|d| Instant::now() > d) {
+            return (received, Some(Cut::TooSlow(within)));
+        }
+        let read = match reader.read(&mut buffer) {
+            Ok(0) => return (received, None),
+            Ok(read) => read,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return (received, Some(Cut::Broken(e))),
+        };
+        received = received.saturating_add(read as u64);
+        if received > max {
+            return (received, Some(Cut::TooLarge));
+        }
+        if let Err(e) = out.write_all(&buffer[..read]) {
+            return (received, Some(Cut::Saving(e)));
+        }
+        copied(read as u64);
+    }
 }
 
 fn failure(message: String) -> Failure {
@@ -37,8 +93,9 @@ fn failure(message: String) -> Failure {
 
 impl Fetcher {
     /// A fetcher trusting Mozilla's roots, or only the certificate authorities in
-    /// `ca_file` (PEM) when one is configured.
-    pub fn new(ca_file: Option<&Path>) -> Result<Self, Failure> {
+    /// `ca_file` (PEM) when one is configured; downloads slower than `min_rate` bytes a second
+    /// (after a start) are given up.
+    pub fn new(ca_file: Option<&Path>, min_rate: u64) -> Result<Self, Failure> {
         // rustls with Mozilla's roots on every platform: the system's TLS would tie the macOS
         // build to Apple's SDK, and release binaries are built on Linux.
         let mut tls = ureq::tls::TlsConfig::builder()
@@ -88,24 +145,45 @@ impl Fetcher {
         Ok(Self {
             agent,
             ca_file: ca_file.map(|p| p.display().to_string()),
+            min_rate,
         })
+    }
+
+    /// The failure of a download that took longer than `within`.
+    fn too_slow(&self, url: &str, received: u64, size: u64, within: Duration) -> Failure {
+        failure(format!(
+            "the download of {url} took longer than {} ({received} of {size} bytes came; it is \
+             given {} and {} bytes a second): refusing it",
+            humantime::format_duration(within),
+            humantime::format_duration(START),
+            self.min_rate
+        ))
+        .hint(
+            "nothing was changed; try again later, or allow slower downloads with \
+             `min_bytes_per_second` in [updates] of config.toml",
+        )
     }
 
     /// The document at `url`, at most `limit` bytes.
     pub fn document(&self, url: &str, limit: u64) -> Result<Vec<u8>, Failure> {
-        let (reader, _) = self.open(url)?;
+        let (mut reader, announced) = self.open(url)?;
+        let expected = announced.unwrap_or(limit).min(limit);
+        let within = allowed(expected, self.min_rate);
+        let fetching = format!("fetching {url}");
+        let progress = progress::Progress::start(&fetching);
         let mut bytes = Vec::new();
-        reader
-            .take(limit.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .map_err(|e| self.broken(url, &e.to_string()))?;
-        if bytes.len() as u64 > limit {
-            return Err(failure(format!(
-                "{url} is larger than {} bytes: it is not a channel document",
-                limit
-            )));
+        let (received, cut) = copy_within(&mut reader, &mut bytes, limit, within, |_| {
+            progress.update(&fetching)
+        });
+        drop(progress);
+        match cut {
+            None => Ok(bytes),
+            Some(Cut::TooLarge) => Err(failure(format!(
+                "{url} is larger than {limit} bytes: it is not a channel document"
+            ))),
+            Some(Cut::TooSlow(within)) => Err(self.too_slow(url, received, expected, within)),
+            Some(Cut::Broken(e) | Cut::Saving(e)) => Err(self.broken(url, &e.to_string())),
         }
-        Ok(bytes)
     }
 
     /// The file at `url`, which must be exactly `size` bytes, into `out`; shown as `label`
@@ -119,33 +197,28 @@ impl Fetcher {
             .hint("nothing was installed; tell the channel's publisher"));
         }
         let bar = progress::Transfer::start(label, size);
-        let mut reader = reader.take(size.saturating_add(1));
-        let mut received: u64 = 0;
-        let mut buffer = vec![0; 64 << 10];
-        loop {
-            let read = match reader.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => read,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(failure(format!(
-                        "the download of {url} broke off after {received} of {size} bytes ({e})"
-                    ))
-                    .hint("nothing was installed; try again"))
-                }
-            };
-            received = received.saturating_add(read as u64);
-            if received > size {
+        let mut reader = reader;
+        let within = allowed(size, self.min_rate);
+        let (received, cut) = copy_within(&mut reader, out, size, within, |n| bar.advance(n));
+        match cut {
+            None => {}
+            Some(Cut::Broken(e)) => {
+                return Err(failure(format!(
+                    "the download of {url} broke off after {received} of {size} bytes ({e})"
+                ))
+                .hint("nothing was installed; try again"))
+            }
+            Some(Cut::TooSlow(within)) => return Err(self.too_slow(url, received, size, within)),
+            Some(Cut::TooLarge) => {
                 return Err(failure(format!(
                     "{url} is larger than the {size} bytes the channel announced"
                 ))
-                .hint("nothing was installed; tell the channel's publisher"));
+                .hint("nothing was installed; tell the channel's publisher"))
             }
-            out.write_all(&buffer[..read]).map_err(|e| {
-                failure(format!("cannot save the download of {url} ({e})"))
-                    .hint("nothing was installed; make room in the sygen home and try again")
-            })?;
-            bar.advance(read as u64);
+            Some(Cut::Saving(e)) => {
+                return Err(failure(format!("cannot save the download of {url} ({e})"))
+                    .hint("nothing was installed; make room in the sygen home and try again"))
+            }
         }
         if received < size {
             return Err(failure(format!(

@@ -62,6 +62,8 @@ pub struct Request<'a> {
     pub channel: &'a str,
     /// Certificate authorities trusted for the channel instead of the platform's.
     pub ca_file: Option<&'a Path>,
+    /// The slowest download accepted, in bytes a second (see `download`).
+    pub min_rate: u64,
 }
 
 /// One backend's line of the answer.
@@ -100,7 +102,7 @@ struct Report<'a> {
 pub fn update(request: &Request<'_>) -> Result<()> {
     let home = home::sygen_home()?;
     let keys = trust::required_keys()?;
-    let fetcher = download::Fetcher::new(request.ca_file)?;
+    let fetcher = download::Fetcher::new(request.ca_file, request.min_rate)?;
     let store = store::lock()?;
     let mut memory = memory::Memory::load(store.dir())?;
     let verified = fetch_manifest(&fetcher, request.channel, keys, &mut memory, store.dir())?;

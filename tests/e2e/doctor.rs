@@ -213,3 +213,37 @@ fn doctor_marks_checks_in_colour_only_on_a_terminal() {
     assert!(piped.stdout.contains("[warn] backend-checks: the misbehaving backend 0.1.0 has no checks of its own\n       fix: "), "{}", piped.stdout);
     assert!(!piped.stdout.contains('\x1b'));
 }
+
+#[test]
+fn doctor_fails_a_home_without_room_for_logs_and_updates() {
+    let user = User::new();
+    let (_, report) = doctor_report(&user, &[]);
+    let (status, message) = check(&report, "disk-space");
+    assert_eq!(status, "pass", "{message}");
+    assert!(
+        message.ends_with(&format!(
+            " MiB free for logs and updates in {}",
+            user.home.path().display()
+        )),
+        "{message}"
+    );
+
+    // A home on a filesystem that is full.
+    let full = user.home.path().join("full");
+    let Some(_tmpfs) = support::Tmpfs::mount(&full, "1m") else {
+        return;
+    };
+    fs::write(full.join("filler"), vec![0; 1 << 20]).unwrap_or_default();
+    let home = full.join(".sygen");
+    let (out, report) = doctor_report(&user, &[("SYGEN_HOME", &home)]);
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    let (status, message) = check(&report, "disk-space");
+    assert_eq!(status, "fail");
+    assert_eq!(
+        message,
+        format!(
+            "only 0 KiB free in {}: logs lose lines and updates fail without room",
+            full.display()
+        )
+    );
+}

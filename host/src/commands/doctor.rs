@@ -19,6 +19,7 @@ use crate::{
     config::Config,
     description,
     exit::{Exit, Failure},
+    platform,
     runtime::{
         home_trust,
         instance::{self, Runtime, RUNTIME_FILE},
@@ -117,6 +118,7 @@ fn checks(context: &Context<'_>, service: &ServiceDescription) -> Vec<Check> {
         checks.push(worker_path(&config, service));
     }
     checks.push(logs_dir(&service.logs_dir));
+    checks.push(disk_space(home));
     checks.push(pid_files(home, running));
     checks
 }
@@ -496,6 +498,43 @@ fn logs_dir(dir: &Path) -> Check {
                 os_message(&error)
             ),
             format!("run `chmod u+w {}`", existing.display()),
+        ),
+    }
+}
+
+/// Less room than this on the home's filesystem fails: the log, the store and an update need
+/// it (an update stages a whole library, up to 256 MiB).
+const LOW_SPACE: u64 = 64 << 20;
+
+/// Whether the filesystem of the sygen home has room for logs and updates.
+fn disk_space(home: &Path) -> Check {
+    const ID: &str = "disk-space";
+    let existing = home.ancestors().find(|d| d.exists()).unwrap_or(home);
+    match platform::available_space(existing) {
+        Ok(free) if free >= LOW_SPACE => Check::pass(
+            ID,
+            format!(
+                "{} MiB free for logs and updates in {}",
+                free >> 20,
+                existing.display()
+            ),
+        ),
+        Ok(free) => Check::fail(
+            ID,
+            format!(
+                "only {} KiB free in {}: logs lose lines and updates fail without room",
+                free >> 10,
+                existing.display()
+            ),
+            "make room on that filesystem (at least 64 MiB), or move the sygen home elsewhere",
+        ),
+        Err(error) => Check::warn(
+            ID,
+            format!(
+                "cannot tell the free space in {}: {error}",
+                existing.display()
+            ),
+            "check the filesystem of the sygen home",
         ),
     }
 }

@@ -87,6 +87,20 @@ pub fn special_file_kind(metadata: &std::fs::Metadata) -> &'static str {
     }
 }
 
+/// The bytes an unprivileged user may still write on the filesystem of `path`.
+pub fn available_space(path: &std::path::Path) -> io::Result<u64> {
+    let stats = nix::sys::statvfs::statvfs(path)?;
+    #[allow(
+        clippy::useless_conversion,
+        reason = "the types differ between platforms"
+    )]
+    let (blocks, size) = (
+        u64::from(stats.blocks_available()),
+        u64::from(stats.fragment_size()),
+    );
+    Ok(blocks.saturating_mul(size))
+}
+
 /// Opens `path` to read without blocking on what it is: opening a FIFO that no one writes
 /// would otherwise wait for a writer. Reads of a regular file are unaffected by the flag.
 pub fn open_nonblocking(path: &std::path::Path) -> io::Result<File> {

@@ -299,6 +299,17 @@ pub fn is_same_file(file: &File, path: &Path) -> bool {
     open.is_some() && named.and_then(|f| file_id(&f)) == open
 }
 
+/// The bytes this user may still write on the volume of `path`.
+pub fn available_space(path: &Path) -> io::Result<u64> {
+    use windows_sys::Win32::Storage::FileSystem::GetDiskFreeSpaceExW;
+    let mut available = 0u64;
+    // SAFETY: a NUL-terminated path and a u64 to write into; the other outputs are not asked.
+    let ok =
+        unsafe { GetDiskFreeSpaceExW(wide(path).as_ptr(), &mut available, null_mut(), null_mut()) };
+    check(ok)?;
+    Ok(available)
+}
+
 /// Opens `path` to read. No file of a Windows path blocks its opener (pipes live apart, under
 /// `\\.\pipe\`), so this is a plain open.
 pub fn open_nonblocking(path: &Path) -> io::Result<File> {

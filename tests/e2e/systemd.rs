@@ -1292,3 +1292,35 @@ fn status_reads_each_state_of_the_unit() {
     );
     h.sygen_ok(&["service", "uninstall"]);
 }
+
+#[test]
+fn a_masked_unit_is_not_installed_over() {
+    let Some(h) = Harness::up() else { return };
+    h.exec(&[], &["systemctl", "--user", "mask", "sygen.service"])
+        .succeeds();
+    assert_eq!(
+        fs::read_link(h.unit_path()).unwrap(),
+        Path::new("/dev/null")
+    );
+    let out = h.sygen(&["service", "install"]);
+    assert_eq!(
+        out.fails_with(1, "is masked"),
+        format!(
+            "error: systemd backend 0.1.0: sygen.service is masked ({} links to /dev/null): \
+             systemd is told never to start it, and installing would undo that (hint: if sygen \
+             should run, `systemctl --user unmask sygen.service`, then install again)",
+            h.unit_path().display()
+        )
+    );
+    // The mask stays, and a mask is not an installed service.
+    assert_eq!(
+        fs::read_link(h.unit_path()).unwrap(),
+        Path::new("/dev/null")
+    );
+    h.sygen(&["service", "status"])
+        .fails_with(3, "sygen is not installed (systemd backend)");
+    h.exec(&[], &["systemctl", "--user", "unmask", "sygen.service"])
+        .succeeds();
+    h.sygen(&["service", "install"]).succeeds();
+    h.sygen_ok(&["service", "uninstall"]);
+}

@@ -66,6 +66,16 @@ fn unit_path(cx: &Context) -> Result<PathBuf> {
 
 fn require_installed(cx: &Context) -> Result<PathBuf> {
     let path = unit_path(cx)?;
+    if is_mask(&path) {
+        return Err(Error::not_installed(format!(
+            "sygen is not installed: {} is a mask (a link to /dev/null)",
+            path.display()
+        ))
+        .with_hint(format!(
+            "`systemctl --user unmask {}`, then `sygen service install`",
+            unit_name(&cx.service.name)
+        )));
+    }
     if path.exists() {
         Ok(path)
     } else {
@@ -75,6 +85,32 @@ fn require_installed(cx: &Context) -> Result<PathBuf> {
         ))
         .with_hint("run `sygen service install`"))
     }
+}
+
+/// Whether the file at `path` is a mask: a link to /dev/null, as `systemctl mask` makes.
+fn is_mask(path: &Path) -> bool {
+    fs::read_link(path).is_ok_and(|target| target == Path::new("/dev/null"))
+}
+
+/// Refuses to install over a mask: someone told systemd never to start the unit, and writing
+/// it would silently undo that.
+fn refuse_a_mask(cx: &Context, path: &Path) -> Result<()> {
+    let name = unit_name(&cx.service.name);
+    let masked_here = is_mask(path);
+    if !masked_here && state(cx)?.get("LoadState").map(String::as_str) != Some("masked") {
+        return Ok(());
+    }
+    let where_ = match masked_here {
+        true => format!(" ({} links to /dev/null)", path.display()),
+        false => " (in systemd's runtime directory)".to_owned(),
+    };
+    let runtime = if masked_here { "" } else { "--runtime " };
+    Err(Error::failed(format!(
+        "{name} is masked{where_}: systemd is told never to start it, and installing would undo that"
+    ))
+    .with_hint(format!(
+        "if sygen should run, `systemctl --user unmask {runtime}{name}`, then install again"
+    )))
 }
 
 /// The unit's state: over D-Bus, else from `systemctl show` (saying why at `-v`).
@@ -217,7 +253,9 @@ impl Backend for Systemd {
     }
 
     fn is_service_installed(&self, cx: &Context) -> Result<bool> {
-        Ok(unit_path(cx)?.exists())
+        // A mask (a link to /dev/null in the unit's place) is no installed service.
+        let path = unit_path(cx)?;
+        Ok(path.exists() && !is_mask(&path))
     }
 
     fn is_service_running(&self, cx: &Context) -> Result<bool> {
@@ -234,6 +272,7 @@ impl Backend for Systemd {
         let path = unit_path(cx)?;
         let unit = unit::render(&cx.service)?;
         let changes = &cx.changes;
+        refuse_a_mask(cx, &path)?;
         changes.create_dir_all(&cx.service.logs_dir)?;
         let changed = fs::read_to_string(&path).ok().as_deref() != Some(unit.as_str());
         if changed {

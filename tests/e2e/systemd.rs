@@ -1324,3 +1324,60 @@ fn a_masked_unit_is_not_installed_over() {
     h.sygen(&["service", "install"]).succeeds();
     h.sygen_ok(&["service", "uninstall"]);
 }
+
+#[test]
+fn a_unit_file_removed_while_the_service_runs_is_still_managed() {
+    let Some(h) = Harness::up() else { return };
+    h.sygen(&["service", "install"]).succeeds();
+    fs::remove_file(h.unit_path()).unwrap();
+    let warning = format!(
+        "warning: the unit file {} is gone, but systemd still has sygen.service loaded from it",
+        h.unit_path().display()
+    );
+    // Status says what runs, and what is missing.
+    let status = h.sygen(&["service", "status"]);
+    assert_eq!(status.code, Some(0), "{}", status.stderr);
+    assert!(
+        status.stdout.starts_with("sygen.service: active (running)"),
+        "{}",
+        status.stdout
+    );
+    assert!(
+        status.stderr.lines().any(|l| l == warning),
+        "{}",
+        status.stderr
+    );
+    let doctor = h.sygen(&["doctor"]);
+    let failed = format!(
+        "[FAIL] systemd.unit: the unit file {} is gone, but systemd still runs the service \
+         loaded from it: the next daemon-reload or reboot loses it",
+        h.unit_path().display()
+    );
+    assert!(
+        doctor.stdout.lines().any(|l| l == failed),
+        "{}",
+        doctor.stdout
+    );
+    assert_eq!(doctor.code, Some(1));
+    // Stop and uninstall act on what systemd runs, and leave nothing behind.
+    h.sygen_ok(&["service", "stop"]);
+    assert_eq!(h.property("ActiveState"), "inactive");
+    let uninstalled = h.sygen(&["service", "uninstall"]);
+    assert!(
+        uninstalled.succeeds().contains(&format!(
+            "stopped and disabled sygen.service, whose unit file {} was already gone",
+            h.unit_path().display()
+        )),
+        "{}",
+        uninstalled.stdout
+    );
+    let wants = h
+        .home
+        .join(".config/systemd/user/default.target.wants/sygen.service");
+    assert!(
+        fs::symlink_metadata(&wants).is_err(),
+        "the wants link is left"
+    );
+    h.sygen(&["service", "status"])
+        .fails_with(3, "sygen is not installed (systemd backend)");
+}

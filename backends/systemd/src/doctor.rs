@@ -34,6 +34,17 @@ pub fn checks(cx: &Context) -> Vec<Check> {
             if reachable {
                 checks.push(daemon_reload(cx));
             }
+        } else if reachable && crate::still_loaded(cx) {
+            checks.push(Check::fail(
+                "systemd.unit",
+                format!(
+                    "the unit file {} is gone, but systemd still runs the service loaded from it: \
+                     the next daemon-reload or reboot loses it",
+                    path.display()
+                ),
+                "run `sygen service install` to write it again, or `sygen service uninstall` to \
+                 remove what is left",
+            ));
         }
     }
     checks

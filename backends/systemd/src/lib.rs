@@ -77,14 +77,29 @@ fn require_installed(cx: &Context) -> Result<PathBuf> {
         )));
     }
     if path.exists() {
-        Ok(path)
-    } else {
-        Err(Error::not_installed(format!(
-            "sygen is not installed: there is no unit at {}",
-            path.display()
-        ))
-        .with_hint("run `sygen service install`"))
+        return Ok(path);
     }
+    if still_loaded(cx) {
+        // Removed behind sygen's back: what systemd still runs from it is managed all the same.
+        cx.console.eprintln(&format!(
+            "warning: the unit file {} is gone, but systemd still has {} loaded from it",
+            path.display(),
+            unit_name(&cx.service.name)
+        ));
+        return Ok(path);
+    }
+    Err(Error::not_installed(format!(
+        "sygen is not installed: there is no unit at {}",
+        path.display()
+    ))
+    .with_hint("run `sygen service install`"))
+}
+
+/// Whether systemd still has the unit loaded though its file is gone (removed while it ran:
+/// systemd keeps what it loaded until a daemon-reload). A manager that cannot be asked has
+/// nothing loaded as far as sygen can tell: the file's absence then decides, as before.
+pub(crate) fn still_loaded(cx: &Context) -> bool {
+    state(cx).is_ok_and(|state| state.get("LoadState").map(String::as_str) == Some("loaded"))
 }
 
 /// Whether the file at `path` is a mask: a link to /dev/null, as `systemctl mask` makes.
@@ -253,9 +268,13 @@ impl Backend for Systemd {
     }
 
     fn is_service_installed(&self, cx: &Context) -> Result<bool> {
-        // A mask (a link to /dev/null in the unit's place) is no installed service.
+        // A mask (a link to /dev/null in the unit's place) is no installed service; a unit
+        // systemd still runs though its file was removed is one.
         let path = unit_path(cx)?;
-        Ok(path.exists() && !is_mask(&path))
+        if is_mask(&path) {
+            return Ok(false);
+        }
+        Ok(path.exists() || still_loaded(cx))
     }
 
     fn is_service_running(&self, cx: &Context) -> Result<bool> {
@@ -318,8 +337,15 @@ impl Backend for Systemd {
         let path = require_installed(cx)?;
         let name = unit_name(&cx.service.name);
         let changes = &cx.changes;
-        change_ok(changes, &["disable", "--now", &name])?;
-        changes.remove_file(&path)?;
+        let present = path.exists();
+        if present {
+            change_ok(changes, &["disable", "--now", &name])?;
+            changes.remove_file(&path)?;
+        } else {
+            // Without its file, `disable --now` fails after disabling: one step at a time.
+            change_ok(changes, &["stop", &name])?;
+            change_ok(changes, &["disable", &name])?;
+        }
         change_ok(changes, &["daemon-reload"])?;
         // Forget a failed state so the unit disappears from listings; absent is fine.
         change(changes, &["reset-failed", &name])?;
@@ -328,7 +354,13 @@ impl Backend for Systemd {
             changes.remove_empty_dirs(&unit_dir.join("default.target.wants"), config_home);
             changes.remove_empty_dirs(unit_dir, config_home);
         }
-        cx.console.println(&format!("removed {}", path.display()));
+        cx.console.println(&match present {
+            true => format!("removed {}", path.display()),
+            false => format!(
+                "stopped and disabled {name}, whose unit file {} was already gone",
+                path.display()
+            ),
+        });
         Ok(())
     }
 

@@ -299,7 +299,7 @@ fn a_guard_ends_its_own_runtimes_tree_and_not_a_later_ones() {
         .process_group(0)
         .spawn()
         .unwrap();
-    home.command(&["guard", &earlier, "300"])
+    home.command(&["guard", &earlier, "300", "1", "1"])
         .stdin(Stdio::null())
         .output()
         .unwrap();
@@ -1193,4 +1193,38 @@ fn what_run_accepts_stop_stops_even_a_home_that_is_not_utf8() {
         )
     );
     assert_eq!(exit_code(&mut run, Duration::from_secs(5)), Some(0));
+}
+
+#[test]
+fn a_process_that_drops_the_marker_and_leaves_the_group_still_ends_with_a_killed_runtime() {
+    let home = Home::new();
+    home.worker(
+        "setsid env -i sh -c 'sleep 2000 & echo $! > escaped.pid'\nwhile :; do sleep 1; done",
+        "stop_timeout = \"300ms\"",
+    );
+    let (mut run, _) = home.start();
+    let escaped = home.sygen_home().join("escaped.pid");
+    eventually("the escaped process", Duration::from_secs(5), || {
+        support::read_pid(&escaped).is_some()
+    });
+    let escaped = support::read_pid(&escaped).unwrap();
+    let environ = fs::read(format!("/proc/{escaped}/environ")).unwrap();
+    assert!(
+        !environ.windows(10).any(|w| w == b"SYGEN_TREE"),
+        "it kept the marker"
+    );
+    // The guard looks at the runtime's descendants once a second.
+    thread::sleep(Duration::from_millis(2500));
+    let guard = guard_of(run.id());
+    run.kill().unwrap();
+    run.wait().unwrap();
+    eventually("the escaped process's end", Duration::from_secs(10), || {
+        !alive(escaped)
+    });
+    eventually("the guard's end", Duration::from_secs(5), || !alive(guard));
+    assert!(
+        home.log().contains("[guard] the runtime is gone: ended "),
+        "{}",
+        home.log()
+    );
 }

@@ -109,6 +109,9 @@ pub enum Command {
     Guard {
         marker: String,
         stop_timeout_ms: u64,
+        /// The runtime's pid and start time: whose descendants to watch.
+        runtime_pid: u32,
+        runtime_start: u64,
     },
     /// Print the completion script for a shell (e.g. `sygen completions bash > ~/.local/share/bash-completion/completions/sygen`).
     Completions {

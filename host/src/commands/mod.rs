@@ -79,7 +79,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Some(Command::Guard {
             marker,
             stop_timeout_ms,
-        }) => runtime::guard(marker, *stop_timeout_ms),
+            runtime_pid,
+            runtime_start,
+        }) => {
+            let runtime = platform::Identity {
+                pid: *runtime_pid,
+                start: *runtime_start,
+            };
+            runtime::guard(marker, *stop_timeout_ms, runtime)
+        }
         Some(Command::Completions { shell }) => {
             clap_complete::generate(*shell, &mut Cli::command(), "sygen", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -140,6 +140,10 @@ pub(super) fn strays(owner: Owner, group: Option<Identity>) -> Vec<Identity> {
     unix::members(&table(owner), None, group)
 }
 
+pub(super) fn descendants(root: u32, owner: Owner) -> Vec<Identity> {
+    unix::members(&table(owner), Some(root), None)
+}
+
 type Exited = Arc<Mutex<dyn Fn(u32, Exit) + Send>>;
 
 /// The runtime as subreaper, with a thread that reaps every child, orphans included.

@@ -175,6 +175,10 @@ pub(super) fn strays(owner: Owner, group: Option<Identity>) -> Vec<Identity> {
     unix::members(&table(owner), None, group)
 }
 
+pub(super) fn descendants(root: u32, owner: Owner) -> Vec<Identity> {
+    unix::members(&table(owner), Some(root), None)
+}
+
 type Exited = std::sync::Arc<std::sync::Mutex<dyn Fn(u32, Exit) + Send>>;
 
 /// One waiting thread per worker: without a subreaper the runtime's only children are its

@@ -260,6 +260,13 @@ pub fn strays(owner: Owner, group: Option<Identity>) -> Vec<Identity> {
     os::strays(owner, group)
 }
 
+/// Every live process descending from `root`, whatever it did to its environment or session,
+/// and those carrying `owner`'s marker: what a guard watches while its runtime lives, to end
+/// should the runtime be killed (its orphans are the runtime's children until then).
+pub fn descendants(root: u32, owner: Owner) -> Vec<Identity> {
+    os::descendants(root, owner)
+}
+
 /// Ends what `find` names: [`Request::Stop`] to all, a wait of up to `timeout` for them to go,
 /// then [`Request::Kill`] to whatever is left, looking again for processes started meanwhile.
 /// Answers every process it signalled.

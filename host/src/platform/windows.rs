@@ -689,6 +689,12 @@ pub(super) fn strays(owner: Owner, worker: Option<Identity>) -> Vec<Identity> {
     with_worker(job.map(|job| job_members(&job)).unwrap_or_default(), worker)
 }
 
+/// The runtime's Job object holds its whole tree, whatever a process does to its environment
+/// or session: its members are the descendants.
+pub(super) fn descendants(_root: u32, owner: Owner) -> Vec<Identity> {
+    strays(owner, None)
+}
+
 /// `found`, and the recorded worker when it is that very process still.
 fn with_worker(mut found: Vec<Identity>, worker: Option<Identity>) -> Vec<Identity> {
     found.extend(worker.filter(|w| w.is_alive() && !found.contains(w)));

@@ -46,6 +46,9 @@ use crate::{
     platform::{self, pids, Exit, Identity, Listener, Owner, Request, StdStream, Tree},
 };
 
+/// How often a guard looks at its runtime's descendants.
+const GUARD_LOOK: Duration = Duration::from_secs(1);
+
 /// The exit code with which a worker asks to be restarted.
 pub const RESTART_CODE: i32 = 42;
 
@@ -146,7 +149,12 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
     let guarded = std::env::current_exe().and_then(|sygen| {
         let mut guard = Command::new(sygen);
         let stop_timeout = config.agent.stop_timeout.as_millis().to_string();
-        guard.args(["guard", tree.marker(), &stop_timeout]);
+        let this = Identity::this_process().unwrap_or(Identity {
+            pid: std::process::id(),
+            start: 0,
+        });
+        let (pid, start) = (this.pid.to_string(), this.start.to_string());
+        guard.args(["guard", tree.marker(), &stop_timeout, &pid, &start]);
         tree.guard(guard)
     });
     let under_service_manager = std::env::var("SYGEN_SUPERVISOR").as_deref() == Ok("1");
@@ -179,18 +187,56 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
 /// `Tree::guard`). It reads the workers the runtime announces on its standard input until the
 /// runtime is gone and the pipe closes, then ends what is left of that runtime's tree, and
 /// only that: after a clean exit, nothing. A runtime started meanwhile has another marker.
-pub fn guard(marker: &str, stop_timeout_ms: u64) -> Result<ExitCode> {
+///
+/// Meanwhile it looks at the runtime's descendants every [`GUARD_LOOK`]: the runtime is their
+/// subreaper, so a process that dropped the marker and left the worker's group is still one
+/// of them, and is remembered (by identity) to be ended too. What was started and orphaned
+/// in the last look before the runtime died can escape; the README says so.
+pub fn guard(marker: &str, stop_timeout_ms: u64, runtime: Identity) -> Result<ExitCode> {
     let stop_timeout = Duration::from_millis(stop_timeout_ms.min(config::MAX_STOP_TIMEOUT_MS));
+    let owner = Owner::Runtime(marker);
+    let (announced, news) = mpsc::channel();
+    thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<Identity>(&line) {
+                Ok(worker) => {
+                    let _ = announced.send(worker);
+                }
+                Err(e) => tracing::debug!("not a worker's identity ({e}): {line}"),
+            }
+        }
+        // Dropping the sender says the runtime is gone.
+    });
     let mut worker = None;
-    for line in std::io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
-        match serde_json::from_str::<Identity>(&line) {
+    let mut seen: Vec<Identity> = Vec::new();
+    loop {
+        match news.recv_timeout(GUARD_LOOK) {
             Ok(announced) => worker = Some(announced),
-            Err(e) => tracing::debug!("not a worker's identity ({e}): {line}"),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        seen.retain(|p| p.is_alive());
+        // Only the very runtime's: a pid it no longer has may name anyone's process.
+        if !runtime.is_alive() {
+            continue;
+        }
+        for process in platform::descendants(runtime.pid, owner) {
+            if !seen.contains(&process) {
+                seen.push(process);
+            }
         }
     }
-    let owner = Owner::Runtime(marker);
-    let ended = platform::end_all(|| platform::strays(owner, worker), stop_timeout);
+    let left = |seen: &[Identity]| {
+        let mut left = platform::strays(owner, worker);
+        for process in seen {
+            if process.is_alive() && !left.contains(process) {
+                left.push(*process);
+            }
+        }
+        left
+    };
+    let ended = platform::end_all(|| left(&seen), stop_timeout);
     if !ended.is_empty() {
         let logs = Path::new(owner.home()).join("logs");
         let log = AgentLog::open(&logs, u64::MAX, 0)?;

@@ -189,7 +189,7 @@ impl Fetcher {
     /// The file at `url`, which must be exactly `size` bytes, into `out`; shown as `label`
     /// with a bar on a terminal.
     pub fn file(&self, url: &str, size: u64, out: &mut File, label: &str) -> Result<(), Failure> {
-        let (reader, announced) = self.open(url)?;
+        let (mut reader, announced) = self.open(url)?;
         if let Some(announced) = announced.filter(|&length| length != size) {
             return Err(failure(format!(
                 "{url} is {announced} bytes, not the {size} the channel announced"
@@ -197,7 +197,6 @@ impl Fetcher {
             .hint("nothing was installed; tell the channel's publisher"));
         }
         let bar = progress::Transfer::start(label, size);
-        let mut reader = reader;
         let within = allowed(size, self.min_rate);
         let (received, cut) = copy_within(&mut reader, out, size, within, |n| bar.advance(n));
         match cut {

@@ -76,6 +76,49 @@ fn a_backend_that_aborts_or_crashes_is_named_with_the_call_and_the_signal() {
     }
 }
 
+/// Truncating a library while its code runs makes its next page fault a SIGBUS: that is the
+/// file's doing, not a bug of the backend's, and the line says so.
+#[test]
+fn a_backend_written_over_while_it_runs_is_said_to_have_changed_on_disk() {
+    use std::io::BufRead as _;
+    let user = User::new();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = crate::support::backend_copy(&dir.path().join("libsygen_nap.so"), 0o644);
+    let mut command = user.command(&["--backend", copy.to_str().unwrap(), "service", "status"]);
+    command
+        .env("MISBEHAVE", "nap")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    for line in stdout.lines() {
+        if line.unwrap().ends_with(": napping") {
+            break;
+        }
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&copy)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let out = Outcome::from(child.wait_with_output().unwrap());
+    let line = out.fails_with(1, "crashed (SIGBUS)");
+    assert!(
+        line.starts_with("error: misbehaving backend 0.1.0 crashed (SIGBUS) in "),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            ": its file {} changed on disk while it was loaded (hint: something wrote over the \
+             backend library while sygen ran it;",
+            copy.display()
+        )),
+        "{line}"
+    );
+    assert!(!line.contains("bug in the backend"), "{line}");
+}
+
 #[test]
 fn a_backend_that_crashes_or_hangs_while_loading_is_named() {
     let user = User::new();

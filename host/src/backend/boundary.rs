@@ -11,7 +11,10 @@
 //!   flight it writes one line naming the backend, its version, the call and the signal, and
 //!   ends the process with [`CRASH_EXIT`]; otherwise the signal takes the course it had before.
 //!   The line is formatted before the call, so the handler only copies bytes and writes them:
-//!   nothing in it allocates or locks.
+//!   nothing in it allocates or locks. When the library's file no longer has the size or
+//!   modification time it was loaded with (one `fstat`), the line says the file changed on
+//!   disk while loaded instead of blaming the backend: truncating a loaded library makes its
+//!   next page fault a SIGBUS.
 //! - **`exit()`** called by the backend runs the exit hook ([`platform::on_exit`]; Linux and
 //!   macOS), which does the same while a call is in flight: the backend's exit code never
 //!   reaches the user.
@@ -29,6 +32,7 @@
 
 use std::{
     cell::UnsafeCell,
+    path::Path,
     sync::{
         atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
         Arc, Condvar, Mutex, Once, PoisonError,
@@ -40,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     exit::{Exit, Failure},
-    platform::{self, StdStream},
+    platform::{self, LoadedFile, StdStream},
 };
 
 /// The exit code of a process a backend crashed or ended during a call.
@@ -121,6 +125,8 @@ pub struct Site<'a> {
     pub who: &'a str,
     /// `is_service_running`, `loading`, …
     pub call: &'a str,
+    /// The library file whose code runs, once loaded.
+    pub file: Option<(&'a Path, LoadedFile)>,
 }
 
 /// How a call ended the process, as the describing child reports it ([`report_as_messages`]).
@@ -167,30 +173,39 @@ const ABANDONED: u8 = 2;
 
 static STATE: AtomicU8 = AtomicU8::new(IDLE);
 
-/// The line the handlers write, before and after what happened: written only while [`STATE`]
-/// is [`IDLE`] (one call at a time, none after an abandoned one), read only while it is not.
+/// The line the handlers write, before and after what happened (`after` in two versions: the
+/// second for a library file that changed on disk): written only while [`STATE`] is [`IDLE`]
+/// (one call at a time, none after an abandoned one), read only while it is not.
 struct Line {
     bytes: UnsafeCell<[u8; LINE_CAPACITY]>,
     before: AtomicUsize,
+    after: AtomicUsize,
     len: AtomicUsize,
     as_message: AtomicBool,
+    file: UnsafeCell<Option<LoadedFile>>,
 }
 
-const LINE_CAPACITY: usize = 1024;
+const LINE_CAPACITY: usize = 2048;
 
 // SAFETY: the bytes are written only by the thread that moves STATE from IDLE to IN_CALL,
 // before it does (Release), and read only after a reader has seen STATE other than IDLE
 // (Acquire); STATE never goes back to IDLE while a reader may run (see `call`).
 unsafe impl Sync for Line {}
 
-static LINE: Line = Line {
-    bytes: UnsafeCell::new([0; LINE_CAPACITY]),
-    before: AtomicUsize::new(0),
-    len: AtomicUsize::new(0),
-    as_message: AtomicBool::new(false),
-};
+static LINE: Line = Line::new();
 
 impl Line {
+    const fn new() -> Self {
+        Line {
+            bytes: UnsafeCell::new([0; LINE_CAPACITY]),
+            before: AtomicUsize::new(0),
+            after: AtomicUsize::new(0),
+            len: AtomicUsize::new(0),
+            as_message: AtomicBool::new(false),
+            file: UnsafeCell::new(None),
+        }
+    }
+
     /// Prepares what the handlers write for a call to `site`: the line for people, or the
     /// message around the [`Ending`] the handler adds. Only while IDLE.
     fn prepare(&self, site: &Site<'_>, as_message: bool) {
@@ -198,36 +213,62 @@ impl Line {
         if as_message {
             // The message is whole only if the call's name fits: it is one of ours, and short.
             let call = serde_json::to_string(site.call).unwrap_or_else(|_| "\"?\"".into());
-            self.set(&format!("{{\"call\":{call},\"ending\":"), "}\n");
+            self.set(
+                &format!("{{\"call\":{call},\"ending\":"),
+                ["}\n", "}\n"],
+                None,
+            );
         } else {
+            let after = format!(" in {} (hint: {CRASH_HINT})\n", site.call);
+            let changed = site.file.map(|(path, _)| {
+                format!(
+                    " in {}: its file {} changed on disk while it was loaded (hint: {CHANGED_HINT})\n",
+                    site.call,
+                    path.display()
+                )
+            });
             self.set(
                 &format!("error: {} ", site.who),
-                &format!(" in {} (hint: {CRASH_HINT})\n", site.call),
+                [&after, changed.as_deref().unwrap_or(&after)],
+                site.file.map(|(_, file)| file),
             );
         }
     }
 
-    /// Keeps `before` and `after` (cut to fit) for the handlers. Only while IDLE.
-    fn set(&self, before: &str, after: &str) {
+    /// Keeps `before` and both versions of `after` (each cut to fit), and the file to look at,
+    /// for the handlers. Only while IDLE.
+    fn set(&self, before: &str, after: [&str; 2], file: Option<LoadedFile>) {
         // SAFETY: see `impl Sync for Line`: no reader runs while STATE is IDLE.
-        let bytes = unsafe { &mut *self.bytes.get() };
-        let before = &before.as_bytes()[..before.len().min(LINE_CAPACITY / 2)];
-        let after = &after.as_bytes()[..after.len().min(LINE_CAPACITY - before.len())];
-        bytes[..before.len()].copy_from_slice(before);
-        bytes[before.len()..before.len() + after.len()].copy_from_slice(after);
-        self.before.store(before.len(), Ordering::Relaxed);
-        self.len
-            .store(before.len() + after.len(), Ordering::Relaxed);
+        let (bytes, watched) = unsafe { (&mut *self.bytes.get(), &mut *self.file.get()) };
+        *watched = file;
+        let mut end = 0;
+        let mut put = |text: &str, room: usize| {
+            let text = &text.as_bytes()[..text.len().min(room)];
+            bytes[end..end + text.len()].copy_from_slice(text);
+            end += text.len();
+            end
+        };
+        let before = put(before, LINE_CAPACITY / 2);
+        let room = (LINE_CAPACITY - before) / 2;
+        self.before.store(before, Ordering::Relaxed);
+        self.after.store(put(after[0], room), Ordering::Relaxed);
+        self.len.store(put(after[1], room), Ordering::Relaxed);
     }
 
     /// Writes the line, or the message, for `ending`: async-signal-safe.
     fn write(&self, ending: HandlerEnding) {
         // SAFETY: see `impl Sync for Line`: called only once STATE is not IDLE.
-        let bytes = unsafe { &*self.bytes.get() };
-        let (before, len) = (
+        let (bytes, file) = unsafe { (&*self.bytes.get(), *self.file.get()) };
+        let (before, after, len) = (
             self.before.load(Ordering::Relaxed),
+            self.after.load(Ordering::Relaxed),
             self.len.load(Ordering::Relaxed),
         );
+        let after = if file.is_some_and(LoadedFile::changed) {
+            after..len
+        } else {
+            before..after
+        };
         let as_message = self.as_message.load(Ordering::Relaxed);
         let stream = if as_message {
             StdStream::Out
@@ -238,7 +279,7 @@ impl Line {
         for part in ending.parts(as_message) {
             platform::write_now(stream, part);
         }
-        platform::write_now(stream, &bytes[before..len]);
+        platform::write_now(stream, &bytes[after]);
     }
 }
 
@@ -282,6 +323,10 @@ extern "C" fn on_exit() {
     LINE.write(HandlerEnding::CalledExit);
     platform::exit_now(CRASH_EXIT);
 }
+
+const CHANGED_HINT: &str = "something wrote over the backend library while sygen ran it; \
+                            replace a backend with `sygen service backend add`, which never \
+                            writes over a loaded file, and run the command again";
 
 const CRASH_HINT: &str = "this is a bug in the backend: report it to its publisher; \
                           `sygen service status` shows the state it left the service in";
@@ -471,22 +516,18 @@ mod tests {
 
     /// What the handlers write, as `Line::write` puts it together.
     fn written(as_message: bool, ending: HandlerEnding) -> String {
-        let line = Line {
-            bytes: UnsafeCell::new([0; LINE_CAPACITY]),
-            before: AtomicUsize::new(0),
-            len: AtomicUsize::new(0),
-            as_message: AtomicBool::new(false),
-        };
+        let line = Line::new();
         let site = Site {
             who: "backend /b/libsygen_x.so",
             call: "loading",
+            file: None,
         };
         line.prepare(&site, as_message);
         let bytes = line.bytes.into_inner();
-        let (before, len) = (line.before.into_inner(), line.len.into_inner());
+        let (before, after) = (line.before.into_inner(), line.after.into_inner());
         let mut all = bytes[..before].to_vec();
         all.extend(ending.parts(as_message).concat());
-        all.extend(&bytes[before..len]);
+        all.extend(&bytes[before..after]);
         String::from_utf8(all).unwrap()
     }
 

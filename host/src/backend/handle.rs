@@ -12,11 +12,16 @@ use super::{
     identity::Described,
     name::BackendName,
 };
-use crate::exit::{BackendSaid, Exit, Failure};
+use crate::{
+    exit::{BackendSaid, Exit, Failure},
+    platform::LoadedFile,
+};
 
 /// A loaded backend library.
 pub struct Backend {
     pub path: PathBuf,
+    /// The library's file as loaded, open for good.
+    file: LoadedFile,
     pub name: BackendName,
     pub version: String,
     pub platform: String,
@@ -97,7 +102,12 @@ macro_rules! operations {
 
 impl Backend {
     /// The backend `described`, loaded from `path` as `module`; configured with no settings.
-    pub fn new(path: PathBuf, described: Described, module: BackendModuleRef) -> Self {
+    pub fn new(
+        path: PathBuf,
+        file: LoadedFile,
+        described: Described,
+        module: BackendModuleRef,
+    ) -> Self {
         let Described {
             name,
             version,
@@ -107,6 +117,7 @@ impl Backend {
         } = described;
         Self {
             path,
+            file,
             name,
             version,
             platform,
@@ -124,6 +135,14 @@ impl Backend {
         format!("{} backend {}", self.name, self.version)
     }
 
+    fn site<'a>(&'a self, who: &'a str, call: &'a str) -> Site<'a> {
+        Site {
+            who,
+            call,
+            file: Some((&self.path, self.file)),
+        }
+    }
+
     /// Calls into the backend through the boundary (see `boundary`): its answer, its error as
     /// the host reports it, or why there was none.
     fn guarded<T: Send + 'static>(
@@ -134,7 +153,7 @@ impl Backend {
     ) -> Result<T, Failure> {
         let console = console::for_backend(self.name.as_str());
         let who = self.who();
-        let site = Site { who: &who, call };
+        let site = self.site(&who, call);
         boundary::call(&site, limit, move || f(console).into_result())
             .map_err(|no_answer| {
                 let mut failure = no_answer.failure(&site);
@@ -212,10 +231,7 @@ impl Backend {
     pub fn capabilities(&self) -> Vec<String> {
         let capabilities = self.module.capabilities();
         let who = self.who();
-        let site = Site {
-            who: &who,
-            call: "capabilities",
-        };
+        let site = self.site(&who, "capabilities");
         boundary::call(&site, Limit::Query, move || {
             capabilities().into_iter().map(String::from).collect()
         })

@@ -77,7 +77,7 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
     let (module, info) = open_library(&path, &platform::loadable_path(&file, &path))?;
     // Open for as long as the library stays loaded, which is for good: the dynamic loader knows
     // it by the descriptor's path, which must never name another library later in this process.
-    std::mem::forget(file);
+    let file = platform::LoadedFile::keep(file);
     let name = BackendName::new(info.name.as_str()).map_err(|(name, why)| {
         LoadError::new(
             format!("it calls itself {name:?}, which {why}"),
@@ -92,7 +92,7 @@ pub fn load(path: &Path) -> Result<Backend, LoadError> {
         description: info.description.into(),
         api_version: info.api_version.into(),
     };
-    Ok(Backend::new(path, described, module))
+    Ok(Backend::new(path, file, described, module))
 }
 
 /// Loads the library at `loadable` (the file checked at `path`) and asks what it is, through
@@ -106,6 +106,7 @@ fn open_library(
     let site = Site {
         who: &who,
         call: "loading",
+        file: None,
     };
     let library = loadable.to_owned();
     boundary::call(&site, Limit::Query, move || {

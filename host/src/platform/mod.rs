@@ -18,7 +18,7 @@
 //!   Windows), heard by the runtime and the agent through [`listen`].
 //! - **Trust.** Whether anyone but the user could have written a backend file ([`check_trust`]),
 //!   judged on the file as opened to be loaded ([`open_to_load`], [`check_trust_open`],
-//!   [`loadable_path`]).
+//!   [`loadable_path`]), and whether it changed since ([`LoadedFile`]).
 //! - **Last words.** Hooks for a crash ([`on_crash`]) and an `exit()` ([`on_exit`]), and what
 //!   they may use: [`write_now`] and [`exit_now`] (see `boundary`).
 //!
@@ -41,7 +41,7 @@ pub use family::{
     available_space, check_private, check_trust, check_trust_open, exit_now, exit_status,
     file_stamp, is_locked, is_same_file, listen, no_follow, on_crash, on_exit, open_nonblocking,
     open_to_load, quiet_on_closed_pipes, regular_file_behind, send, special_file_kind, try_lock,
-    write_now, Tree,
+    write_now, LoadedFile, Tree,
 };
 pub use os::loadable_path;
 

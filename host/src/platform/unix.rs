@@ -324,6 +324,42 @@ pub fn open_to_load(path: &std::path::Path) -> io::Result<File> {
     File::open(path)
 }
 
+/// A loaded library's file, open for good, and its size and modification time as loaded: a
+/// crash in its code can then tell whether the file was written over while it ran (truncating
+/// a mapped file turns its next page fault into SIGBUS).
+#[derive(Clone, Copy)]
+pub struct LoadedFile {
+    fd: std::os::fd::RawFd,
+    /// Size and modification time as loaded; none when they could not be read.
+    loaded: Option<(i64, i64, i64)>,
+}
+
+impl LoadedFile {
+    /// Keeps `file` open for the life of the process and remembers how it is now.
+    pub fn keep(file: File) -> Self {
+        use std::os::fd::AsFd as _;
+        let loaded = nix::sys::stat::fstat(file.as_fd()).ok().map(stamp);
+        Self {
+            fd: std::os::fd::IntoRawFd::into_raw_fd(file),
+            loaded,
+        }
+    }
+
+    /// Whether the file is no longer as it was loaded: async-signal-safe (one `fstat`).
+    pub fn changed(self) -> bool {
+        // SAFETY: the descriptor stays open for the life of the process (see `keep`).
+        let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(self.fd) };
+        match (self.loaded, nix::sys::stat::fstat(fd)) {
+            (Some(loaded), Ok(now)) => stamp(now) != loaded,
+            _ => false,
+        }
+    }
+}
+
+fn stamp(stat: nix::sys::stat::FileStat) -> (i64, i64, i64) {
+    (stat.st_size, stat.st_mtime, stat.st_mtime_nsec)
+}
+
 /// A stamp of a file's metadata that changes whenever its content or identity may have:
 /// device, inode, size, modification and change times.
 pub fn file_stamp(metadata: &std::fs::Metadata) -> String {

@@ -600,6 +600,24 @@ pub fn loadable_path(_file: &File, path: &Path) -> std::path::PathBuf {
     path.to_owned()
 }
 
+/// A loaded library's file, open for good. [`open_to_load`] shares it for reading only, so it
+/// cannot change while loaded: a crash is never the file's doing.
+#[derive(Clone, Copy)]
+pub struct LoadedFile;
+
+impl LoadedFile {
+    /// Keeps `file` open for the life of the process.
+    pub fn keep(file: File) -> Self {
+        std::mem::forget(file);
+        Self
+    }
+
+    /// Never: see [`LoadedFile`].
+    pub fn changed(self) -> bool {
+        false
+    }
+}
+
 /// A stamp of a file's metadata that changes whenever its content may have: size, creation
 /// and last write times.
 pub fn file_stamp(metadata: &std::fs::Metadata) -> String {

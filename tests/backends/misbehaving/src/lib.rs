@@ -8,6 +8,8 @@
 //! - `flood`: like `fresh`, and its logs are 200 MiB of one endless line, then 30 short ones;
 //! - `exit`, `abort`, `segfault`, `overflow` (of the stack) or `hang` (for two minutes): does
 //!   that, as a careless or broken backend would;
+//! - `nap`: says `<operation>: napping` and sleeps three seconds, so a test can act while the
+//!   call runs (write over the library, say), then succeeds;
 //! - anything else: prints through the console, emits tracing events, and succeeds.
 //!
 //! `<what>@<operation>` (`segfault@is_service_running`) misbehaves in that operation only.
@@ -52,6 +54,11 @@ fn act(cx: &Context, operation: &str) -> Result<()> {
         }
         Some("hang") => {
             std::thread::sleep(std::time::Duration::from_secs(120));
+            Ok(())
+        }
+        Some("nap") => {
+            cx.console.println(&format!("{operation}: napping"));
+            std::thread::sleep(std::time::Duration::from_secs(3));
             Ok(())
         }
         Some("panic") => panic!("{operation} was told to panic"),

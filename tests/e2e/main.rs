@@ -48,6 +48,8 @@ mod runtime;
 mod faults;
 // What a person sees at a terminal: spinners, and nothing but plain lines with NO_COLOR.
 mod terminal;
+// The developer scripts: what the demo installs.
+mod scripts;
 // The systemd backend against a real `systemd --user` and journald (needs root).
 mod systemd;
 // The OpenRC backend against real OpenRC (needs root and Debian's `openrc`).

@@ -367,3 +367,118 @@ fn a_malformed_config_is_one_line_naming_file_line_and_key() {
         );
     }
 }
+
+/// `sygen service status --json` in `home` through the misbehaving backend, which says the
+/// service is installed and running, as a service manager that sees only the runtime would.
+fn status_json(home: &Home) -> serde_json::Value {
+    let backend = support::library("misbehaving_backend");
+    let mut command = home.command(&[
+        "--backend",
+        backend.to_str().unwrap(),
+        "service",
+        "status",
+        "--json",
+    ]);
+    command.env("MISBEHAVE", "ok");
+    let out = support::Outcome::from(command.output().unwrap());
+    serde_json::from_str(out.succeeds()).unwrap()
+}
+
+#[test]
+fn a_crash_loop_shows_in_status_and_a_worker_that_recovers_ends_it() {
+    let home = Home::new();
+    home.worker(
+        "[ -f recovered ] && exec sleep 30\necho crashing >&2\nexit 42",
+        "quick_restarts = 2",
+    );
+    let mut run = home.spawn_run(&[], true);
+    eventually("status to show the loop", Duration::from_secs(15), || {
+        status_json(&home)["runtime"]["state"] == "backing_off"
+    });
+    let report = status_json(&home);
+    let state = &report["runtime"];
+    assert_eq!(
+        report["running"], true,
+        "the manager sees a runtime: {report}"
+    );
+    assert_eq!(state["alive"], true, "{report}");
+    assert_eq!(state["last_exit"]["code"], 42, "{report}");
+    assert!(state["quick_restarts"].as_u64().unwrap() > 2, "{report}");
+    // The restart after this pause is not made yet.
+    assert_eq!(
+        state["restarts"].as_u64().unwrap() + 1,
+        state["quick_restarts"].as_u64().unwrap(),
+        "{report}"
+    );
+    assert!(state["next_try"].is_string(), "{report}");
+    let backend = support::library("misbehaving_backend");
+    let mut command = home.command(&["--backend", backend.to_str().unwrap(), "service", "status"]);
+    command.env("MISBEHAVE", "ok");
+    let text = support::Outcome::from(command.output().unwrap());
+    let line = text
+        .succeeds()
+        .lines()
+        .find(|l| l.starts_with("runtime: "))
+        .unwrap_or_else(|| panic!("no runtime line: {}", text.stdout))
+        .to_owned();
+    assert!(line.starts_with("runtime: restarting: "), "{line}");
+    assert!(
+        line.contains(" quick restarts in a row, last exit 42 "),
+        "{line}"
+    );
+    assert!(line.contains(", next try "), "{line}");
+
+    fs::write(home.sygen_home().join("recovered"), "").unwrap();
+    eventually(
+        "status to show a running worker",
+        Duration::from_secs(15),
+        || {
+            let report = status_json(&home);
+            report["runtime"]["state"] == "running" && report["runtime"]["worker"]["pid"].is_u64()
+        },
+    );
+    let worker = status_json(&home)["runtime"]["worker"]["pid"]
+        .as_u64()
+        .unwrap() as u32;
+    assert_eq!(home.pid_file("worker.pid"), Some(worker));
+    assert_eq!(terminate(&mut run), Some(0));
+    let stopped = status_json(&home);
+    assert_eq!(stopped["runtime"]["state"], "stopped", "{stopped}");
+    assert_eq!(stopped["runtime"]["alive"], false, "{stopped}");
+}
+
+#[test]
+fn a_runtime_that_gave_up_says_so_and_how_to_start_afresh() {
+    let home = Home::new();
+    home.worker("exit 3", "[supervise]\nretries = 1\ndelay = \"100ms\"");
+    let (code, _) = home.run_to_end(&["--supervise"], true);
+    assert_eq!(code, Some(3));
+    let report = status_json(&home);
+    let state = &report["runtime"];
+    assert_eq!(state["state"], "gave_up", "{report}");
+    assert_eq!(
+        state["reason"], "the worker failed 2 times in a row",
+        "{report}"
+    );
+    assert_eq!(state["last_exit"]["code"], 3, "{report}");
+    assert_eq!(state["alive"], false, "{report}");
+    let backend = support::library("misbehaving_backend");
+    let mut command = home.command(&["--backend", backend.to_str().unwrap(), "service", "status"]);
+    command.env("MISBEHAVE", "ok");
+    let out = support::Outcome::from(command.output().unwrap());
+    let lines: Vec<&str> = out.succeeds().lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with("runtime: gave up "))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(
+        lines[at].contains(": the worker failed 2 times in a row, last exit 3 "),
+        "{}",
+        lines[at]
+    );
+    assert!(
+        lines[at + 1].contains("`sygen service start` starts afresh"),
+        "{}",
+        lines[at + 1]
+    );
+}

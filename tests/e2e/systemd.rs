@@ -1381,3 +1381,59 @@ fn a_unit_file_removed_while_the_service_runs_is_still_managed() {
     h.sygen(&["service", "status"])
         .fails_with(3, "sygen is not installed (systemd backend)");
 }
+
+/// systemd sees one runtime, active and running, through a crash loop of its workers: the
+/// runtime's own record is what shows the loop, in `status` and `status --json`.
+#[test]
+fn a_crash_loop_the_runtime_handles_shows_in_status_under_systemd() {
+    let Some(h) = Harness::up() else { return };
+    h.write_home_file(
+        "worker.sh",
+        "#!/bin/sh\n[ -f recovered ] && exec sleep 300\necho crashing >&2\nexit 42\n",
+        0o755,
+    );
+    let worker = h.sygen_home().join("worker.sh");
+    h.write_home_file(
+        "config.toml",
+        &format!(
+            "[agent]\ncommand = [{:?}]\nquick_restarts = 2\n",
+            worker.to_str().unwrap()
+        ),
+        0o644,
+    );
+    h.sygen_ok(&["service", "install", "--no-wait"]);
+    let json = || -> serde_json::Value {
+        serde_json::from_str(&h.sygen_ok(&["service", "status", "--json"])).unwrap()
+    };
+    eventually("the loop in status", Duration::from_secs(20), || {
+        json()["runtime"]["state"] == "backing_off"
+    });
+    let report = json();
+    assert_eq!(report["running"], true, "systemd sees a runtime: {report}");
+    assert_eq!(h.property("SubState"), "running");
+    assert_eq!(report["runtime"]["last_exit"]["code"], 42, "{report}");
+    assert!(
+        report["runtime"]["quick_restarts"].as_u64().unwrap() > 2,
+        "{report}"
+    );
+    eventually("the loop as one line", Duration::from_secs(20), || {
+        h.sygen_ok(&["service", "status"]).lines().any(|l| {
+            l.starts_with("runtime: restarting: ")
+                && l.contains(" quick restarts in a row, last exit 42 ")
+        })
+    });
+
+    h.write_home_file("recovered", "", 0o644);
+    eventually("a worker that recovered", Duration::from_secs(20), || {
+        let report = json();
+        report["runtime"]["state"] == "running" && report["runtime"]["worker"]["pid"].is_u64()
+    });
+    let status = h.sygen_ok(&["service", "status"]);
+    assert!(
+        status
+            .lines()
+            .any(|l| l.starts_with("runtime: running: worker pid ")),
+        "{status}"
+    );
+    h.sygen_ok(&["service", "uninstall"]);
+}

@@ -21,6 +21,7 @@ use crate::{
     config::Config,
     exit::{Exit, Failure},
     progress::Progress,
+    runtime::{instance, state::State},
 };
 
 /// What a dry run shows: the backend's plan for one of the operations that can show one.
@@ -289,12 +290,45 @@ struct StatusJson<'a> {
     running: bool,
     /// What the backend adds through its `status.details` method, if it has one.
     details: Option<serde_json::Value>,
+    /// The runtime's own record (`state.json`), if it left one.
+    runtime: Option<RuntimeJson>,
+}
+
+#[derive(Serialize)]
+struct RuntimeJson {
+    /// Whether the runtime that wrote the record still runs.
+    alive: bool,
+    #[serde(flatten)]
+    state: State,
+}
+
+/// The runtime's record in `home`, and whether the runtime that wrote it still runs.
+fn runtime_state(home: &Path) -> Option<RuntimeJson> {
+    let state = State::read(home)?;
+    let alive = matches!(
+        instance::runtime(home),
+        instance::Runtime::Running(record) if record.identity.pid == state.runtime_pid
+    );
+    Some(RuntimeJson { alive, state })
+}
+
+/// Says what the runtime does, from its record: a crash loop or a runtime that gave up shows
+/// here whatever the service manager thinks of it.
+fn print_runtime_state(runtime: &RuntimeJson) {
+    let summary = runtime
+        .state
+        .summary(runtime.alive, std::time::SystemTime::now());
+    println!("runtime: {summary}");
+    if let Some(hint) = runtime.state.hint() {
+        println!("  hint: {hint}");
+    }
 }
 
 /// `sygen service status [--json]`.
 pub fn status(json: bool, backend_file: Option<&Path>) -> Result<()> {
-    let (backend, spec) = Context::new(backend_file)?.backend_and_spec()?;
-    let installed = report_status(&backend, &spec, json)?;
+    let context = Context::new(backend_file)?;
+    let (backend, spec) = context.backend_and_spec()?;
+    let installed = report_status(&backend, &spec, &context.home, json)?;
     if !installed {
         return Err(Failure::new(
             Exit::NotInstalled,
@@ -308,7 +342,7 @@ pub fn status(json: bool, backend_file: Option<&Path>) -> Result<()> {
 
 /// Prints the service's status (as JSON, or as the backend says it); answers whether the
 /// service is installed.
-fn report_status(backend: &Backend, spec: &ServiceSpec, json: bool) -> Result<bool> {
+fn report_status(backend: &Backend, spec: &ServiceSpec, home: &Path, json: bool) -> Result<bool> {
     let installed = if json {
         // Only the report goes to stdout: what the backend prints while answering would
         // break the JSON.
@@ -341,10 +375,14 @@ fn report_status(backend: &Backend, spec: &ServiceSpec, json: bool) -> Result<bo
             installed,
             running,
             details,
+            runtime: runtime_state(home),
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if installed {
         backend.print_service_status(spec)?;
+        if let Some(runtime) = runtime_state(home) {
+            print_runtime_state(&runtime);
+        }
     }
     Ok(installed)
 }

@@ -18,8 +18,9 @@
 //! and the echo, and the main thread on a channel.
 //!
 //! Here also: the built-in agent (`agent`), the instance record (`instance`: the pid files
-//! `stop`, `restart` and `doctor` read), the agent log (`log`, `echo`) and the home's trust
-//! check (`home_trust`). The runtime uses `config`, `home`, `file`, `exit` and `platform`;
+//! `stop`, `restart` and `doctor` read), the runtime's account of its worker (`state`: what
+//! `sygen service status` shows), the agent log (`log`, `echo`) and the home's trust check
+//! (`home_trust`). The runtime uses `config`, `home`, `file`, `exit` and `platform`;
 //! nothing of backends: a service manager starts it, it starts no service manager.
 
 pub mod agent;
@@ -27,6 +28,7 @@ mod echo;
 pub mod home_trust;
 pub mod instance;
 mod log;
+pub mod state;
 
 use std::{
     io::{BufRead, BufReader, Read},
@@ -34,12 +36,17 @@ use std::{
     process::{Command, ExitCode, Stdio},
     sync::mpsc::{self, Receiver, RecvTimeoutError, Sender},
     thread,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use anyhow::{Context as _, Result};
 
-use self::{echo::Echo, instance::Claim, log::AgentLog};
+use self::{
+    echo::Echo,
+    instance::Claim,
+    log::AgentLog,
+    state::{At, LastExit, Phase, State, WorkerRun},
+};
 use crate::{
     config::{self, Config},
     home,
@@ -118,8 +125,10 @@ struct Runtime {
     tree: Tree,
     events: Receiver<Event>,
     self_supervised: bool,
-    failures_in_a_row: u32,
-    quick_restarts_in_a_row: u32,
+    /// What `state.json` says; its counts are the ones the runtime goes by.
+    state: State,
+    /// Whether writing `state.json` failed already: said once, not at every change.
+    state_unwritable: bool,
 }
 
 pub fn run(supervise: bool) -> Result<ExitCode> {
@@ -158,6 +167,7 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
         tree.guard(guard)
     });
     let under_service_manager = std::env::var("SYGEN_SUPERVISOR").as_deref() == Ok("1");
+    let state = State::first(std::process::id(), State::read(&home), SystemTime::now());
     let mut runtime = Runtime {
         home,
         config,
@@ -166,8 +176,8 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
         tree,
         events,
         self_supervised: supervise || !under_service_manager,
-        failures_in_a_row: 0,
-        quick_restarts_in_a_row: 0,
+        state,
+        state_unwritable: false,
     };
     runtime.note(&format!("runtime started (pid {})", std::process::id()));
     if let Err(error) = guarded {
@@ -276,17 +286,60 @@ impl Runtime {
         }
     }
 
+    /// Applies `change` to the state record and writes it out.
+    fn record(&mut self, change: impl FnOnce(&mut State)) {
+        change(&mut self.state);
+        self.state.updated_at = At(SystemTime::now());
+        if let Err(e) = self.state.write(&self.home) {
+            if !std::mem::replace(&mut self.state_unwritable, true) {
+                self.note(&format!(
+                    "cannot write {} ({e}): `sygen service status` will not show what the \
+                     runtime does",
+                    state::STATE_FILE
+                ));
+            }
+        }
+    }
+
+    /// Records how the runtime ends, and ends it with `code`.
+    fn end(&mut self, phase: Phase, code: u8) -> Next {
+        self.record(|state| {
+            state.phase = phase;
+            state.worker = None;
+        });
+        Next::Exit(code)
+    }
+
+    /// Records a pause of `length` before the next worker, for `reason`, and takes it.
+    fn back_off(&mut self, length: Duration, reason: String) -> Next {
+        let next_try = At(SystemTime::now() + length);
+        self.record(|state| state.phase = Phase::BackingOff { next_try, reason });
+        self.pause(length)
+    }
+
     fn supervise(&mut self) -> u8 {
         loop {
             let next = match self.spawn() {
-                Ok(worker) => self.watch(&worker),
+                Ok(worker) => {
+                    let run = WorkerRun {
+                        pid: worker.pid,
+                        started_at: At(SystemTime::now()),
+                    };
+                    self.record(|state| {
+                        state.phase = Phase::Running;
+                        state.worker = Some(run);
+                    });
+                    self.watch(&worker)
+                }
                 Err(error) => {
                     self.note(&format!("cannot start the worker: {error:#}"));
                     self.after_failure(127, Duration::ZERO)
                 }
             };
             match next {
-                Next::Restart => continue,
+                Next::Restart => self.record(|state| {
+                    state.restarts = state.restarts.saturating_add(1);
+                }),
                 Next::Exit(code) => return code,
             }
         }
@@ -357,6 +410,11 @@ impl Runtime {
             match self.events.recv() {
                 Ok(Event::Exited { pid, exit }) if pid == worker.pid => {
                     let ran_for = worker.started.elapsed();
+                    let last_exit = LastExit::of(exit, SystemTime::now());
+                    self.record(|state| {
+                        state.worker = None;
+                        state.last_exit = Some(last_exit);
+                    });
                     let left = self.end_tree(worker, self.config.agent.stop_timeout);
                     self.drain(worker);
                     self.note_ended(&left, "the worker left behind");
@@ -367,17 +425,17 @@ impl Runtime {
                     self.note("restart requested");
                     if self.stop(worker) {
                         self.note("stopping: a stop request arrived during the restart");
-                        return Next::Exit(0);
+                        return self.end(Phase::Stopped, 0);
                     }
-                    self.quick_restarts_in_a_row = 0;
+                    self.state.quick_restarts = 0;
                     return Next::Restart;
                 }
                 Ok(Event::Request(_)) => {
                     self.note("stopping on request");
                     self.stop(worker);
-                    return Next::Exit(0);
+                    return self.end(Phase::Stopped, 0);
                 }
-                Err(_) => return Next::Exit(1),
+                Err(_) => return self.end(Phase::Exited { code: 1 }, 1),
             }
         }
     }
@@ -404,19 +462,19 @@ impl Runtime {
         match exit.code() {
             0 => {
                 self.note(&format!("worker {exit}: done"));
-                Next::Exit(0)
+                self.end(Phase::Exited { code: 0 }, 0)
             }
             RESTART_CODE => {
                 self.note(&format!("worker {exit}: restarting it"));
-                self.failures_in_a_row = 0;
-                self.quick_restarts_in_a_row = if ran_for < QUICK {
-                    self.quick_restarts_in_a_row.saturating_add(1)
+                let state = &mut self.state;
+                state.failures = 0;
+                state.quick_restarts = if ran_for < QUICK {
+                    state.quick_restarts.saturating_add(1)
                 } else {
                     0
                 };
-                let excess = self
-                    .quick_restarts_in_a_row
-                    .saturating_sub(self.config.agent.quick_restarts);
+                let quick = state.quick_restarts;
+                let excess = quick.saturating_sub(self.config.agent.quick_restarts);
                 if excess == 0 {
                     return Next::Restart;
                 }
@@ -424,11 +482,10 @@ impl Runtime {
                     .saturating_mul(1 << excess.min(6))
                     .min(Duration::from_secs(5));
                 self.note(&format!(
-                    "{} quick restarts in a row: pausing {}",
-                    self.quick_restarts_in_a_row,
+                    "{quick} quick restarts in a row: pausing {}",
                     humantime::format_duration(pause)
                 ));
-                self.pause(pause)
+                self.back_off(pause, format!("{quick} quick restarts in a row"))
             }
             code => {
                 self.note(&format!("worker {exit}"));
@@ -439,32 +496,32 @@ impl Runtime {
 
     fn after_failure(&mut self, code: i32, ran_for: Duration) -> Next {
         let exit_code = u8::try_from(code).unwrap_or(1).max(1);
+        let (delay, retries) = (self.config.supervise.delay, self.config.supervise.retries);
+        if ran_for >= delay {
+            self.state.failures = 0;
+        }
+        self.state.quick_restarts = 0;
+        self.state.failures = self.state.failures.saturating_add(1);
+        let failures = self.state.failures;
         if !self.self_supervised {
             self.note(&format!(
                 "exiting with code {exit_code}; the service manager decides about a restart"
             ));
-            return Next::Exit(exit_code);
+            return self.end(Phase::Exited { code: exit_code }, exit_code);
         }
-        let supervise = &self.config.supervise;
-        if ran_for >= supervise.delay {
-            self.failures_in_a_row = 0;
+        if failures > retries {
+            let reason = format!("the worker failed {failures} times in a row");
+            self.note(&format!("giving up: {reason} (last code {code})"));
+            return self.end(Phase::GaveUp { reason }, exit_code);
         }
-        self.failures_in_a_row = self.failures_in_a_row.saturating_add(1);
-        if self.failures_in_a_row > supervise.retries {
-            self.note(&format!(
-                "giving up: the worker failed {} times in a row (last code {code})",
-                self.failures_in_a_row
-            ));
-            return Next::Exit(exit_code);
-        }
-        let delay = supervise.delay;
         self.note(&format!(
-            "retrying in {} (retry {} of {})",
+            "retrying in {} (retry {failures} of {retries})",
             humantime::format_duration(delay),
-            self.failures_in_a_row,
-            supervise.retries
         ));
-        self.pause(delay)
+        self.back_off(
+            delay,
+            format!("failed {failures} time(s) in a row (retry {failures} of {retries})"),
+        )
     }
 
     /// Waits `length` (bounded by the configuration) before the next worker, still answering
@@ -478,10 +535,12 @@ impl Runtime {
                 Ok(Event::Request(Request::Restart)) => return Next::Restart,
                 Ok(Event::Request(_)) => {
                     self.note("stopping on request");
-                    return Next::Exit(0);
+                    return self.end(Phase::Stopped, 0);
                 }
                 Ok(Event::Exited { .. }) => continue,
-                Err(RecvTimeoutError::Disconnected) => return Next::Exit(1),
+                Err(RecvTimeoutError::Disconnected) => {
+                    return self.end(Phase::Exited { code: 1 }, 1)
+                }
             }
         }
     }

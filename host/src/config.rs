@@ -52,6 +52,26 @@ pub struct AgentConfig {
     /// runtime starts waiting between them (so a crash loop never becomes a fork storm).
     #[serde(deserialize_with = "bounded::count::<_, u32, 0, 10_000>")]
     pub quick_restarts: u32,
+    /// What makes a worker count as up: being started, or saying `READY=1`.
+    pub ready: Readiness,
+    /// How long a worker has to say `READY=1` (with `ready = "notify"`).
+    #[serde(deserialize_with = "bounded::duration::<_, 1000, DAY_MS>")]
+    pub ready_timeout: Duration,
+    /// How long a worker may go without saying `WATCHDOG=1` before it is restarted; none
+    /// means no watchdog.
+    #[serde(deserialize_with = "bounded::some_duration::<_, 1000, DAY_MS>")]
+    pub watchdog: Option<Duration>,
+}
+
+/// What makes a worker count as up.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// It was started.
+    #[default]
+    Started,
+    /// It said `READY=1` on its notify socket.
+    Notify,
 }
 
 impl Default for AgentConfig {
@@ -63,6 +83,9 @@ impl Default for AgentConfig {
             heartbeat_interval: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(10),
             quick_restarts: 10,
+            ready: Readiness::Started,
+            ready_timeout: Duration::from_secs(90),
+            watchdog: None,
         }
     }
 }
@@ -181,6 +204,12 @@ mod bounded {
     ) -> Result<Duration, D::Error> {
         let text = String::deserialize(deserializer)?;
         super::parse_duration(&text, MIN_MS, MAX_MS).map_err(D::Error::custom)
+    }
+
+    pub fn some_duration<'de, D: Deserializer<'de>, const MIN_MS: u64, const MAX_MS: u64>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        duration::<D, MIN_MS, MAX_MS>(deserializer).map(Some)
     }
 
     pub fn count<'de, D, T, const MIN: u64, const MAX: u64>(deserializer: D) -> Result<T, D::Error>

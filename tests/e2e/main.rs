@@ -43,6 +43,8 @@ mod compat;
 mod kit;
 // `sygen run`, `stop` and `restart` with real processes, signals and pid files.
 mod runtime;
+// The notify protocol between the runtime and its worker, with systemd's own client.
+mod notify;
 // The runtime under faults: stale pid files, killed runtimes, broken streams, a full disk,
 // configuration out of range.
 mod faults;

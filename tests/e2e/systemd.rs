@@ -1437,3 +1437,57 @@ fn a_crash_loop_the_runtime_handles_shows_in_status_under_systemd() {
     );
     h.sygen_ok(&["service", "uninstall"]);
 }
+
+/// Under the real user manager, a worker's `systemd-notify --ready` reaches the runtime, whose
+/// record `status` shows: the unit stays `Type=exec` (see the README's systemd section).
+#[test]
+fn readiness_said_with_systemd_notify_shows_in_status_under_systemd() {
+    let Some(h) = Harness::up() else { return };
+    h.write_home_file(
+        "worker.sh",
+        "#!/bin/sh\necho \"$NOTIFY_SOCKET\" > notify-socket\n\
+         while [ ! -f go ]; do sleep 0.1; done\n\
+         systemd-notify --ready --status='serving'\nexec sleep 300\n",
+        0o755,
+    );
+    let worker = h.sygen_home().join("worker.sh");
+    h.write_home_file(
+        "config.toml",
+        &format!(
+            "[agent]\ncommand = [{:?}]\nready = \"notify\"\n",
+            worker.to_str().unwrap()
+        ),
+        0o644,
+    );
+    h.sygen_ok(&["service", "install"]);
+    let runtime_line = || {
+        h.sygen_ok(&["service", "status"])
+            .lines()
+            .find(|l| l.starts_with("runtime: "))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    eventually("the worker", Duration::from_secs(10), || {
+        runtime_line().starts_with("runtime: running: worker pid ")
+    });
+    assert!(
+        runtime_line().contains("(not ready yet)"),
+        "{}",
+        runtime_line()
+    );
+    let socket = fs::read_to_string(h.sygen_home().join("notify-socket")).unwrap();
+    assert!(
+        socket.starts_with("@sygen/"),
+        "the runtime's socket: {socket}"
+    );
+    h.write_home_file("go", "", 0o644);
+    eventually("READY=1 in status", Duration::from_secs(10), || {
+        let line = runtime_line();
+        !line.contains("not ready") && line.ends_with("; it says: serving")
+    });
+    let report: serde_json::Value =
+        serde_json::from_str(&h.sygen_ok(&["service", "status", "--json"])).unwrap();
+    assert_eq!(report["runtime"]["ready"], true, "{report}");
+    assert_eq!(report["runtime"]["status"], "serving", "{report}");
+    h.sygen_ok(&["service", "uninstall"]);
+}

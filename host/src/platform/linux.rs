@@ -217,3 +217,72 @@ pub fn loadable_path(file: &std::fs::File, _path: &std::path::Path) -> std::path
     use std::os::fd::AsRawFd as _;
     std::path::PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
+
+/// The socket a worker's notify messages come to: abstract (nothing on disk to leave behind
+/// should the runtime be killed), with the kernel's word for who sent each datagram
+/// (`SO_PASSCRED`), since anyone on the machine can reach an abstract name.
+pub struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+impl NotifySocket {
+    /// Binds `name`; answers the socket and the `NOTIFY_SOCKET` value that reaches it.
+    pub fn bind(name: &str) -> io::Result<(Self, std::ffi::OsString)> {
+        use std::os::linux::net::SocketAddrExt as _;
+        let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+        let socket = std::os::unix::net::UnixDatagram::bind_addr(&address)?;
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::PassCred, &true)?;
+        Ok((Self { socket }, format!("@{name}").into()))
+    }
+
+    /// Waits for the next datagram and copies it into `buffer` (cut to fit): its length when a
+    /// process of this one's tree and user sent it, `None` for anyone else's. File descriptors
+    /// sent along (`BARRIER=1`) are closed once the datagram is read, which is what the
+    /// sender waits for.
+    pub fn receive(&self, buffer: &mut [u8]) -> io::Result<Option<usize>> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags, UnixCredentials};
+        use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+        let mut space = nix::cmsg_space!(UnixCredentials, [std::os::fd::RawFd; 16]);
+        let mut parts = [io::IoSliceMut::new(buffer)];
+        let message = recvmsg::<()>(
+            self.socket.as_raw_fd(),
+            &mut parts,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut sender = None;
+        for control in message.cmsgs()? {
+            match control {
+                ControlMessageOwned::ScmCredentials(credentials) => sender = Some(credentials),
+                ControlMessageOwned::ScmRights(fds) => {
+                    for fd in fds {
+                        // SAFETY: the kernel just gave this descriptor to this process.
+                        drop(unsafe { OwnedFd::from_raw_fd(fd) });
+                    }
+                }
+                _ => {}
+            }
+        }
+        let from_tree = sender.is_some_and(|c| {
+            c.uid() == nix::unistd::geteuid().as_raw()
+                && u32::try_from(c.pid()).is_ok_and(|pid| descends_from(pid, std::process::id()))
+        });
+        Ok(from_tree.then_some(message.bytes))
+    }
+}
+
+/// Whether `pid` is `ancestor` or one of its descendants (a subreaper's orphans included).
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    // A chain of parents is as deep as the kernel allows processes; this bounds a loop that
+    // a race could otherwise make endless.
+    for _ in 0..4096 {
+        if pid == ancestor {
+            return true;
+        }
+        match stat(pid) {
+            Some(stat) if pid > 1 => pid = stat.parent,
+            _ => return false,
+        }
+    }
+    false
+}

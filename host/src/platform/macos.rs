@@ -213,3 +213,36 @@ pub fn loadable_path(file: &std::fs::File, _path: &std::path::Path) -> std::path
     use std::os::fd::AsRawFd as _;
     std::path::PathBuf::from(format!("/dev/fd/{}", file.as_raw_fd()))
 }
+
+/// The socket a worker's notify messages come to: a path in a directory of this user's that
+/// no one else may enter (macOS has no abstract sockets, and tells no sender's pid for a
+/// datagram, so the directory is what keeps others out; any process of this user can send).
+pub struct NotifySocket {
+    socket: std::os::unix::net::UnixDatagram,
+    /// Removed with the socket in it when the runtime ends.
+    _directory: tempfile::TempDir,
+}
+
+impl NotifySocket {
+    /// Binds a socket of this runtime's (`_name` is for abstract sockets, which macOS lacks);
+    /// answers it and the `NOTIFY_SOCKET` value that reaches it.
+    pub fn bind(_name: &str) -> io::Result<(Self, std::ffi::OsString)> {
+        // Socket paths are short (104 bytes): a directory of its own under the temporary one.
+        let directory = tempfile::Builder::new().prefix("sygen-").tempdir()?;
+        let path = directory.path().join("notify");
+        let socket = std::os::unix::net::UnixDatagram::bind(&path)?;
+        Ok((
+            Self {
+                socket,
+                _directory: directory,
+            },
+            path.into_os_string(),
+        ))
+    }
+
+    /// Waits for the next datagram and copies it into `buffer` (cut to fit): its length (only
+    /// this user can reach the socket; see [`NotifySocket`]).
+    pub fn receive(&self, buffer: &mut [u8]) -> io::Result<Option<usize>> {
+        self.socket.recv(buffer).map(Some)
+    }
+}

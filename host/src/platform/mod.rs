@@ -19,6 +19,8 @@
 //! - **Trust.** Whether anyone but the user could have written a backend file ([`check_trust`]),
 //!   judged on the file as opened to be loaded ([`open_to_load`], [`check_trust_open`],
 //!   [`loadable_path`]), and whether it changed since ([`LoadedFile`]).
+//! - **Notify.** The socket a worker says `READY=1` and `WATCHDOG=1` on ([`NotifySocket`]),
+//!   taking datagrams from the runtime's own tree only where the platform says who sent one.
 //! - **Last words.** Hooks for a crash ([`on_crash`]) and an `exit()` ([`on_exit`]), and what
 //!   they may use: [`write_now`] and [`exit_now`] (see `boundary`).
 //!
@@ -43,7 +45,7 @@ pub use family::{
     open_to_load, quiet_on_closed_pipes, regular_file_behind, send, special_file_kind, try_lock,
     write_now, LoadedFile, Tree,
 };
-pub use os::loadable_path;
+pub use os::{loadable_path, NotifySocket};
 
 #[cfg(target_os = "linux")]
 mod linux;

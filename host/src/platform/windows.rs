@@ -847,6 +847,23 @@ impl Tree {
     }
 }
 
+/// Windows has no notify protocol to speak: readiness and the watchdog are not offered there
+/// (see the README), and [`NotifySocket::bind`] says so.
+pub struct NotifySocket;
+
+impl NotifySocket {
+    pub fn bind(_name: &str) -> io::Result<(Self, std::ffi::OsString)> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the notify protocol is offered on Linux and macOS only",
+        ))
+    }
+
+    pub fn receive(&self, _buffer: &mut [u8]) -> io::Result<Option<usize>> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

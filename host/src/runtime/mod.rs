@@ -17,6 +17,12 @@
 //! runtime idles on blocking waits only: a thread each for requests, reaping, each output pipe
 //! and the echo, and the main thread on a channel.
 //!
+//! Each worker gets a notify socket of the runtime's (`notify`, systemd's protocol): with
+//! `[agent] ready = "notify"` it is up once it says `READY=1` (or is restarted after
+//! `ready_timeout`), and with `[agent] watchdog` it is restarted when it stops saying
+//! `WATCHDOG=1`. The runtime then waits with a deadline, so it wakes once per watchdog period
+//! at most, and never without one.
+//!
 //! Here also: the built-in agent (`agent`), the instance record (`instance`: the pid files
 //! `stop`, `restart` and `doctor` read), the runtime's account of its worker (`state`: what
 //! `sygen service status` shows), the agent log (`log`, `echo`) and the home's trust check
@@ -28,6 +34,7 @@ mod echo;
 pub mod home_trust;
 pub mod instance;
 mod log;
+mod notify;
 pub mod state;
 
 use std::{
@@ -45,10 +52,11 @@ use self::{
     echo::Echo,
     instance::Claim,
     log::AgentLog,
+    notify::{Notify, Said},
     state::{At, LastExit, Phase, State, WorkerRun},
 };
 use crate::{
-    config::{self, Config},
+    config::{self, Config, Readiness},
     home,
     platform::{self, pids, Exit, Identity, Listener, Owner, Request, StdStream, Tree},
 };
@@ -75,6 +83,8 @@ enum Event {
         exit: Exit,
     },
     Request(Request),
+    /// The worker said something on its notify socket that the runtime acts on.
+    Notified,
 }
 
 /// What to do after a worker is gone.
@@ -129,6 +139,10 @@ struct Runtime {
     state: State,
     /// Whether writing `state.json` failed already: said once, not at every change.
     state_unwritable: bool,
+    /// The workers' notify socket, where the platform has one.
+    notify: Option<Notify>,
+    /// What the current worker said on it, as of the last look.
+    said: Said,
 }
 
 pub fn run(supervise: bool) -> Result<ExitCode> {
@@ -150,6 +164,7 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
         let _ = requests.send(Event::Request(request));
     })
     .context("cannot listen for stop and restart requests")?;
+    let notify = start_notify(&config, &sender)?;
     let marker = instance::marker(&home);
     let mut tree = Tree::new(&marker, move |pid, exit| {
         let _ = sender.send(Event::Exited { pid, exit });
@@ -178,6 +193,8 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
         self_supervised: supervise || !under_service_manager,
         state,
         state_unwritable: false,
+        notify,
+        said: Said::default(),
     };
     runtime.note(&format!("runtime started (pid {})", std::process::id()));
     if let Err(error) = guarded {
@@ -191,6 +208,35 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
     runtime.note(&format!("runtime exiting with code {code}"));
     runtime.output.echo.flush(OUTPUT_DRAIN);
     Ok(ExitCode::from(code))
+}
+
+/// The workers' notify socket. Where the platform has none, a configuration that needs one is
+/// refused, and otherwise the workers go without.
+fn start_notify(config: &Config, events: &Sender<Event>) -> Result<Option<Notify>> {
+    let this = Identity::this_process().map_or(std::process::id().to_string(), |i| {
+        format!("{}.{}", i.pid, i.start)
+    });
+    let wake = events.clone();
+    match Notify::start(&format!("sygen/{this}/notify"), move || {
+        let _ = wake.send(Event::Notified);
+    }) {
+        Ok(notify) => Ok(Some(notify)),
+        Err(e) if config.agent.ready == Readiness::Notify || config.agent.watchdog.is_some() => {
+            Err(crate::exit::Failure::new(
+                crate::exit::Exit::Failed,
+                format!("cannot offer the worker a notify socket: {e}"),
+            )
+            .hint(
+                "`[agent] ready = \"notify\"` and `[agent] watchdog` need it: remove them from \
+                 config.toml to run without",
+            )
+            .into())
+        }
+        Err(e) => {
+            tracing::debug!("no notify socket for the workers: {e}");
+            Ok(None)
+        }
+    }
 }
 
 /// `sygen guard <marker> <stop timeout in ms>`: what the runtime starts beside its tree (see
@@ -325,9 +371,14 @@ impl Runtime {
                         pid: worker.pid,
                         started_at: At(SystemTime::now()),
                     };
+                    let (ready, watchdog) = (self.config.agent.ready, self.config.agent.watchdog);
+                    self.said = Said::default();
                     self.record(|state| {
                         state.phase = Phase::Running;
                         state.worker = Some(run);
+                        state.ready = (ready == Readiness::Notify).then_some(false);
+                        state.watchdog_ms = watchdog.map(|w| w.as_millis() as u64);
+                        state.status = None;
                     });
                     self.watch(&worker)
                 }
@@ -364,8 +415,19 @@ impl Runtime {
             .working_dir
             .as_deref()
             .map_or(self.home.as_path(), Path::new);
+        // What a service manager gave the runtime is the runtime's, never the worker's.
+        for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
+            command.env_remove(name);
+        }
+        command.envs(&agent.env);
+        if let Some(notify) = &self.notify {
+            notify.forget();
+            command.env("NOTIFY_SOCKET", &notify.address);
+            if let Some(period) = agent.watchdog {
+                command.env("WATCHDOG_USEC", period.as_micros().to_string());
+            }
+        }
         command
-            .envs(&agent.env)
             .current_dir(working_dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -404,11 +466,39 @@ impl Runtime {
         })
     }
 
-    /// Waits for the worker to exit or a request to arrive, and says what comes next.
+    /// Waits for the worker to exit, a request to arrive or the worker to miss a deadline of
+    /// the notify protocol, and says what comes next.
     fn watch(&mut self, worker: &Worker) -> Next {
         loop {
-            match self.events.recv() {
-                Ok(Event::Exited { pid, exit }) if pid == worker.pid => {
+            let event = match self.due(worker) {
+                Some((at, _)) => {
+                    match self
+                        .events
+                        .recv_timeout(at.saturating_duration_since(Instant::now()))
+                    {
+                        Ok(event) => Some(event),
+                        Err(RecvTimeoutError::Timeout) => None,
+                        Err(RecvTimeoutError::Disconnected) => {
+                            return self.end(Phase::Exited { code: 1 }, 1)
+                        }
+                    }
+                }
+                None => match self.events.recv() {
+                    Ok(event) => Some(event),
+                    Err(_) => return self.end(Phase::Exited { code: 1 }, 1),
+                },
+            };
+            match event {
+                // A deadline passed: what was said since may have moved it.
+                None | Some(Event::Notified) => {
+                    self.hear(worker);
+                    if let Some((at, why)) = self.due(worker) {
+                        if at <= Instant::now() {
+                            return self.restart_unresponsive(worker, &why);
+                        }
+                    }
+                }
+                Some(Event::Exited { pid, exit }) if pid == worker.pid => {
                     let ran_for = worker.started.elapsed();
                     let last_exit = LastExit::of(exit, SystemTime::now());
                     self.record(|state| {
@@ -420,24 +510,102 @@ impl Runtime {
                     self.note_ended(&left, "the worker left behind");
                     return self.after_exit(exit, ran_for);
                 }
-                Ok(Event::Exited { .. }) => continue,
-                Ok(Event::Request(Request::Restart)) => {
+                Some(Event::Exited { .. }) => continue,
+                Some(Event::Request(Request::Restart)) => {
                     self.note("restart requested");
-                    if self.stop(worker) {
+                    if self.stop(worker).0 {
                         self.note("stopping: a stop request arrived during the restart");
                         return self.end(Phase::Stopped, 0);
                     }
                     self.state.quick_restarts = 0;
                     return Next::Restart;
                 }
-                Ok(Event::Request(_)) => {
+                Some(Event::Request(_)) => {
                     self.note("stopping on request");
                     self.stop(worker);
                     return self.end(Phase::Stopped, 0);
                 }
-                Err(_) => return self.end(Phase::Exited { code: 1 }, 1),
             }
         }
+    }
+
+    /// Takes in what the worker said on its notify socket since the last look.
+    fn hear(&mut self, worker: &Worker) {
+        let Some(notify) = &self.notify else { return };
+        let said = notify.said();
+        let became_ready = said.ready_at.is_some() && self.said.ready_at.is_none();
+        let news = said.ready_at != self.said.ready_at
+            || said.status != self.said.status
+            || said.watchdog != self.said.watchdog;
+        if let (true, Some(at)) = (became_ready, said.ready_at) {
+            self.note(&format!(
+                "worker {} is ready (READY=1 after {})",
+                worker.pid,
+                humantime::format_duration(millis(at.saturating_duration_since(worker.started)))
+            ));
+        }
+        self.said = said;
+        if news {
+            let said = &self.said;
+            let (ready, status) = (said.ready_at.is_some(), said.status.clone());
+            let watchdog = said.watchdog.or(self.config.agent.watchdog);
+            let asked = self.config.agent.ready == Readiness::Notify;
+            self.record(|state| {
+                state.ready = asked.then_some(ready);
+                state.status = status;
+                state.watchdog_ms = watchdog.map(|w| w.as_millis() as u64);
+            });
+        }
+    }
+
+    /// The next deadline the worker must meet, and what missing it means: saying `READY=1`
+    /// in time (with `ready = "notify"`), then `WATCHDOG=1` once a period (with a watchdog).
+    fn due(&self, worker: &Worker) -> Option<(Instant, String)> {
+        self.notify.as_ref()?;
+        let (said, agent) = (&self.said, &self.config.agent);
+        if said.triggered {
+            return Some((Instant::now(), "it asked for it (WATCHDOG=trigger)".into()));
+        }
+        if agent.ready == Readiness::Notify && said.ready_at.is_none() {
+            let limit = worker.started + agent.ready_timeout;
+            let at = said.extended_until.map_or(limit, |until| until.max(limit));
+            let waited = humantime::format_duration(millis(at - worker.started));
+            return Some((at, format!("it did not say READY=1 within {waited}")));
+        }
+        let period = said.watchdog.or(agent.watchdog)?;
+        let since = said.last_ping.or(said.ready_at).unwrap_or(worker.started);
+        let last = match said.last_ping {
+            Some(_) => "its last one",
+            None => "none since it started, which was",
+        };
+        let why = format!(
+            "it sent no WATCHDOG=1 for {} ({last} {} ago)",
+            humantime::format_duration(period),
+            humantime::format_duration(Duration::from_secs(since.elapsed().as_secs()))
+        );
+        Some((since + period, why))
+    }
+
+    /// Ends a worker that missed a deadline (`why`) and starts a new one: a failure of the
+    /// worker, never a reason for the runtime to exit.
+    fn restart_unresponsive(&mut self, worker: &Worker, why: &str) -> Next {
+        self.note(&format!(
+            "worker {} is unresponsive: {why}: restarting it",
+            worker.pid
+        ));
+        let (stop_requested, exit) = self.stop(worker);
+        let last_exit = exit.map(|exit| LastExit::of(exit, SystemTime::now()));
+        self.record(|state| {
+            state.worker = None;
+            state.failures = state.failures.saturating_add(1);
+            state.quick_restarts = 0;
+            state.last_exit = last_exit.or(state.last_exit);
+        });
+        if stop_requested {
+            self.note("stopping: a stop request arrived during the restart");
+            return self.end(Phase::Stopped, 0);
+        }
+        Next::Restart
     }
 
     /// Ends what is left of `worker`'s tree: SIGTERM, SIGKILL after `timeout`. Answers the
@@ -537,7 +705,7 @@ impl Runtime {
                     self.note("stopping on request");
                     return self.end(Phase::Stopped, 0);
                 }
-                Ok(Event::Exited { .. }) => continue,
+                Ok(Event::Exited { .. } | Event::Notified) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
                     return self.end(Phase::Exited { code: 1 }, 1)
                 }
@@ -547,19 +715,20 @@ impl Runtime {
 
     /// Stops the worker's whole tree: SIGTERM to every process of it, SIGKILL to what is left
     /// after the stop timeout. Answers whether a stop request arrived meanwhile (which matters
-    /// when stopping for a restart).
-    fn stop(&self, worker: &Worker) -> bool {
+    /// when stopping for a restart), and how the worker ended when it did so in time.
+    fn stop(&self, worker: &Worker) -> (bool, Option<Exit>) {
         let timeout = self.config.agent.stop_timeout;
         for process in self.tree.members(worker.identity) {
             let _ = platform::send(process, Request::Stop);
         }
         let deadline = Instant::now() + timeout;
         let mut stop_requested = false;
-        let mut exited = false;
-        while !exited {
+        let mut exited = None;
+        while exited.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(Event::Exited { pid, .. }) => exited = pid == worker.pid,
+                Ok(Event::Exited { pid, exit }) if pid == worker.pid => exited = Some(exit),
+                Ok(Event::Exited { .. } | Event::Notified) => {}
                 Ok(Event::Request(request)) => stop_requested |= request != Request::Restart,
                 Err(RecvTimeoutError::Timeout) => {
                     self.note(&format!(
@@ -578,7 +747,7 @@ impl Runtime {
         let ended = self.end_tree(worker, left);
         self.drain(worker);
         self.note_ended(&ended, "more of the worker's tree");
-        stop_requested
+        (stop_requested, exited)
     }
 }
 
@@ -609,6 +778,11 @@ fn pump(pipe: impl Read + Send + 'static, output: Output, stream: StdStream, don
         }
         let _ = done.send(());
     });
+}
+
+/// `duration` to the millisecond, as people read it.
+fn millis(duration: Duration) -> Duration {
+    Duration::from_millis(duration.as_millis().try_into().unwrap_or(u64::MAX))
 }
 
 /// Cuts an over-long `line` at the last whole UTF-8 character, answering the cut-off bytes.

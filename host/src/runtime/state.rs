@@ -42,6 +42,15 @@ pub struct State {
     /// Failures in a row (exits other than 0 and 42), which `[supervise] retries` bounds.
     pub failures: u32,
     pub last_exit: Option<LastExit>,
+    /// Whether the worker said `READY=1`, with `[agent] ready = "notify"`; else none.
+    #[serde(default)]
+    pub ready: Option<bool>,
+    /// The watchdog period in force, in milliseconds, if there is one.
+    #[serde(default)]
+    pub watchdog_ms: Option<u64>,
+    /// What the worker last said with `STATUS=`.
+    #[serde(default)]
+    pub status: Option<String>,
     pub updated_at: At,
 }
 
@@ -162,6 +171,9 @@ impl State {
             quick_restarts,
             failures,
             last_exit,
+            ready: None,
+            watchdog_ms: None,
+            status: None,
             updated_at: At(now),
         }
     }
@@ -195,8 +207,16 @@ impl State {
                         w.started_at.relative_to(now)
                     )
                 });
+                let ready = match self.ready {
+                    Some(false) => " (not ready yet)",
+                    _ => "",
+                };
+                let status = self
+                    .status
+                    .as_ref()
+                    .map_or(String::new(), |status| format!("; it says: {status}"));
                 format!(
-                    "running: {worker}; {} restart(s){}",
+                    "running: {worker}{ready}; {} restart(s){}{status}",
                     self.restarts,
                     last_exit(self)
                 )
@@ -260,6 +280,9 @@ mod tests {
             quick_restarts: 12,
             failures: 0,
             last_exit: Some(LastExit::of(Exit::Code(3), at(8))),
+            ready: None,
+            watchdog_ms: None,
+            status: None,
             updated_at: At(at(10)),
         }
     }

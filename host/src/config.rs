@@ -31,6 +31,7 @@ pub struct Config {
     pub logs: LogsConfig,
     pub supervise: SuperviseConfig,
     pub updates: UpdatesConfig,
+    pub hooks: HooksConfig,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -86,6 +87,30 @@ impl Default for AgentConfig {
             ready: Readiness::Started,
             ready_timeout: Duration::from_secs(90),
             watchdog: None,
+        }
+    }
+}
+
+/// Commands the runtime runs when things go wrong with the worker.
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HooksConfig {
+    /// Run when a worker fails: an exit other than 0 and 42, a start that fails, a missed
+    /// readiness or watchdog deadline.
+    pub on_failure: Vec<String>,
+    /// Run when the runtime gives up on a failing worker.
+    pub on_give_up: Vec<String>,
+    /// How long a hook may run before it is ended.
+    #[serde(deserialize_with = "bounded::duration::<_, 1000, HOUR_MS>")]
+    pub timeout: Duration,
+}
+
+impl Default for HooksConfig {
+    fn default() -> Self {
+        Self {
+            on_failure: Vec::new(),
+            on_give_up: Vec::new(),
+            timeout: Duration::from_secs(30),
         }
     }
 }

@@ -733,7 +733,10 @@ fn idle_rows() -> Vec<Row> {
             PING.as_secs()
         ),
         watched.wakeups.to_string(),
-        format!("≤ {} ({pings} pings + {periods} per period)", pings + periods),
+        format!(
+            "≤ {} ({pings} pings + {periods} per period)",
+            pings + periods
+        ),
         Some(watched.wakeups <= pings + periods),
     ));
     rows.push(row(

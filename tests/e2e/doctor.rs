@@ -168,7 +168,7 @@ fn doctor_reports_backend_files_config_logs_and_pid_files() {
             format!(
                 "{} line 2: key `agent.heartbeat`: unknown field `heartbeat`, expected one of \
                  `command`, `env`, `working_dir`, `heartbeat_interval`, `stop_timeout`, \
-                 `quick_restarts`",
+                 `quick_restarts`, `ready`, `ready_timeout`, `watchdog`",
                 config.display()
             ),
         ),

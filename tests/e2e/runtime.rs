@@ -482,3 +482,85 @@ fn a_runtime_that_gave_up_says_so_and_how_to_start_afresh() {
         lines[at + 1]
     );
 }
+
+#[test]
+fn a_failure_hook_hears_of_the_failure_and_its_output_is_logged() {
+    let home = Home::new();
+    let hook = home.sygen_home().join("hook.sh");
+    home.worker(
+        "echo oops >&2\nexit 3",
+        &format!(
+            "[hooks]\non_failure = [{:?}, \"an argument\"]",
+            hook.to_str().unwrap()
+        ),
+    );
+    support::write_script(
+        &hook,
+        "env | grep '^SYGEN_' | grep -v '^SYGEN_TREE' | sort > hook-env\n\
+         cp \"$SYGEN_LOG_LINES\" hook-lines\necho \"hook says $1\"",
+    );
+    let (code, log) = home.run_to_end(&[], true);
+    assert_eq!(code, Some(3), "{log}");
+    let env = fs::read_to_string(home.sygen_home().join("hook-env")).unwrap();
+    for expected in [
+        "SYGEN_EXIT_CODE=3",
+        "SYGEN_FAILURES=1",
+        "SYGEN_HOOK=on_failure",
+        "SYGEN_REASON=worker exited with code 3",
+        "SYGEN_RESTARTS=0",
+    ] {
+        assert!(env.lines().any(|l| l == expected), "{expected} in {env}");
+    }
+    let lines = fs::read_to_string(home.sygen_home().join("hook-lines")).unwrap();
+    assert!(lines.contains("[stderr] oops"), "{lines}");
+    assert!(log.contains("[hook] hook says an argument"), "{log}");
+    assert!(log.contains("hook on_failure (pid "), "{log}");
+    assert!(log.contains(") exited with code 0"), "{log}");
+}
+
+#[test]
+fn a_hook_that_never_ends_is_ended_and_supervision_goes_on() {
+    let home = Home::new();
+    home.worker(
+        "exit 3",
+        "[supervise]\nretries = 2\ndelay = \"100ms\"\n\
+         [hooks]\non_failure = [\"sleep\", \"1000\"]\non_give_up = [\"sh\", \"-c\", \"echo gave up: $SYGEN_REASON\"]\ntimeout = \"2s\"",
+    );
+    let started = std::time::Instant::now();
+    let (code, log) = home.run_to_end(&["--supervise"], true);
+    assert_eq!(code, Some(3), "{log}");
+    assert_eq!(home.worker_pids().len(), 3, "retried on time: {log}");
+    assert!(
+        log.contains("hook on_give_up not run: hook on_failure (pid "),
+        "{log}"
+    );
+    assert!(log.contains("still ran after 2s: ending it"), "{log}");
+    let hook: u32 = log
+        .split("hook on_failure started (pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|pid| pid.parse().ok())
+        .unwrap();
+    assert!(!alive(hook), "the hook is ended");
+    assert!(started.elapsed() < Duration::from_secs(15), "{log}");
+    // The retries did not wait for the hook: all three workers came before it was ended.
+    let ended_at = log.find("still ran after 2s").unwrap();
+    let third = log.match_indices("worker started (pid ").nth(2).unwrap().0;
+    assert!(third < ended_at, "{log}");
+}
+
+#[test]
+fn giving_up_runs_the_give_up_hook() {
+    let home = Home::new();
+    home.worker(
+        "exit 3",
+        "[supervise]\nretries = 1\ndelay = \"100ms\"\n\
+         [hooks]\non_give_up = [\"sh\", \"-c\", \"echo \\\"$SYGEN_HOOK: $SYGEN_REASON\\\"\"]",
+    );
+    let (code, log) = home.run_to_end(&["--supervise"], true);
+    assert_eq!(code, Some(3), "{log}");
+    assert!(
+        log.contains("[hook] on_give_up: the worker failed 2 times in a row"),
+        "{log}"
+    );
+}

@@ -517,9 +517,7 @@ impl Tree {
     /// Starts `command` as a worker: in a process group of its own, marked as this tree's, and
     /// ended with the runtime where the platform can arrange it; tells the guard of it.
     pub fn spawn(&self, command: &mut Command) -> io::Result<std::process::Child> {
-        command.env(TREE_MARKER, &self.marker);
-        std::os::unix::process::CommandExt::process_group(command, 0);
-        let child = self.inner.spawn(command)?;
+        let child = self.spawn_hook(command)?;
         if let (Some(guard), Some(worker)) = (&self.guard, Identity::of(child.id())) {
             // The worker's process group is the tree's too: the guard ends its members. One
             // JSON line, written at once.
@@ -528,6 +526,14 @@ impl Tree {
             }
         }
         Ok(child)
+    }
+
+    /// Starts `command` as [`Tree::spawn`] does, but not as the worker: a hook, whose group the
+    /// guard need not know.
+    pub fn spawn_hook(&self, command: &mut Command) -> io::Result<std::process::Child> {
+        command.env(TREE_MARKER, &self.marker);
+        std::os::unix::process::CommandExt::process_group(command, 0);
+        self.inner.spawn(command)
     }
 
     /// Every live process of the tree now, the runtime itself and its guard excepted.

@@ -820,6 +820,11 @@ impl Tree {
         Ok(child)
     }
 
+    /// Starts a hook as a worker is started (the job holds it; no guard needs to know it).
+    pub fn spawn_hook(&self, command: &mut Command) -> io::Result<Child> {
+        self.spawn(command)
+    }
+
     /// Puts a suspended `child` in the job, resumes it, and watches for its exit.
     fn adopt(&self, child: &Child) -> io::Result<()> {
         let handle = child.as_raw_handle() as HANDLE;

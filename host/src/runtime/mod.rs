@@ -32,6 +32,7 @@
 pub mod agent;
 mod echo;
 pub mod home_trust;
+mod hooks;
 pub mod instance;
 mod log;
 mod notify;
@@ -50,6 +51,7 @@ use anyhow::{Context as _, Result};
 
 use self::{
     echo::Echo,
+    hooks::{Hooks, Occasion, Place},
     instance::Claim,
     log::AgentLog,
     notify::{Notify, Said},
@@ -118,6 +120,15 @@ impl Output {
         }
     }
 
+    fn hook(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let problem = self.log.line("hook", &text);
+        self.echo.event(text.trim_end());
+        if let Some(problem) = problem {
+            self.echo.event(&problem);
+        }
+    }
+
     fn worker(&self, stream: StdStream, line: &[u8]) {
         let problem = self.log.line(stream.name(), &String::from_utf8_lossy(line));
         self.echo.worker(stream, line);
@@ -143,12 +154,13 @@ struct Runtime {
     notify: Option<Notify>,
     /// What the current worker said on it, as of the last look.
     said: Said,
+    hooks: Hooks,
 }
 
 pub fn run(supervise: bool) -> Result<ExitCode> {
     let home = home::sygen_home()?;
     home_trust::check(&home).map_err(home_trust::refusal)?;
-    let config = Config::of_home(&home)?;
+    let mut config = Config::of_home(&home)?;
     std::fs::create_dir_all(&home).with_context(|| format!("cannot create {}", home.display()))?;
     let claim = Claim::acquire(&home, config.agent.stop_timeout)?;
     let logs = home.join("logs");
@@ -183,6 +195,7 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
     });
     let under_service_manager = std::env::var("SYGEN_SUPERVISOR").as_deref() == Ok("1");
     let state = State::first(std::process::id(), State::read(&home), SystemTime::now());
+    let hooks = Hooks::new(std::mem::take(&mut config.hooks));
     let mut runtime = Runtime {
         home,
         config,
@@ -195,6 +208,7 @@ pub fn run(supervise: bool) -> Result<ExitCode> {
         state_unwritable: false,
         notify,
         said: Said::default(),
+        hooks,
     };
     runtime.note(&format!("runtime started (pid {})", std::process::id()));
     if let Err(error) = guarded {
@@ -347,13 +361,58 @@ impl Runtime {
         }
     }
 
-    /// Records how the runtime ends, and ends it with `code`.
+    /// Records how the runtime ends, and ends it with `code`: after a failure, once a hook
+    /// still running had its time (on a stop request it ends with the rest of the tree).
     fn end(&mut self, phase: Phase, code: u8) -> Next {
+        let waited = match phase {
+            Phase::Stopped => None,
+            _ => self.hooks.wait(&self.output),
+        };
+        if let Some(hook) = waited {
+            // Its exit, which the reaper reports a moment after its output ends.
+            let deadline = Instant::now() + OUTPUT_DRAIN;
+            while let Ok(event) = self
+                .events
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
+                if let Event::Exited { pid, exit } = event {
+                    self.other_exit(pid, exit);
+                    if pid == hook {
+                        break;
+                    }
+                }
+            }
+        }
         self.record(|state| {
             state.phase = phase;
             state.worker = None;
         });
         Next::Exit(code)
+    }
+
+    /// Runs the hook for `occasion` (see `hooks`).
+    fn fire(&self, occasion: Occasion, reason: &str) {
+        let place = Place {
+            tree: &self.tree,
+            output: &self.output,
+            home: &self.home,
+        };
+        self.hooks.fire(occasion, reason, &self.state, place);
+    }
+
+    /// Says how a hook ended; other children of the runtime (orphans of a worker) end quietly.
+    fn other_exit(&self, pid: u32, exit: Exit) {
+        if let Some(name) = self.hooks.exited(pid) {
+            self.note(&format!("hook {name} (pid {pid}) {exit}"));
+        }
+    }
+
+    /// The processes of `worker`'s tree now: a running hook is not one of them.
+    fn worker_tree(&self, worker: &Worker) -> Vec<Identity> {
+        let hook = self.hooks.running_hook();
+        let mut members = self.tree.members(worker.identity);
+        members.retain(|p| Some(*p) != hook);
+        members
     }
 
     /// Records a pause of `length` before the next worker, for `reason`, and takes it.
@@ -383,8 +442,9 @@ impl Runtime {
                     self.watch(&worker)
                 }
                 Err(error) => {
-                    self.note(&format!("cannot start the worker: {error:#}"));
-                    self.after_failure(127, Duration::ZERO)
+                    let reason = format!("cannot start the worker: {error:#}");
+                    self.note(&reason);
+                    self.after_failure(127, Duration::ZERO, &reason)
                 }
             };
             match next {
@@ -442,11 +502,21 @@ impl Runtime {
         let (drained, outputs) = mpsc::channel();
         let mut pipes = 0;
         if let Some(out) = child.stdout.take() {
-            pump(out, self.output.clone(), StdStream::Out, drained.clone());
+            let output = self.output.clone();
+            pump(
+                out,
+                move |line| output.worker(StdStream::Out, line),
+                drained.clone(),
+            );
             pipes += 1;
         }
         if let Some(err) = child.stderr.take() {
-            pump(err, self.output.clone(), StdStream::Err, drained);
+            let output = self.output.clone();
+            pump(
+                err,
+                move |line| output.worker(StdStream::Err, line),
+                drained,
+            );
             pipes += 1;
         }
         // The reaper owns the child's exit status: `child` is dropped without a wait.
@@ -510,7 +580,7 @@ impl Runtime {
                     self.note_ended(&left, "the worker left behind");
                     return self.after_exit(exit, ran_for);
                 }
-                Some(Event::Exited { .. }) => continue,
+                Some(Event::Exited { pid, exit }) => self.other_exit(pid, exit),
                 Some(Event::Request(Request::Restart)) => {
                     self.note("restart requested");
                     if self.stop(worker).0 {
@@ -601,6 +671,10 @@ impl Runtime {
             state.quick_restarts = 0;
             state.last_exit = last_exit.or(state.last_exit);
         });
+        self.fire(
+            Occasion::Failure,
+            &format!("worker {} is unresponsive: {why}", worker.pid),
+        );
         if stop_requested {
             self.note("stopping: a stop request arrived during the restart");
             return self.end(Phase::Stopped, 0);
@@ -611,7 +685,7 @@ impl Runtime {
     /// Ends what is left of `worker`'s tree: SIGTERM, SIGKILL after `timeout`. Answers the
     /// processes other than the worker that it signalled.
     fn end_tree(&self, worker: &Worker, timeout: Duration) -> Vec<Identity> {
-        let ended = platform::end_all(|| self.tree.members(worker.identity), timeout);
+        let ended = platform::end_all(|| self.worker_tree(worker), timeout);
         ended.into_iter().filter(|p| p.pid != worker.pid).collect()
     }
 
@@ -656,13 +730,16 @@ impl Runtime {
                 self.back_off(pause, format!("{quick} quick restarts in a row"))
             }
             code => {
-                self.note(&format!("worker {exit}"));
-                self.after_failure(code, ran_for)
+                let reason = format!("worker {exit}");
+                self.note(&reason);
+                self.after_failure(code, ran_for, &reason)
             }
         }
     }
 
-    fn after_failure(&mut self, code: i32, ran_for: Duration) -> Next {
+    /// After a worker failed for `reason` (ending with `code`): the hook, then what the
+    /// supervision policy says.
+    fn after_failure(&mut self, code: i32, ran_for: Duration, reason: &str) -> Next {
         let exit_code = u8::try_from(code).unwrap_or(1).max(1);
         let (delay, retries) = (self.config.supervise.delay, self.config.supervise.retries);
         if ran_for >= delay {
@@ -671,6 +748,10 @@ impl Runtime {
         self.state.quick_restarts = 0;
         self.state.failures = self.state.failures.saturating_add(1);
         let failures = self.state.failures;
+        let retries_left = !self.self_supervised || failures <= retries;
+        if retries_left || !self.hooks.has(Occasion::GiveUp) {
+            self.fire(Occasion::Failure, reason);
+        }
         if !self.self_supervised {
             self.note(&format!(
                 "exiting with code {exit_code}; the service manager decides about a restart"
@@ -680,6 +761,7 @@ impl Runtime {
         if failures > retries {
             let reason = format!("the worker failed {failures} times in a row");
             self.note(&format!("giving up: {reason} (last code {code})"));
+            self.fire(Occasion::GiveUp, &reason);
             return self.end(Phase::GaveUp { reason }, exit_code);
         }
         self.note(&format!(
@@ -705,7 +787,8 @@ impl Runtime {
                     self.note("stopping on request");
                     return self.end(Phase::Stopped, 0);
                 }
-                Ok(Event::Exited { .. } | Event::Notified) => continue,
+                Ok(Event::Exited { pid, exit }) => self.other_exit(pid, exit),
+                Ok(Event::Notified) => continue,
                 Err(RecvTimeoutError::Disconnected) => {
                     return self.end(Phase::Exited { code: 1 }, 1)
                 }
@@ -718,7 +801,7 @@ impl Runtime {
     /// when stopping for a restart), and how the worker ended when it did so in time.
     fn stop(&self, worker: &Worker) -> (bool, Option<Exit>) {
         let timeout = self.config.agent.stop_timeout;
-        for process in self.tree.members(worker.identity) {
+        for process in self.worker_tree(worker) {
             let _ = platform::send(process, Request::Stop);
         }
         let deadline = Instant::now() + timeout;
@@ -728,7 +811,8 @@ impl Runtime {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(Event::Exited { pid, exit }) if pid == worker.pid => exited = Some(exit),
-                Ok(Event::Exited { .. } | Event::Notified) => {}
+                Ok(Event::Exited { pid, exit }) => self.other_exit(pid, exit),
+                Ok(Event::Notified) => {}
                 Ok(Event::Request(request)) => stop_requested |= request != Request::Restart,
                 Err(RecvTimeoutError::Timeout) => {
                     self.note(&format!(
@@ -751,10 +835,14 @@ impl Runtime {
     }
 }
 
-/// Copies a worker's output, line by line, to the agent log and the runtime's own stream; a
-/// line longer than [`MAX_LINE`] goes as several. Says on `done` when the pipe is closed and
-/// everything is written.
-fn pump(pipe: impl Read + Send + 'static, output: Output, stream: StdStream, done: Sender<()>) {
+/// Copies a process's output (a worker's, a hook's), line by line, to `write`; a line longer
+/// than [`MAX_LINE`] goes as several. Says on `done` when the pipe is closed and everything is
+/// written.
+fn pump(
+    pipe: impl Read + Send + 'static,
+    write: impl Fn(&[u8]) + Send + 'static,
+    done: Sender<()>,
+) {
     thread::spawn(move || {
         let mut reader = BufReader::with_capacity(MAX_LINE, pipe);
         let mut line = Vec::with_capacity(1024);
@@ -763,16 +851,16 @@ fn pump(pipe: impl Read + Send + 'static, output: Output, stream: StdStream, don
             let read = (&mut reader).take(room).read_until(b'\n', &mut line);
             if !matches!(read, Ok(n) if n > 0) {
                 if !line.is_empty() {
-                    output.worker(stream, &line);
+                    write(&line);
                 }
                 break;
             }
             if line.ends_with(b"\n") {
-                output.worker(stream, &line);
+                write(&line);
                 line.clear();
             } else if line.len() >= MAX_LINE {
                 let carry = split_at_a_character(&mut line);
-                output.worker(stream, &line);
+                write(&line);
                 line = carry;
             }
         }

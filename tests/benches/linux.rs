@@ -749,14 +749,15 @@ fn idle_rows() -> Vec<Row> {
 }
 
 /// The table, headed by the machine and the command that reproduces it (`scripts/bench`, with
-/// `--sizes` for the size rows alone).
+/// `--sizes` for the size rows alone, `--idle` for the runtime at rest).
 fn print_table(only: &str, rows: Vec<Row>) {
-    let (built, reproduce) = match only {
-        "" => ("release build", "scripts/bench".to_owned()),
-        only => (
-            "the dist builds of scripts/release",
-            format!("scripts/bench --{only}"),
-        ),
+    let built = match only {
+        "sizes" => "the dist builds of scripts/release",
+        _ => "release build",
+    };
+    let reproduce = match only {
+        "" => "scripts/bench".to_owned(),
+        only => format!("scripts/bench --{only}"),
     };
     println!("sygen benchmarks — {}, {built}, one run", machine());
     println!("reproduce: {reproduce}");

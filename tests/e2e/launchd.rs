@@ -183,8 +183,13 @@ fn install_writes_the_plist_and_runs_the_agent() {
     });
 
     let status = mac.sygen(&["service", "status"]);
+    let (status, runtime) = support::status_and_runtime(status.succeeds());
+    assert!(
+        runtime.starts_with("runtime: running: worker pid "),
+        "{runtime}"
+    );
     assert_eq!(
-        status.succeeds(),
+        status,
         format!(
             "{target}: running, PID {pid}, last exit code (never exited)\nplist: {}\n",
             mac.plist().display()

@@ -167,10 +167,15 @@ fn install_runs_sygen_as_the_user_under_supervise_daemon() {
     );
 
     let status = h.sygen(&["service", "status"]);
+    let (status, record) = support::status_and_runtime(status.succeeds());
     assert_eq!(
-        status.succeeds(),
+        status,
         "sygen (OpenRC system service): started\nscript: /etc/init.d/sygen\n\
          supervise-daemon restarts it after any exit (policy: always)\n"
+    );
+    assert!(
+        record.starts_with("runtime: "),
+        "the runtime's record: {record}"
     );
     eventually("heartbeats", Duration::from_secs(5), || {
         h.sygen(&["service", "logs", "-n", "20"])

@@ -225,9 +225,14 @@ fn install_registers_a_valid_task_and_runs_it() {
     );
 
     let status = windows.sygen(&["service", "status"]);
+    let (status, runtime) = support::status_and_runtime(status.succeeds());
     assert_eq!(
-        status.succeeds(),
+        status,
         "task sygen: Running, last result running (0x41301)\n"
+    );
+    assert!(
+        runtime.starts_with("runtime: running: worker pid "),
+        "{runtime}"
     );
 }
 
@@ -398,9 +403,17 @@ wait",
     }
     assert_eq!(windows.last_result().as_deref(), Some("267014"));
     let status = windows.sygen(&["service", "status"]);
+    let (status, record) = support::status_and_runtime(status.succeeds());
     assert_eq!(
-        status.succeeds(),
+        status,
         "task sygen: Ready, last result ended by request (0x41306)\n"
+    );
+    // Task Scheduler's /End terminates the runtime, which has no chance to write its record.
+    assert!(
+        record.starts_with(&format!(
+            "runtime: the runtime (pid {runtime}) ended without a word"
+        )),
+        "{record}"
     );
 
     let started = windows.sygen(&["service", "start"]);
@@ -463,11 +476,13 @@ fn every_language_is_read_by_column_and_number() {
         let windows = Windows::new(&[("SCHTASKS_SIM_LANG", lang)]);
         windows.sygen(&["service", "install"]).succeeds();
         let status = windows.sygen(&["service", "status"]);
+        let (status, runtime) = support::status_and_runtime(status.succeeds());
         assert_eq!(
-            status.succeeds(),
+            status,
             format!("task sygen: {running}, last result running (0x41301)\n"),
             "{lang}"
         );
+        assert!(runtime.starts_with("runtime: "), "{lang}: {runtime}");
         let json: serde_json::Value =
             serde_json::from_str(windows.sygen(&["service", "status", "--json"]).succeeds())
                 .unwrap();

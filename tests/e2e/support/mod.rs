@@ -501,3 +501,18 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// `sygen service status` output split into what the backend printed and the runtime's line
+/// (from its record; empty when there is none).
+pub fn status_and_runtime(stdout: &str) -> (String, String) {
+    let (mut backend, mut runtime) = (String::new(), String::new());
+    for line in stdout.lines() {
+        let to = match line.starts_with("runtime: ") || line.starts_with("  hint: ") {
+            true => &mut runtime,
+            false => &mut backend,
+        };
+        to.push_str(line);
+        to.push('\n');
+    }
+    (backend, runtime)
+}

@@ -39,8 +39,11 @@ pub struct Config {
 pub struct AgentConfig {
     /// The worker's command line; empty means the built-in `sygen agent`.
     pub command: Vec<String>,
-    /// Extra environment for the worker.
+    /// Extra environment for the worker (see `worker_env`; its values are never shown).
     pub env: BTreeMap<String, String>,
+    /// A dotenv file of more environment for the worker, read at each start; relative to the
+    /// sygen home (see `worker_env`).
+    pub env_file: Option<std::path::PathBuf>,
     /// The worker's working directory; default: the sygen home.
     pub working_dir: Option<String>,
     /// How often the built-in agent logs a heartbeat.
@@ -80,6 +83,7 @@ impl Default for AgentConfig {
         Self {
             command: Vec::new(),
             env: BTreeMap::new(),
+            env_file: None,
             working_dir: None,
             heartbeat_interval: Duration::from_secs(60),
             stop_timeout: Duration::from_secs(10),
@@ -326,9 +330,22 @@ impl Config {
         serde_path_to_error::deserialize(deserializer).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            failure(inner.span().map(|s| line_of(s.start)), key, inner.message())
+            let message = match secret_value_of(&key) {
+                true => {
+                    "each value must be a string, as in `env = { NAME = \"value\" }` \
+                         (what is there is not shown: values of [agent] env are secrets)"
+                }
+                false => inner.message(),
+            };
+            failure(inner.span().map(|s| line_of(s.start)), key, message)
         })
     }
+}
+
+/// Whether the key `key` (`agent.env.TOKEN`) holds a value of `[agent] env`, or all of them: an
+/// error there says what is wrong without the value, which serde's words would quote.
+fn secret_value_of(key: &str) -> bool {
+    key == "agent.env" || key.starts_with("agent.env.")
 }
 
 /// The text of the configuration file at `path`, `None` when there is none. Anything but a
@@ -371,6 +388,7 @@ mod tests {
             [agent]
             command = ["python3", "bot.py"]
             env = { TOKEN = "x" }
+            env_file = "bot.env"
             working_dir = "/srv/bot"
             heartbeat_interval = "2s"
             stop_timeout = "500ms"
@@ -386,6 +404,7 @@ mod tests {
         .unwrap();
         assert_eq!(config.agent.command, ["python3", "bot.py"]);
         assert_eq!(config.agent.env["TOKEN"], "x");
+        assert_eq!(config.agent.env_file, Some("bot.env".into()));
         assert_eq!(config.agent.working_dir.as_deref(), Some("/srv/bot"));
         assert_eq!(config.agent.heartbeat_interval, Duration::from_secs(2));
         assert_eq!(config.agent.stop_timeout, Duration::from_millis(500));
@@ -393,6 +412,22 @@ mod tests {
         assert_eq!((config.logs.max_bytes, config.logs.keep), (1024, 2));
         assert_eq!(config.supervise.retries, 5);
         assert_eq!(config.supervise.delay, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn an_error_in_agent_env_does_not_show_the_value() {
+        for text in [
+            "[agent]\nenv = { TOKEN = 12345678 }\n",
+            "[agent]\nenv = \"TOKEN=12345678\"\n",
+            "[agent]\nenv = { TOKEN = [\"12345678\"] }\n",
+        ] {
+            let error = parse(text).unwrap_err();
+            assert!(!error.contains("12345678"), "{error}");
+            assert!(error.contains("line 2: key `agent.env"), "{error}");
+            assert!(error.contains("must be a string"), "{error}");
+        }
+        let error = parse("[agent]\nenv = { TOKEN = 12345678\n").unwrap_err();
+        assert!(!error.contains("12345678"), "{error}");
     }
 
     #[test]

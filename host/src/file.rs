@@ -1,5 +1,5 @@
-//! Reading the small files sygen keeps or trusts (config.toml, pid files, a backend's store
-//! state, trusted keys, signatures, caches): one way, for all of them.
+//! Reading the small files sygen keeps or trusts (config.toml, the worker's env file, pid files,
+//! a backend's store state, trusted keys, signatures, caches): one way, for all of them.
 //!
 //! Any of them can be something else by accident or by someone's doing: a FIFO, whose open
 //! would wait for a writer and hang every command that reads it; a device that never ends; a
@@ -51,13 +51,7 @@ impl std::error::Error for ReadError {}
 
 /// The text of the regular file at `path`, at most `max` bytes; `None` when nothing is there.
 pub fn read_small(path: &Path, max: u64) -> Result<Option<String>, ReadError> {
-    read_bytes(path, max)?
-        .map(|bytes| {
-            String::from_utf8(bytes).map_err(|e| {
-                ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, e.utf8_error()))
-            })
-        })
-        .transpose()
+    read_bytes(path, max)?.map(into_text).transpose()
 }
 
 /// [`read_small`], for bytes that need not be text.
@@ -65,6 +59,22 @@ pub fn read_bytes(path: &Path, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
     let Some(file) = open_regular(path)? else {
         return Ok(None);
     };
+    read_open(file, max).map(Some)
+}
+
+/// The text of `file`, opened with [`open_regular`], at most `max` bytes: for a file checked
+/// through its descriptor before it is read.
+pub fn read_open_text(file: File, max: u64) -> Result<String, ReadError> {
+    read_open(file, max).and_then(into_text)
+}
+
+fn into_text(bytes: Vec<u8>) -> Result<String, ReadError> {
+    String::from_utf8(bytes)
+        .map_err(|e| ReadError::Io(io::Error::new(io::ErrorKind::InvalidData, e.utf8_error())))
+}
+
+/// The content of `file`, at most `max` bytes.
+fn read_open(file: File, max: u64) -> Result<Vec<u8>, ReadError> {
     let len = file.metadata().map_err(ReadError::Io)?.len();
     if len > max {
         return Err(ReadError::TooLarge { len, max });
@@ -78,7 +88,7 @@ pub fn read_bytes(path: &Path, max: u64) -> Result<Option<Vec<u8>>, ReadError> {
     if len > max {
         return Err(ReadError::TooLarge { len, max });
     }
-    Ok(Some(bytes))
+    Ok(bytes)
 }
 
 /// Opens the regular file at `path` to read it, without blocking on what it is; `None` when

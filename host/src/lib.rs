@@ -7,7 +7,7 @@
 //!
 //! - `commands`: what users type, and the one dispatch;
 //! - `runtime`: `sygen run`, the supervisor every service definition starts;
-//! - `config`: config.toml;
+//! - `config`, `worker_env`: config.toml; the worker's environment (its env file);
 //! - `backend`: everything about backend libraries;
 //! - `description`, `progress`: the service description; progress and console output;
 //! - `file`, `home`, `exit`: reading small files, the sygen home, typed failures;
@@ -23,5 +23,6 @@ mod home;
 mod platform;
 mod progress;
 mod runtime;
+mod worker_env;
 
 pub use commands::main;

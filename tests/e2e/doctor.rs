@@ -1,36 +1,47 @@
 //! `sygen doctor`: its JSON report's shape, and what it finds wrong with backend files,
 //! configuration, the worker's PATH, logs and pid files, marked in colour only on a terminal.
 
-use std::{fs, path::Path};
+use std::{fs, path::Path, process::Command};
 
 use crate::support::{self, backend_copy, library, on_a_terminal, sorted_keys, Outcome, User};
 
 /// `sygen doctor --json` with the misbehaving backend (installed and running, by its word).
 fn doctor_report(user: &User, extra: &[(&str, &Path)]) -> (Outcome, serde_json::Value) {
-    let backend = library("misbehaving_backend");
-    let mut command = user.command(&["--backend", backend.to_str().unwrap(), "doctor", "--json"]);
-    command.env("MISBEHAVE", "ok");
+    let mut command = user.command(&[]);
     for (key, value) in extra {
         command.env(key, value);
     }
-    let out = User::run_command(command);
+    report_of(command)
+}
+
+/// [`doctor_report`] for `sygen`, `command`, given no arguments yet.
+pub fn report_of(mut command: Command) -> (Outcome, serde_json::Value) {
+    let backend = library("misbehaving_backend");
+    command.args(["--backend", backend.to_str().unwrap(), "doctor", "--json"]);
+    command.env("MISBEHAVE", "ok");
+    let out = support::finishes(command);
     let report = serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("doctor --json: {e}: {}{}", out.stdout, out.stderr));
     (out, report)
 }
 
 /// The status and message of the check `id` (the first, when there are several).
-fn check<'a>(report: &'a serde_json::Value, id: &str) -> (&'a str, &'a str) {
-    let found = report["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == id)
-        .unwrap_or_else(|| panic!("no check {id}: {report:#}"));
+pub fn check<'a>(report: &'a serde_json::Value, id: &str) -> (&'a str, &'a str) {
+    let found = check_of(report, id);
     (
         found["status"].as_str().unwrap(),
         found["message"].as_str().unwrap(),
     )
+}
+
+/// The check `id` of `report`, whole (the first, when there are several).
+pub fn check_of<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
+    report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == id)
+        .unwrap_or_else(|| panic!("no check {id}: {report:#}"))
 }
 
 #[test]
@@ -113,15 +124,12 @@ fn doctor_fails_a_worker_missing_from_the_service_path() {
     .unwrap();
     let (out, report) = doctor_report(&user, &[]);
     assert_eq!(out.code, Some(0), "{report:#}");
+    // Where a PATH of the worker's own environment finds it is not shown.
     assert_eq!(
         check(&report, "worker-path"),
         (
             "pass",
-            format!(
-                "the worker `mytool` is {} with the service's PATH",
-                tools.join("mytool").display()
-            )
-            .as_str()
+            "the worker `mytool` and its interpreter are found with the PATH [agent] env gives it"
         )
     );
 }
@@ -167,8 +175,8 @@ fn doctor_reports_backend_files_config_logs_and_pid_files() {
             "fail",
             format!(
                 "{} line 2: key `agent.heartbeat`: unknown field `heartbeat`, expected one of \
-                 `command`, `env`, `working_dir`, `heartbeat_interval`, `stop_timeout`, \
-                 `quick_restarts`, `ready`, `ready_timeout`, `watchdog`",
+                 `command`, `env`, `env_file`, `working_dir`, `heartbeat_interval`, \
+                 `stop_timeout`, `quick_restarts`, `ready`, `ready_timeout`, `watchdog`",
                 config.display()
             ),
         ),

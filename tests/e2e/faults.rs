@@ -799,8 +799,8 @@ fn a_broken_config_never_blocks_the_way_out() {
     );
     let bogus = format!(
         "{} line 3: key `agent.bogus`: unknown field `bogus`, expected one of `command`, `env`, \
-         `working_dir`, `heartbeat_interval`, `stop_timeout`, `quick_restarts`, `ready`, \
-         `ready_timeout`, `watchdog`",
+         `env_file`, `working_dir`, `heartbeat_interval`, `stop_timeout`, `quick_restarts`, \
+         `ready`, `ready_timeout`, `watchdog`",
         config.display()
     );
     assert_eq!(

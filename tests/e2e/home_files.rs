@@ -3,40 +3,9 @@
 //! the update channel or its certificate authorities. A blocking open of a FIFO waits for a
 //! writer that never comes; every command must finish, and say which file it could not use.
 
-use std::{
-    fs,
-    path::Path,
-    process::{Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, path::Path};
 
-use crate::support::{library, Outcome, User};
-
-/// How long any of these commands may take: a hang is what is tested.
-const LIMIT: Duration = Duration::from_secs(30);
-
-fn mkfifo(path: &Path) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let made = Command::new("mkfifo").arg(path).status().unwrap();
-    assert!(made.success(), "mkfifo {}", path.display());
-}
-
-/// Runs `command`, failing the test if it does not finish within [`LIMIT`].
-fn finishes(mut command: Command) -> Outcome {
-    command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = command.spawn().expect("sygen runs");
-    let deadline = Instant::now() + LIMIT;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{command:?} did not finish within {LIMIT:?}");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    Outcome::from(child.wait_with_output().unwrap())
-}
+use crate::support::{finishes, library, mkfifo, Outcome, User};
 
 #[test]
 fn a_fifo_as_the_backend_cache_is_rebuilt_and_changes_no_answer() {

@@ -45,6 +45,9 @@ mod kit;
 mod runtime;
 // The notify protocol between the runtime and its worker, with systemd's own client.
 mod notify;
+// The worker's environment and program: its env file, values shown nowhere, and the PATH
+// doctor and install check.
+mod worker;
 // The runtime under faults: stale pid files, killed runtimes, broken streams, a full disk,
 // configuration out of range.
 mod faults;

@@ -53,10 +53,11 @@ fn a_worker_is_running_once_it_says_ready_and_says_what_it_does() {
         "ready = \"notify\"",
     );
     let mut run = home.spawn_run(&[], true);
-    eventually("a worker", Duration::from_secs(10), || {
-        state(&home)["worker"]["pid"].is_u64()
+    let socket = || fs::read_to_string(home.sygen_home().join("notify-socket")).unwrap_or_default();
+    eventually("a worker with its socket", Duration::from_secs(10), || {
+        state(&home)["worker"]["pid"].is_u64() && socket().ends_with('\n')
     });
-    let socket = fs::read_to_string(home.sygen_home().join("notify-socket")).unwrap();
+    let socket = socket();
     assert!(socket.starts_with('@'), "an abstract socket: {socket}");
     let before = state(&home);
     assert_eq!(before["ready"], false, "{before}");
@@ -138,10 +139,7 @@ fn a_datagram_from_outside_the_tree_is_ignored() {
     );
     let mut run = home.spawn_run(&[], true);
     eventually("the socket", Duration::from_secs(10), || {
-        home.sygen_home().join("notify-socket").exists()
-            && !fs::read_to_string(home.sygen_home().join("notify-socket"))
-                .unwrap()
-                .is_empty()
+        fs::read_to_string(home.sygen_home().join("notify-socket")).is_ok_and(|s| s.ends_with('\n'))
     });
     let socket = fs::read_to_string(home.sygen_home().join("notify-socket")).unwrap();
     let outsider = Command::new("systemd-notify")

@@ -1467,15 +1467,17 @@ fn readiness_said_with_systemd_notify_shows_in_status_under_systemd() {
             .map(str::to_owned)
             .unwrap_or_default()
     };
+    let socket_file = h.sygen_home().join("notify-socket");
     eventually("the worker", Duration::from_secs(10), || {
         runtime_line().starts_with("runtime: running: worker pid ")
+            && fs::read_to_string(&socket_file).is_ok_and(|s| s.ends_with('\n'))
     });
     assert!(
         runtime_line().contains("(not ready yet)"),
         "{}",
         runtime_line()
     );
-    let socket = fs::read_to_string(h.sygen_home().join("notify-socket")).unwrap();
+    let socket = fs::read_to_string(&socket_file).unwrap();
     assert!(
         socket.starts_with("@sygen/"),
         "the runtime's socket: {socket}"
@@ -1489,5 +1491,82 @@ fn readiness_said_with_systemd_notify_shows_in_status_under_systemd() {
         serde_json::from_str(&h.sygen_ok(&["service", "status", "--json"])).unwrap();
     assert_eq!(report["runtime"]["ready"], true, "{report}");
     assert_eq!(report["runtime"]["status"], "serving", "{report}");
+    h.sygen_ok(&["service", "uninstall"]);
+}
+
+#[test]
+fn the_workers_env_values_show_nowhere_but_in_the_worker() {
+    let Some(h) = Harness::up() else { return };
+    const FROM_FILE: &str = "file-s3cr3t-5d8a0e";
+    const FROM_CONFIG: &str = "config-s3cr3t-91b2c7";
+    let worker = h.sygen_home().join("worker.sh");
+    h.write_home_file(
+        "worker.sh",
+        &format!(
+            "#!/bin/sh\n\
+             [ \"$FILE_TOKEN\" = {FROM_FILE} ] && [ \"$CONFIG_TOKEN\" = {FROM_CONFIG} ] && \
+             echo 'both tokens arrived'\n\
+             exec sleep 300\n"
+        ),
+        0o755,
+    );
+    h.write_home_file("secrets.env", &format!("FILE_TOKEN={FROM_FILE}\n"), 0o600);
+    h.write_home_file(
+        "config.toml",
+        &format!(
+            "[agent]\ncommand = [{:?}]\nenv_file = \"secrets.env\"\n\
+             env = {{ CONFIG_TOKEN = {FROM_CONFIG:?} }}\n",
+            worker.to_str().unwrap()
+        ),
+        0o644,
+    );
+    let mut seen = vec![
+        h.sygen(&["service", "install", "--dry-run"]),
+        h.sygen(&["service", "install"]),
+    ];
+    let log = h.sygen_home().join("logs/agent.log");
+    eventually("the worker's tokens", Duration::from_secs(10), || {
+        fs::read_to_string(&log).is_ok_and(|l| l.contains("both tokens arrived"))
+    });
+    seen.push(h.sygen(&["restart"]));
+    for args in [
+        &["service", "status"][..],
+        &["service", "status", "--json"],
+        &["doctor"],
+        &["doctor", "--json"],
+        &["service", "logs"],
+    ] {
+        seen.push(h.sygen(args));
+    }
+    assert!(
+        seen[1].code == Some(0) && seen[2].code == Some(0),
+        "{}{}",
+        seen[1].stderr,
+        seen[2].stderr
+    );
+    assert!(
+        seen.last().unwrap().stdout.contains("both tokens arrived"),
+        "the journal has the worker's lines"
+    );
+    let mut shown: Vec<(String, String)> = seen
+        .iter()
+        .map(|out| ("output".to_owned(), format!("{}{}", out.stdout, out.stderr)))
+        .collect();
+    shown.push((
+        "unit".to_owned(),
+        fs::read_to_string(h.unit_path()).unwrap(),
+    ));
+    for entry in fs::read_dir(h.sygen_home().join("logs")).unwrap() {
+        let path = entry.unwrap().path();
+        shown.push((
+            path.display().to_string(),
+            fs::read_to_string(&path).unwrap(),
+        ));
+    }
+    for (what, text) in shown {
+        for secret in [FROM_FILE, FROM_CONFIG] {
+            assert!(!text.contains(secret), "{secret} in {what}:\n{text}");
+        }
+    }
     h.sygen_ok(&["service", "uninstall"]);
 }

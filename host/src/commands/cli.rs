@@ -113,6 +113,10 @@ pub enum Command {
         runtime_pid: u32,
         runtime_start: u64,
     },
+    /// Prints, as JSON, the PATH the worker's env file gives it: what doctor and install run
+    /// with the service's environment, to read the file as the runtime will.
+    #[command(hide = true)]
+    WorkerPath,
     /// Print the completion script for a shell (e.g. `sygen completions bash > ~/.local/share/bash-completion/completions/sygen`).
     Completions {
         #[arg(value_enum)]

@@ -1,10 +1,10 @@
 //! `sygen doctor`: checks everything between the user and a running agent and explains each
 //! finding with a fix. The host checks what every platform shares (backend files, service
-//! state, configuration, the worker's PATH, logs, pid files); the backend adds what only its
-//! service manager knows (bus, linger, drift of the installed definition, …) through its
-//! `doctor` method.
+//! state, configuration, the worker's env file and PATH, logs, pid files); the backend adds
+//! what only its service manager knows (bus, linger, drift of the installed definition, …)
+//! through its `doctor` method.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
@@ -13,7 +13,7 @@ use sygen_backend_api::{
     ServiceDescription, ServiceSpec,
 };
 
-use super::context::Context;
+use super::{context::Context, worker};
 use crate::{
     backend::{boundary, console, select::Survey, trust, update::LastCheck, Backend},
     config::Config,
@@ -115,7 +115,7 @@ fn checks(context: &Context<'_>, service: &ServiceDescription) -> Vec<Check> {
     checks.extend(backend_updates(home, backend.as_ref()));
     checks.push(home_check(home));
     if let Some(config) = config(home, &mut checks) {
-        checks.push(worker_path(&config, service));
+        checks.extend(worker::checks(home, &config, service));
     }
     checks.push(logs_dir(&service.logs_dir));
     checks.push(disk_space(home));
@@ -404,54 +404,6 @@ fn config(home: &Path, checks: &mut Vec<Check>) -> Option<Config> {
             ));
             None
         }
-    }
-}
-
-/// Whether the worker's program is found with the PATH the service gives it: a service
-/// manager starts sygen with a bare environment, so what a shell finds may be missing there.
-fn worker_path(config: &Config, service: &ServiceDescription) -> Check {
-    const ID: &str = "worker-path";
-    let Some(program) = config.agent.command.first() else {
-        return Check::pass(ID, "the worker is the built-in agent (sygen itself)");
-    };
-    let path = config
-        .agent
-        .env
-        .get("PATH")
-        .map(String::as_str)
-        .or_else(|| service.env_var("PATH"))
-        .unwrap_or_default();
-    let working_dir = config
-        .agent
-        .working_dir
-        .as_ref()
-        .map_or_else(|| service.home.clone(), PathBuf::from);
-    match which::which_in(program, Some(path), &working_dir) {
-        Ok(found) => Check::pass(
-            ID,
-            format!(
-                "the worker `{program}` is {} with the service's PATH",
-                found.display()
-            ),
-        ),
-        Err(_) => match which::which(program) {
-            Ok(found) if !Path::new(program).is_absolute() => Check::fail(
-                ID,
-                format!(
-                    "the worker `{program}` is not on the service's PATH; your shell finds it in {}",
-                    found.parent().unwrap_or(&found).display()
-                ),
-                format!(
-                    "give its full path ({}) in [agent] command, or set PATH under [agent.env] in config.toml",
-                    found.display()
-                ),
-            ),
-            _ => Check::fail(
-                ID,
-                format!("the worker `{program}` is not found with the service's PATH"),
-                "install it, or give its full path in [agent] command in config.toml",
-            ),
-        },
     }
 }
 

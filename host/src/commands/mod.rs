@@ -1,9 +1,10 @@
 //! What users type: the command line (`cli`), its one dispatch (here), and a file per family
 //! of commands: the service operations (`service`, with `wait`), the backend files and store
-//! (`backends`), `stop` and `restart` (`lifecycle`), `doctor`, `onboarding` and `conformance`.
+//! (`backends`), `stop` and `restart` (`lifecycle`), `doctor`, `onboarding` and `conformance`;
+//! and what doctor and install check of the worker (`worker`).
 //!
-//! Commands may use everything below them: `backend`, `runtime`, `config`, `description`,
-//! `progress`, `file`, `home`, `exit` and `platform`. Nothing below uses them.
+//! Commands may use everything below them: `backend`, `runtime`, `config`, `worker_env`,
+//! `description`, `progress`, `file`, `home`, `exit` and `platform`. Nothing below uses them.
 
 mod backends;
 pub mod cli;
@@ -14,6 +15,7 @@ mod lifecycle;
 mod onboarding;
 mod service;
 mod wait;
+mod worker;
 
 use std::{io::Write as _, path::Path, process::ExitCode};
 
@@ -88,6 +90,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             };
             runtime::guard(marker, *stop_timeout_ms, runtime)
         }
+        Some(Command::WorkerPath) => done(worker::print_env_file_path()),
         Some(Command::Completions { shell }) => {
             clap_complete::generate(*shell, &mut Cli::command(), "sygen", &mut std::io::stdout());
             Ok(ExitCode::SUCCESS)

@@ -27,6 +27,7 @@ const STARTING_CONFIG: &str = "\
 # The worker `sygen run` supervises; without a command, the built-in agent runs.
 # command = [\"python3\", \"bot.py\"]
 # env = { BOT_TOKEN = \"...\" }
+# env_file = \"bot.env\"  # NAME=value lines (dotenv), in this directory; `chmod 600` it
 # working_dir = \"/path/to/bot\"
 heartbeat_interval = \"60s\"
 stop_timeout = \"10s\"

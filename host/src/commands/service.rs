@@ -7,14 +7,14 @@ use anyhow::Result;
 use serde::Serialize;
 use sygen_backend_api::{
     methods::{Change, DryRun, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
-    ServiceSpec,
+    ServiceDescription, ServiceSpec,
 };
 
 use super::{
     backends,
     cli::{InstallArgs, LogsArgs, WaitArgs},
     context::Context,
-    lifecycle, wait,
+    lifecycle, wait, worker,
 };
 use crate::{
     backend::{boundary, console, registry, Backend, BackendName, Choice, Why},
@@ -60,6 +60,7 @@ pub fn install_command(args: &InstallArgs, backend_file: Option<&Path>) -> Resul
     if args.dry_run.dry_run {
         return dry_run(&backend, &spec, Planned::Install, &context.home);
     }
+    worker::warn_before_install(&context.home, &ServiceDescription::from_spec(&spec));
     let backend = backend_to_install(backend, &spec, &context)?;
     install(&backend, &spec, &context.home, args.wait)
 }

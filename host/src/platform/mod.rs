@@ -40,10 +40,10 @@ use windows as family;
 use windows as os;
 
 pub use family::{
-    available_space, check_private, check_trust, check_trust_open, exit_now, exit_status,
-    file_stamp, is_locked, is_same_file, listen, no_follow, on_crash, on_exit, open_nonblocking,
-    open_to_load, quiet_on_closed_pipes, regular_file_behind, send, special_file_kind, try_lock,
-    write_now, LoadedFile, Tree,
+    available_space, check_private, check_secret, check_trust, check_trust_open, exit_now,
+    exit_status, file_stamp, is_locked, is_same_file, is_search_path, listen, no_follow, on_crash,
+    on_exit, open_nonblocking, open_to_load, quiet_on_closed_pipes, regular_file_behind, send,
+    special_file_kind, try_lock, write_now, LoadedFile, Tree, FOLLOWS_SHEBANGS,
 };
 pub use os::{loadable_path, NotifySocket};
 

@@ -381,20 +381,66 @@ pub fn file_stamp(metadata: &std::fs::Metadata) -> String {
 /// the owner of the sygen home (for root acting on a user's home). Its content becomes a command
 /// sygen runs, or the place it writes.
 pub fn check_private(path: &std::path::Path) -> Result<(), Untrusted> {
-    let trusted = [nix::unistd::geteuid().as_raw(), 0, owner()];
     let shown = path.display();
-    match exposure(path, &trusted)? {
+    match exposure(path, &home_users())? {
         Some(Exposure::Writable(mode)) => Err(Untrusted {
             reason: format!("{shown} is writable by group or others (mode {mode:04o})"),
             hint: format!("run `chmod go-w {shown}`"),
         }),
-        Some(Exposure::Owner(owner)) => Err(Untrusted {
-            reason: format!("{shown} belongs to user {owner}, not to you or root"),
-            hint: format!("check what it holds, then `chown` {shown} to yourself"),
-        }),
+        Some(Exposure::Owner(owner)) => Err(not_a_home_user(path, owner)),
         None => Ok(()),
     }
 }
+
+/// Refuses a file of secrets (the worker's env file) that anyone but the sygen home's users
+/// could read or could have written: one that group or others may read or write, or owned by
+/// a user other than this one, root or the home's owner. Judged on the open `file`, so what is
+/// checked is what is read.
+pub fn check_secret(file: &File, path: &std::path::Path) -> Result<(), Untrusted> {
+    use std::os::unix::fs::MetadataExt as _;
+    let shown = path.display();
+    let metadata = file.metadata().map_err(|e| Untrusted {
+        reason: format!("cannot check {shown}: {e}"),
+        hint: format!("check that {shown} is readable"),
+    })?;
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o066 != 0 {
+        return Err(Untrusted {
+            reason: format!(
+                "{shown} can be read or written by group or others (mode {mode:04o}), and it \
+                 holds secrets"
+            ),
+            hint: format!("run `chmod 600 {shown}`"),
+        });
+    }
+    match exposure_of(&metadata, &home_users()) {
+        Some(Exposure::Owner(owner)) => Err(not_a_home_user(path, owner)),
+        _ => Ok(()),
+    }
+}
+
+/// Who may own the sygen home's files: this user, root, and the home's owner.
+fn home_users() -> [u32; 3] {
+    [nix::unistd::geteuid().as_raw(), 0, owner()]
+}
+
+/// Why a file of the home that `owner` owns is refused.
+fn not_a_home_user(path: &std::path::Path, owner: u32) -> Untrusted {
+    let shown = path.display();
+    Untrusted {
+        reason: format!("{shown} belongs to user {owner}, not to you or root"),
+        hint: format!("check what it holds, then `chown` {shown} to yourself"),
+    }
+}
+
+/// Whether the environment variable `name` is the one programs are searched in: names are
+/// case-sensitive here.
+pub fn is_search_path(name: &str) -> bool {
+    name == "PATH"
+}
+
+/// Whether the system runs a script by the interpreter its `#!` line names.
+pub const FOLLOWS_SHEBANGS: bool = true;
 
 /// Opens without following a symbolic link in the last component: a file sygen writes in the
 /// sygen home is never a link someone placed to make it write elsewhere.

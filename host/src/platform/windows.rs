@@ -650,6 +650,23 @@ pub fn check_private(path: &Path) -> Result<(), Untrusted> {
     }
 }
 
+/// Refuses a file of secrets (the worker's env file) that an account other than this user,
+/// SYSTEM or Administrators may write, as [`check_private`] does. Who may read it is its access
+/// control list's to say: a file in the user's profile inherits one that lets only them.
+pub fn check_secret(_file: &File, path: &Path) -> Result<(), Untrusted> {
+    check_private(path)
+}
+
+/// Whether the environment variable `name` is the one programs are searched in: Windows
+/// spells it `Path` as often as `PATH`, and its names ignore case.
+pub fn is_search_path(name: &str) -> bool {
+    name.eq_ignore_ascii_case("PATH")
+}
+
+/// Whether the system runs a script by the interpreter its `#!` line names: Windows goes by
+/// the file's extension instead.
+pub const FOLLOWS_SHEBANGS: bool = false;
+
 /// Opens without following a symbolic link or junction in the last component: a file sygen
 /// writes in the sygen home is never a link someone placed to make it write elsewhere.
 pub fn no_follow(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {

@@ -26,8 +26,8 @@
 //! Here also: the built-in agent (`agent`), the instance record (`instance`: the pid files
 //! `stop`, `restart` and `doctor` read), the runtime's account of its worker (`state`: what
 //! `sygen service status` shows), the agent log (`log`, `echo`) and the home's trust check
-//! (`home_trust`). The runtime uses `config`, `home`, `file`, `exit` and `platform`;
-//! nothing of backends: a service manager starts it, it starts no service manager.
+//! (`home_trust`). The runtime uses `config`, `worker_env`, `home`, `file`, `exit` and
+//! `platform`; nothing of backends: a service manager starts it, it starts no service manager.
 
 pub mod agent;
 mod echo;
@@ -61,6 +61,7 @@ use crate::{
     config::{self, Config, Readiness},
     home,
     platform::{self, pids, Exit, Identity, Listener, Owner, Request, StdStream, Tree},
+    worker_env,
 };
 
 /// How often a guard looks at its runtime's descendants.
@@ -479,7 +480,7 @@ impl Runtime {
         for name in ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"] {
             command.env_remove(name);
         }
-        command.envs(&agent.env);
+        command.envs(worker_env::for_worker(&self.home, agent)?);
         if let Some(notify) = &self.notify {
             notify.forget();
             command.env("NOTIFY_SOCKET", &notify.address);

@@ -8,7 +8,7 @@ pub use shared::{artifacts, copy_executable, read_pid, repository};
 
 use std::{
     path::{Path, PathBuf},
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -148,6 +148,33 @@ pub fn live_pids() -> impl Iterator<Item = u32> {
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| alive(pid))
+}
+
+/// How long a command that could hang on a FIFO may take: a hang is what is tested.
+const HANG_LIMIT: Duration = Duration::from_secs(30);
+
+/// Makes a FIFO at `path` (and its directory): opening it to read waits for a writer that
+/// never comes.
+pub fn mkfifo(path: &Path) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let made = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+}
+
+/// Runs `command`, failing the test if it does not finish within [`HANG_LIMIT`].
+pub fn finishes(mut command: Command) -> Outcome {
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = command.spawn().expect("sygen runs");
+    let deadline = Instant::now() + HANG_LIMIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{command:?} did not finish within {HANG_LIMIT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    Outcome::from(child.wait_with_output().unwrap())
 }
 
 /// Polls `check` until it holds; panics naming `what` after `timeout`.

@@ -125,12 +125,13 @@ pub fn runtime(home: &Path) -> Runtime {
     let Ok(Some(file)) = file::open_regular(&path) else {
         return Runtime::NotRunning;
     };
-    if !platform::is_locked(&file).unwrap_or(false) {
-        return Runtime::NotRunning;
-    }
-    // A runtime that has just won the lock writes its record a moment later.
+    // A runtime that has just won the lock writes its record a moment later; one that is
+    // ending (killed a moment ago, a zombie) lets go of the lock a moment later.
     let deadline = Instant::now() + Duration::from_millis(200);
     loop {
+        if !platform::is_locked(&file).unwrap_or(false) {
+            return Runtime::NotRunning;
+        }
         let record = Record::read(&path);
         if let Some(record) = record.filter(|r| !r.is_here()) {
             return Runtime::Elsewhere {

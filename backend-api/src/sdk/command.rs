@@ -23,8 +23,8 @@ impl Output {
         self.code == Some(0)
     }
 
-    /// The error for this output when it should have succeeded: "`<command>` failed: <the
-    /// first message line>", or the exit code when the tool said nothing.
+    /// The error for this output when it should have succeeded: `` `command` failed: `` and
+    /// the first line of its message, or the exit code when the tool said nothing.
     pub fn failure(&self, command: &str) -> Error {
         let why = match (self.first_message_line(), self.code) {
             ("", Some(code)) => format!("exit code {code}"),

@@ -1,4 +1,4 @@
-//! The backend-author kit: implement [`Backend`] in safe Rust, call [`export_backend!`], and
+//! The backend-author kit: implement [`Backend`] in safe Rust, call [`export_backend!`](crate::export_backend), and
 //! the kit generates the frozen root module around it.
 //!
 //! Every exported function runs the backend inside `catch_unwind`, so a panicking backend
@@ -312,7 +312,7 @@ pub trait Backend: Default + 'static {
     }
 }
 
-/// Builds the root module for `B`. Use [`export_backend!`] rather than calling this.
+/// Builds the root module for `B`. Use [`export_backend!`](crate::export_backend) rather than calling this.
 pub fn root_module<B: Backend>() -> BackendModuleRef {
     BackendModule {
         info: boundary::info::<B>,
@@ -336,8 +336,8 @@ pub fn find_executable(name: &str) -> Option<PathBuf> {
     which::which(name).ok()
 }
 
-/// The library header of a backend: what sygen looks up, under [`ROOT_MODULE_SYMBOL`], to
-/// load it. Use [`export_backend!`] rather than calling this.
+/// The library header of a backend: what sygen looks up, under abi_stable's root-module
+/// symbol, to load it. Use [`export_backend!`](crate::export_backend) rather than calling this.
 pub const fn lib_header<B: Backend>() -> abi_stable::library::LibHeader {
     extern "C" fn erased_root_module<B: Backend>() -> abi_stable::library::RootModuleResult {
         abi_stable::library::__call_root_module_loader(root_module::<B>)

@@ -1052,3 +1052,66 @@ fn a_publisher_builds_a_channel_that_updates_from_an_offline_mirror() {
         out.stdout
     );
 }
+
+/// An encrypted key (as `minisign -G` makes by default) is unlocked with
+/// `$SYGEN_SIGNING_PASSWORD`, saying so first: deriving it takes seconds.
+#[test]
+fn publish_says_it_unlocks_an_encrypted_key_and_a_wrong_password_is_one_line() {
+    let user = User::new();
+    let dir = tempfile::tempdir().unwrap();
+    let pair = minisign::KeyPair::generate_encrypted_keypair(Some("correct horse".into())).unwrap();
+    let secret = dir.path().join("publisher.key");
+    fs::write(&secret, pair.sk.to_box(None).unwrap().to_string()).unwrap();
+    let copy = dir.path().join("v1.so");
+    fs::copy(library("versioned_1"), &copy).unwrap();
+    let manifest = dir.path().join("stable.json");
+    let publish = |password: &str| {
+        let mut command = user.command(&[
+            "service",
+            "backend",
+            "publish",
+            copy.to_str().unwrap(),
+            "--key",
+            secret.to_str().unwrap(),
+            "--url",
+            "v1.so",
+            "--manifest",
+            manifest.to_str().unwrap(),
+        ]);
+        command.env("SYGEN_SIGNING_PASSWORD", password);
+        User::run_command(command)
+    };
+    let out = publish("correct horse");
+    assert!(
+        out.succeeds().contains("signed the stable channel"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stderr,
+        format!(
+            "unlocking the encrypted key {} with $SYGEN_SIGNING_PASSWORD (a few seconds)…\n\
+             signing {} and the manifest {}…\n",
+            secret.display(),
+            copy.display(),
+            manifest.display()
+        )
+    );
+    let wrong = publish("battery staple");
+    let lines: Vec<&str> = wrong.stderr.lines().collect();
+    assert_eq!(wrong.code, Some(1), "{}", wrong.stderr);
+    assert!(
+        lines[0].starts_with("unlocking the encrypted key "),
+        "{}",
+        wrong.stderr
+    );
+    assert_eq!(lines.len(), 2, "{}", wrong.stderr);
+    assert!(
+        lines[1].starts_with(&format!(
+            "error: {} is not a usable minisign secret key",
+            secret.display()
+        )),
+        "{}",
+        wrong.stderr
+    );
+}

@@ -65,9 +65,17 @@ fn secret_key(path: &Path) -> Result<minisign::SecretKey, Failure> {
     {
         return Ok(key);
     }
-    key_box
-        .into_secret_key(std::env::var("SYGEN_SIGNING_PASSWORD").ok())
-        .map_err(unusable)
+    // Deriving the key from the password (scrypt, a gigabyte of memory) takes seconds: say so.
+    let password = std::env::var("SYGEN_SIGNING_PASSWORD").ok();
+    let from = match password {
+        Some(_) => "with $SYGEN_SIGNING_PASSWORD",
+        None => "with the password you type",
+    };
+    eprintln!(
+        "unlocking the encrypted key {} {from} (a few seconds)…",
+        path.display()
+    );
+    key_box.into_secret_key(password).map_err(unusable)
 }
 
 /// An unencrypted key as minisign 0.11's `-G -W` writes it: with its checksum left zero, which
@@ -113,6 +121,11 @@ pub fn publish(p: &Publication<'_>) -> Result<()> {
         .into());
     }
     let key = secret_key(p.secret_key)?;
+    eprintln!(
+        "signing {} and the manifest {}…",
+        p.library.display(),
+        p.manifest.display()
+    );
     let entry = sign_library(p, &key)?;
     let mut manifest = read_manifest(p.manifest)?;
     if let Some(name) = p.channel {

@@ -411,6 +411,7 @@ fn a_crash_loop_shows_in_status_and_a_worker_that_recovers_ends_it() {
         "{report}"
     );
     assert!(state["next_try"].is_string(), "{report}");
+    assert!(state["back_off_ms"].as_u64().unwrap() >= 100, "{report}");
     let backend = support::library("misbehaving_backend");
     let mut command = home.command(&["--backend", backend.to_str().unwrap(), "service", "status"]);
     command.env("MISBEHAVE", "ok");

@@ -419,7 +419,14 @@ impl Runtime {
     /// Records a pause of `length` before the next worker, for `reason`, and takes it.
     fn back_off(&mut self, length: Duration, reason: String) -> Next {
         let next_try = At(SystemTime::now() + length);
-        self.record(|state| state.phase = Phase::BackingOff { next_try, reason });
+        let back_off_ms = length.as_millis().try_into().unwrap_or(u64::MAX);
+        self.record(|state| {
+            state.phase = Phase::BackingOff {
+                back_off_ms,
+                next_try,
+                reason,
+            }
+        });
         self.pause(length)
     }
 

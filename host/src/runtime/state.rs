@@ -60,8 +60,13 @@ pub struct State {
 pub enum Phase {
     /// A worker runs.
     Running,
-    /// No worker runs: the next one starts at `next_try`.
-    BackingOff { next_try: At, reason: String },
+    /// No worker runs: the runtime pauses `back_off_ms`, and the next one starts at
+    /// `next_try`.
+    BackingOff {
+        back_off_ms: u64,
+        next_try: At,
+        reason: String,
+    },
     /// The runtime ended on a stop request.
     Stopped,
     /// The runtime ended with `code`: 0 when the worker was done, else so that the service
@@ -221,7 +226,12 @@ impl State {
                     last_exit(self)
                 )
             }
-            (Phase::BackingOff { next_try, reason }, true) => {
+            (
+                Phase::BackingOff {
+                    next_try, reason, ..
+                },
+                true,
+            ) => {
                 let next = match next_try.0.duration_since(now) {
                     Ok(_) => next_try.relative_to(now),
                     Err(_) => "now".into(),
@@ -272,6 +282,7 @@ mod tests {
         State {
             runtime_pid: 7,
             phase: Phase::BackingOff {
+                back_off_ms: 5000,
                 next_try: At(at(15)),
                 reason: "12 quick restarts in a row".into(),
             },
@@ -301,6 +312,7 @@ mod tests {
         assert_eq!(At(at(75)).relative_to(at(10)), "in 1m 5s");
         let mut late = looping();
         late.phase = Phase::BackingOff {
+            back_off_ms: 100,
             next_try: At(at(9)),
             reason: "3 quick restarts in a row".into(),
         };

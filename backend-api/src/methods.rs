@@ -24,6 +24,11 @@ pub const UNINSTALL_DRY_RUN: &str = "uninstall.dry-run";
 /// Answers a [`Doctor`]: the backend's own health checks for `sygen doctor`.
 pub const DOCTOR: &str = "doctor";
 
+/// Answers a [`Survival`], given a [`SurvivalQuery`]: whether sygen keeps running after
+/// logout, after a reboot and on battery, as far as the service manager decides it. `sygen
+/// service install` and `sygen doctor` say it, so nobody learns it from a dead agent.
+pub const SURVIVAL: &str = "survival";
+
 /// What an operation would change, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DryRun {
@@ -110,4 +115,69 @@ pub enum Status {
     Pass,
     Warn,
     Fail,
+}
+
+/// The input of [`SURVIVAL`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurvivalQuery {
+    /// Answer for the service as `install_service` would leave it (what a dry run of install
+    /// shows), not as it is now. A service not installed is always answered that way.
+    #[serde(default)]
+    pub after_install: bool,
+}
+
+/// The answer of [`SURVIVAL`]: one line per situation the service manager has a say in.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Survival {
+    pub lines: Vec<SurvivalLine>,
+}
+
+/// Whether sygen runs in one situation, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SurvivalLine {
+    pub situation: Situation,
+    pub runs: Runs,
+    /// One line saying what happens and why, starting with sygen: "sygen stops when ada logs
+    /// out: linger is off for ada".
+    pub message: String,
+    /// One line saying how to make sygen run then, when there is a way.
+    pub fix: Option<String>,
+}
+
+impl SurvivalLine {
+    pub fn new(situation: Situation, runs: Runs, message: impl Into<String>) -> Self {
+        Self {
+            situation,
+            runs,
+            message: message.into(),
+            fix: None,
+        }
+    }
+
+    pub fn with_fix(mut self, fix: impl Into<String>) -> Self {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// A moment that ends or pauses a background program on some platforms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Situation {
+    /// The user logs out (of the last of their sessions).
+    Logout,
+    /// The machine restarts, and nobody has logged in yet.
+    Reboot,
+    /// The machine runs on battery, or goes to sleep.
+    BatteryOrSleep,
+}
+
+/// Whether sygen runs in a [`Situation`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Runs {
+    Yes,
+    No,
+    /// Only under a condition the line's message names.
+    OnlyIf,
 }

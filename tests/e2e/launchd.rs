@@ -440,6 +440,77 @@ fn without_a_gui_login_the_user_domain_is_used() {
     );
 }
 
+/// The name of the user the tests run as, as the backend names them.
+fn user_name() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// What the launchd backend says an agent in `domain` outlives, under `heading`.
+fn outlives(domain: &str, heading: &str) -> String {
+    let user = user_name();
+    let domain = match domain {
+        "gui" => format!("gui/{}, {user}'s login at the screen", Mac::uid()),
+        _ => format!(
+            "user/{}, {user}'s background session (no login at the screen, as over SSH)",
+            Mac::uid()
+        ),
+    };
+    format!(
+        "{heading}\n\
+         \x20 logout: sygen stops when {user} logs out: its agent is in {domain}, and launchd \
+         ends a user's agents at logout\n\
+         \x20 reboot: sygen starts only when {user} logs in: launchd loads Launch Agents at \
+         login, not at boot\n\
+         \x20   fix: turn on automatic login for {user} (System Settings > Users & Groups; not \
+         possible with FileVault on), so the Mac logs {user} in at boot\n"
+    )
+}
+
+#[test]
+fn install_and_doctor_say_an_agent_outlives_neither_logout_nor_reboot_in_either_domain() {
+    for (flags, domain) in [
+        (&[][..], "gui"),
+        (&[("LAUNCHCTL_SIM_NO_GUI", "1")][..], "user"),
+    ] {
+        let mac = Mac::new(flags);
+        let dry = mac.sygen(&["service", "install", "--dry-run"]);
+        assert!(
+            dry.succeeds().ends_with(&format!(
+                "{}dry run: nothing was changed\n",
+                outlives(domain, "what sygen would outlive:")
+            )),
+            "{}",
+            dry.stdout
+        );
+        let installed = mac.sygen(&["service", "install"]);
+        let stdout = installed.succeeds();
+        let (before_final, _) = stdout.rsplit_once("sygen service installed").unwrap();
+        assert!(
+            before_final.ends_with(&outlives(domain, "what sygen outlives:")),
+            "{stdout}"
+        );
+        assert!(ends_running(
+            stdout,
+            "sygen service installed (launchd backend, named with --backend)"
+        ));
+
+        let lines = support::survival_in_doctor(&mac.sygen(&["doctor", "--json"]));
+        let lines: Vec<(&str, &str, bool)> = lines
+            .iter()
+            .map(|(situation, runs, fix)| (situation.as_str(), runs.as_str(), fix.is_some()))
+            .collect();
+        assert_eq!(lines, [("logout", "no", false), ("reboot", "no", true)]);
+        let text = mac.sygen(&["doctor"]);
+        assert!(
+            text.stdout
+                .contains(&outlives(domain, "what sygen outlives:")),
+            "{}",
+            text.stdout
+        );
+    }
+}
+
 #[test]
 fn a_label_disabled_earlier_is_enabled_before_loading() {
     let mac = Mac::new(&[]);

@@ -253,6 +253,71 @@ fn an_install_dry_run_changes_nothing_and_prints_the_script_install_writes() {
     );
 }
 
+/// What the OpenRC backend says the system service outlives, under `heading`, when it is in
+/// the default runlevel.
+fn outlives_in_the_runlevel(heading: &str) -> String {
+    format!(
+        "{heading}\n\
+         \x20 logout: sygen keeps running after {USER} logs out: it is the system service \
+         /etc/init.d/sygen, which no login starts or stops\n\
+         \x20 reboot: sygen starts at boot: sygen is in the default runlevel\n"
+    )
+}
+
+#[test]
+fn install_and_doctor_say_the_runlevel_decides_the_reboot() {
+    let Some(h) = Harness::up() else { return };
+    let dry = h.sygen(&["service", "install", "--dry-run"]);
+    assert!(
+        dry.succeeds().ends_with(&format!(
+            "{}dry run: nothing was changed\n",
+            outlives_in_the_runlevel("what sygen would outlive:")
+        )),
+        "{}",
+        dry.stdout
+    );
+    let installed = h.sygen(&["service", "install"]);
+    let stdout = installed.succeeds();
+    let (before_final, _) = stdout.rsplit_once("sygen service installed").unwrap();
+    assert!(
+        before_final.ends_with(&outlives_in_the_runlevel("what sygen outlives:")),
+        "{stdout}"
+    );
+    assert!(
+        ends_running(
+            stdout,
+            "sygen service installed (openrc backend, the only one for this platform)"
+        ),
+        "{stdout}"
+    );
+
+    // Out of the default runlevel, sygen does not start at boot: doctor says so with the
+    // command, where it used to be a check of its own.
+    h.exec(&[], &["rc-update", "del", "sygen", "default"])
+        .succeeds();
+    let survival = support::survival_in_doctor(&h.sygen(&["doctor", "--json"]));
+    assert_eq!(
+        survival[1],
+        (
+            "reboot".to_owned(),
+            "no".to_owned(),
+            Some("run `sudo rc-update add sygen default`".to_owned())
+        )
+    );
+    assert!(h.sygen(&["doctor"]).stdout.contains(
+        "  reboot: sygen does not start at boot: sygen is not in the default runlevel\n\
+             \x20   fix: run `sudo rc-update add sygen default`\n"
+    ));
+    // Install would add it again, and says so before it does.
+    let dry = h.sygen(&["service", "install", "--dry-run"]);
+    assert!(
+        dry.stdout
+            .contains(&outlives_in_the_runlevel("what sygen would outlive:")),
+        "{}",
+        dry.stdout
+    );
+}
+
 #[test]
 fn an_uninstall_dry_run_leaves_sygen_installed_and_running() {
     let Some(h) = Harness::up() else { return };
@@ -424,6 +489,12 @@ fn from_openrc_0_60_on_sygen_is_a_user_service() {
     let stdout = run(&["service", "install", "--no-wait"])
         .succeeds()
         .to_owned();
+    // What a user service outlives depends on the machine's runlevels: only that it is said.
+    assert!(
+        stdout.contains("what sygen outlives:\n  logout: sygen ")
+            && stdout.contains("\n  reboot: sygen "),
+        "{stdout}"
+    );
     let script_path = home.path().join(".config/rc/init.d/sygen");
     assert!(
         stdout.contains(&format!("wrote {}", script_path.display())),

@@ -194,6 +194,8 @@ fn install_registers_a_valid_task_and_runs_it() {
         format!("run --supervise --home {}", windows.sygen_home().display())
     );
     assert_eq!(element(&xml, "UserId"), "SIMULATED-PC\\ada");
+    // The priority an interactive program gets, not Task Scheduler's below-normal default.
+    assert_eq!(element(&xml, "Priority"), "4");
     assert_eq!(
         element(&xml, "WorkingDirectory"),
         windows.sygen_home().to_str().unwrap()
@@ -307,6 +309,92 @@ fn an_install_dry_run_changes_nothing_and_prints_the_task_install_registers() {
             .replace("\r\n", "\n")
             .replace("    <URI>\\sygen</URI>\n", ""),
         printed
+    );
+}
+
+/// What the Task Scheduler backend says the task sygen registers outlives, under `heading`.
+fn outlives(heading: &str) -> String {
+    format!(
+        "{heading}\n\
+         \x20 logout: sygen stops when SIMULATED-PC\\ada signs out: the task runs in \
+         SIMULATED-PC\\ada's logon session (LogonType InteractiveToken)\n\
+         \x20 reboot: sygen starts only when SIMULATED-PC\\ada logs on: the task's trigger is \
+         the logon\n\
+         \x20 battery or sleep: sygen runs on battery: the task neither waits for mains power to \
+         start nor stops when the computer goes on battery\n"
+    )
+}
+
+#[test]
+fn install_and_doctor_say_the_task_ends_at_sign_out_and_ignores_batteries() {
+    let windows = Windows::new(&[]);
+    let dry = windows.sygen(&["service", "install", "--dry-run"]);
+    assert!(
+        dry.succeeds().ends_with(&format!(
+            "{}dry run: nothing was changed\n",
+            outlives("what sygen would outlive:")
+        )),
+        "{}",
+        dry.stdout
+    );
+    let installed = windows.sygen(&["service", "install"]);
+    let stdout = installed.succeeds();
+    let (before_final, _) = stdout.rsplit_once("sygen service installed").unwrap();
+    assert!(
+        before_final.ends_with(&outlives("what sygen outlives:")),
+        "{stdout}"
+    );
+    assert!(ends_running(
+        stdout,
+        "sygen service installed (tasksched backend, named with --backend)"
+    ));
+    let survival = || support::survival_in_doctor(&windows.sygen(&["doctor", "--json"]));
+    let as_written = [
+        ("logout".to_owned(), "no".to_owned(), None),
+        ("reboot".to_owned(), "no".to_owned(), None),
+        ("battery_or_sleep".to_owned(), "yes".to_owned(), None),
+    ];
+    assert_eq!(survival(), as_written);
+
+    // Someone told Task Scheduler to keep the task off batteries: doctor reads the registered
+    // task and says so; a dry run of install says what install would register again.
+    let registered = windows.state().join("tasks/sygen/definition.xml");
+    let definition = fs::read_to_string(&registered).unwrap();
+    let changed = definition
+        .replace(
+            "<DisallowStartIfOnBatteries>false<",
+            "<DisallowStartIfOnBatteries>true<",
+        )
+        .replace(
+            "<StopIfGoingOnBatteries>false<",
+            "<StopIfGoingOnBatteries>true<",
+        );
+    assert_ne!(changed, definition);
+    fs::write(&registered, changed).unwrap();
+    let doctor = windows.sygen(&["doctor"]);
+    assert!(
+        doctor.stdout.contains(
+            "  battery or sleep: sygen stops when the computer goes on battery: the task says \
+             StopIfGoingOnBatteries\n\
+             \x20   fix: run `sygen service install` to register the task as sygen writes it"
+        ),
+        "{}",
+        doctor.stdout
+    );
+    let (situation, runs, fix) = &survival()[2];
+    assert_eq!(
+        (situation.as_str(), runs.as_str()),
+        ("battery_or_sleep", "no")
+    );
+    assert!(fix
+        .as_deref()
+        .unwrap()
+        .starts_with("run `sygen service install`"));
+    let dry = windows.sygen(&["service", "install", "--dry-run"]);
+    assert!(
+        dry.stdout.contains(&outlives("what sygen would outlive:")),
+        "{}",
+        dry.stdout
     );
 }
 

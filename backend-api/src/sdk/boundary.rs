@@ -17,7 +17,9 @@ use abi_stable::std_types::{RErr, ROk, RStr, RString, RVec};
 use super::{forward, Backend, Changes, Console, Context, Error, Result};
 use crate::{
     abi::{self, BackendInfo, BackendResult, ErrorKind, ServiceSpec},
-    methods::{DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
+    methods::{
+        Doctor, Survival, SurvivalQuery, DOCTOR, INSTALL_DRY_RUN, SURVIVAL, UNINSTALL_DRY_RUN,
+    },
     ServiceDescription,
 };
 
@@ -135,11 +137,16 @@ fn dry_run<B: Backend>(
         Changes::dry_run(),
         |backend, cx| {
             operation(backend, cx)?;
-            serde_json::to_string(&cx.changes.recorded_changes())
-                .map(RString::from)
-                .map_err(|e| Error::failed(format!("encoding the dry run: {e}")))
+            to_json("the dry run", &cx.changes.recorded_changes())
         },
     )
+}
+
+/// An answer of [`call`] as the JSON the host reads; `what` names it in an error.
+fn to_json(what: &str, answer: &impl serde::Serialize) -> Result<RString> {
+    serde_json::to_string(answer)
+        .map(RString::from)
+        .map_err(|e| Error::failed(format!("encoding {what}: {e}")))
 }
 
 pub(super) extern "C" fn info<B: Backend>() -> BackendInfo {
@@ -212,7 +219,18 @@ pub(super) extern "C" fn call<B: Backend>(
         INSTALL_DRY_RUN if listed() => dry_run(spec, console, B::install_service),
         UNINSTALL_DRY_RUN if listed() => dry_run(spec, console, B::uninstall_service),
         DOCTOR if listed() => with_backend(spec, console, |backend: &B, cx| {
-            super::doctor::answer(backend.doctor(cx)).map(RString::from)
+            to_json(
+                "the checks",
+                &Doctor {
+                    checks: backend.doctor(cx),
+                },
+            )
+        }),
+        SURVIVAL if listed() => with_backend(spec, console, |backend: &B, cx| {
+            let query: SurvivalQuery = serde_json::from_str(input.as_str())
+                .map_err(|e| Error::failed(format!("the survival query is not valid: {e}")))?;
+            let lines = backend.survival(cx, &query)?;
+            to_json("what survives", &Survival { lines })
         }),
         _ => with_backend(spec, console, |backend: &B, cx| {
             backend.call(cx, method, input.as_str()).map(RString::from)

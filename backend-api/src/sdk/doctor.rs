@@ -3,14 +3,8 @@
 
 use std::path::Path;
 
-use super::{Error, Result};
-use crate::methods::{Check, Doctor};
-
-/// The answer to [`crate::methods::DOCTOR`]: the checks, as the JSON sygen reads.
-pub(super) fn answer(checks: Vec<Check>) -> Result<String> {
-    serde_json::to_string(&Doctor { checks })
-        .map_err(|e| Error::failed(format!("encoding the checks: {e}")))
-}
+use super::Error;
+use crate::methods::Check;
 
 /// A check that could not be made: the error that stopped it, as a failure.
 pub fn failed(id: &str, error: Error) -> Check {

@@ -266,7 +266,8 @@ pub trait Backend: Default + 'static {
     /// (see [`crate::methods`]). List [`crate::methods::INSTALL_DRY_RUN`] and
     /// [`crate::methods::UNINSTALL_DRY_RUN`] once install and uninstall make every change
     /// through `cx.changes`: the SDK then answers them by running those operations in a dry run.
-    /// List [`crate::methods::DOCTOR`] to have [`Backend::doctor`] asked.
+    /// List [`crate::methods::DOCTOR`] to have [`Backend::doctor`] asked, and
+    /// [`crate::methods::SURVIVAL`] to have [`Backend::survival`] asked.
     fn capabilities(&self) -> Vec<String> {
         Vec::new()
     }
@@ -305,6 +306,18 @@ pub trait Backend: Default + 'static {
     /// [`doctor`]); asked for when `capabilities()` lists [`crate::methods::DOCTOR`].
     fn doctor(&self, _cx: &Context) -> Vec<crate::methods::Check> {
         Vec::new()
+    }
+    /// Whether sygen keeps running after logout, after a reboot and on battery, as this
+    /// backend's service manager decides it: one line per situation it has a say in, each with
+    /// the fix where there is one. Asked for when `capabilities()` lists
+    /// [`crate::methods::SURVIVAL`], by `sygen service install` (after it, and in a dry run
+    /// with `query.after_install`) and `sygen doctor`.
+    fn survival(
+        &self,
+        _cx: &Context,
+        _query: &crate::methods::SurvivalQuery,
+    ) -> Result<Vec<crate::methods::SurvivalLine>> {
+        Err(Error::not_implemented("survival"))
     }
     /// The extension point: a named method with a JSON payload, answering JSON.
     fn call(&self, _cx: &Context, method: &str, _input: &str) -> Result<String> {

@@ -4,7 +4,8 @@
 //! - [`plist`]: what it writes, `~/Library/LaunchAgents/dev.sygen.plist`;
 //! - [`launchctl`]: what it runs, the domain subcommands (legacy ones where those are missing);
 //! - below: the nine operations gluing them;
-//! - [`doctor`]: its checks for `sygen doctor`.
+//! - [`doctor`]: its checks for `sygen doctor`;
+//! - [`survival`]: what its agent outlives (nothing of logout or reboot: it is a login's).
 //!
 //! Stopping: `stop` sends SIGTERM through `launchctl kill`; `sygen run` then stops its worker
 //! and exits 0, and `KeepAlive = { SuccessfulExit = false }` does not restart a clean exit, so
@@ -18,11 +19,14 @@
 mod doctor;
 mod launchctl;
 mod plist;
+mod survival;
 
 use std::{path::PathBuf, time::Duration};
 
 use sygen_backend_api::{
-    methods::{Check, DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
+    methods::{
+        Check, SurvivalLine, SurvivalQuery, DOCTOR, INSTALL_DRY_RUN, SURVIVAL, UNINSTALL_DRY_RUN,
+    },
     sdk::{
         self,
         wait::{self, Look},
@@ -100,7 +104,7 @@ impl Backend for Launchd {
     };
 
     fn capabilities(&self) -> Vec<String> {
-        [INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR]
+        [INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR, SURVIVAL]
             .map(str::to_owned)
             .to_vec()
     }
@@ -205,6 +209,10 @@ impl Backend for Launchd {
 
     fn doctor(&self, cx: &Context) -> Vec<Check> {
         doctor::checks(cx)
+    }
+
+    fn survival(&self, cx: &Context, _query: &SurvivalQuery) -> Result<Vec<SurvivalLine>> {
+        survival::lines(cx)
     }
 }
 

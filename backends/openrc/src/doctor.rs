@@ -1,5 +1,6 @@
-//! The OpenRC backend's checks for `sygen doctor`: is the installed script what sygen writes
-//! now, and does OpenRC start it by itself?
+//! The OpenRC backend's check for `sygen doctor`: is the installed script what sygen writes
+//! now? Whether OpenRC starts it by itself (the runlevels) is said by the survival lines (see
+//! `survival`), which doctor prints too.
 
 use sygen_backend_api::{
     methods::Check,
@@ -9,13 +10,9 @@ use sygen_backend_api::{
     },
 };
 
-use crate::{
-    invoking_user, mode,
-    openrc::{self, Mode},
-    render, script_path,
-};
+use crate::{invoking_user, mode, render, script_path};
 
-/// The checks once sygen is installed (the host says when it is not).
+/// The check once sygen is installed (the host says when it is not).
 pub fn checks(cx: &Context) -> Vec<Check> {
     let mode = match mode(cx) {
         Ok(mode) => mode,
@@ -25,7 +22,6 @@ pub fn checks(cx: &Context) -> Vec<Check> {
     if !path.exists() {
         return Vec::new();
     }
-    let name = &cx.service.name;
     vec![
         match invoking_user().and_then(|user| render(cx, &mode, &user)) {
             Ok(script) => {
@@ -33,61 +29,5 @@ pub fn checks(cx: &Context) -> Vec<Check> {
             }
             Err(error) => failed("openrc.script", error),
         },
-        runlevel(&mode, name, openrc::in_default_runlevel(&mode, name)),
     ]
-}
-
-/// A service outside the default runlevel is not started at boot (a user service: at login).
-fn runlevel(mode: &Mode, name: &str, in_runlevel: bool) -> Check {
-    const ID: &str = "openrc.runlevel";
-    let (when, add) = match mode {
-        Mode::System => ("at boot", format!("sudo rc-update add {name} default")),
-        Mode::User { .. } => ("at login", format!("rc-update --user add {name} default")),
-    };
-    if in_runlevel {
-        Check::pass(
-            ID,
-            format!("{name} is in the default runlevel: OpenRC starts it {when}"),
-        )
-    } else {
-        Check::warn(
-            ID,
-            format!("{name} is not in the default runlevel, so OpenRC does not start it {when}"),
-            format!("run `{add}`"),
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use sygen_backend_api::methods::Status;
-
-    use super::*;
-
-    #[test]
-    fn a_script_outside_the_default_runlevel_is_a_warning_with_the_command() {
-        let system = runlevel(&Mode::System, "sygen", false);
-        assert_eq!(system.status, Status::Warn);
-        assert_eq!(
-            system.message,
-            "sygen is not in the default runlevel, so OpenRC does not start it at boot"
-        );
-        assert_eq!(
-            system.hint.as_deref(),
-            Some("run `sudo rc-update add sygen default`")
-        );
-        let user = Mode::User {
-            config_home: "/home/ada/.config".into(),
-        };
-        assert_eq!(
-            runlevel(&user, "sygen", false).hint.as_deref(),
-            Some("run `rc-update --user add sygen default`")
-        );
-        let added = runlevel(&user, "sygen", true);
-        assert_eq!(added.status, Status::Pass);
-        assert_eq!(
-            added.message,
-            "sygen is in the default runlevel: OpenRC starts it at login"
-        );
-    }
 }

@@ -4,7 +4,8 @@
 //! - [`script`]: what it writes, the service script supervised by `supervise-daemon`;
 //! - [`openrc`]: what it runs, `rc-service` and `rc-update`;
 //! - below: the nine operations gluing them;
-//! - [`doctor`]: its checks for `sygen doctor`.
+//! - [`doctor`]: its checks for `sygen doctor`;
+//! - [`survival`]: what sygen outlives (logout, reboot), as the runlevels decide.
 //!
 //! On OpenRC before 0.60 (Debian bookworm has 0.45) there are no user services: sygen becomes
 //! the system service `/etc/init.d/sygen`, installed by root and run as the invoking user
@@ -17,6 +18,7 @@
 mod doctor;
 mod openrc;
 mod script;
+mod survival;
 
 use std::{
     fs,
@@ -25,7 +27,9 @@ use std::{
 };
 
 use sygen_backend_api::{
-    methods::{Check, DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
+    methods::{
+        Check, SurvivalLine, SurvivalQuery, DOCTOR, INSTALL_DRY_RUN, SURVIVAL, UNINSTALL_DRY_RUN,
+    },
     sdk::{
         self,
         wait::{self, Look},
@@ -126,7 +130,7 @@ impl Backend for OpenRc {
     };
 
     fn capabilities(&self) -> Vec<String> {
-        [INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR]
+        [INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR, SURVIVAL]
             .map(str::to_owned)
             .to_vec()
     }
@@ -246,6 +250,10 @@ impl Backend for OpenRc {
 
     fn doctor(&self, cx: &Context) -> Vec<Check> {
         doctor::checks(cx)
+    }
+
+    fn survival(&self, cx: &Context, query: &SurvivalQuery) -> Result<Vec<SurvivalLine>> {
+        survival::lines(cx, query)
     }
 }
 

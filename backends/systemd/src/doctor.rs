@@ -1,29 +1,24 @@
 //! The systemd backend's checks for `sygen doctor`: what stands between a user and a working
-//! user service that only systemd knows about.
+//! user service that only systemd knows about. Linger is not a check: whether sygen outlives
+//! logout is said by the survival lines (see `survival`), which doctor prints too.
 
 use std::path::Path;
 
 use sygen_backend_api::{
     methods::Check,
     sdk::{
-        self,
         doctor::{definition_check, failed},
         Context,
     },
 };
 
-use crate::{
-    bus, state,
-    systemctl::{self, systemctl},
-    unit, unit_path,
-};
+use crate::{bus, state, systemctl::systemctl, unit, unit_path};
 
 pub fn checks(cx: &Context) -> Vec<Check> {
     let mut checks = vec![runtime_dir()];
     let bus = user_bus();
     let reachable = bus.status == sygen_backend_api::methods::Status::Pass;
     checks.push(bus);
-    checks.push(linger());
     if let Ok(path) = unit_path(cx) {
         if path.exists() {
             checks.extend(program(&path));
@@ -128,22 +123,6 @@ fn user_bus() -> Check {
             "`systemctl --user status` shows more",
         ),
         Err(error) => failed(ID, error),
-    }
-}
-
-fn linger() -> Check {
-    const ID: &str = "systemd.linger";
-    match sdk::user::name() {
-        Ok(user) if systemctl::linger_enabled(&user) => Check::pass(
-            ID,
-            format!("linger is on for {user}: sygen keeps running after logout"),
-        ),
-        Ok(user) => Check::warn(
-            ID,
-            format!("linger is off for {user}: systemd stops sygen when {user} logs out"),
-            format!("run `sudo loginctl enable-linger {user}`"),
-        ),
-        Err(error) => Check::warn(ID, error.message, error.hint.unwrap_or_default()),
     }
 }
 

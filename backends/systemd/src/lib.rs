@@ -8,12 +8,14 @@
 //!   cannot be reached), `journalctl` and `loginctl`;
 //! - below: the nine operations gluing them. State always comes from the unit's properties,
 //!   never from the words of `systemctl status`;
-//! - [`doctor`]: its checks for `sygen doctor`.
+//! - [`doctor`]: its checks for `sygen doctor`;
+//! - [`survival`]: whether sygen outlives logout and reboot (linger).
 
 #![cfg(target_os = "linux")]
 
 mod bus;
 mod doctor;
+mod survival;
 mod systemctl;
 mod unit;
 
@@ -25,7 +27,10 @@ use std::{
 };
 
 use sygen_backend_api::{
-    methods::{Check, DOCTOR, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
+    methods::{
+        Check, SurvivalLine, SurvivalQuery, DOCTOR, INSTALL_DRY_RUN, STATUS_DETAILS, SURVIVAL,
+        UNINSTALL_DRY_RUN,
+    },
     sdk::{
         self,
         wait::{self, Look},
@@ -203,22 +208,15 @@ fn is_active(state: &HashMap<String, String>) -> bool {
     )
 }
 
-/// Warns, once per install, that without linger systemd stops sygen at logout.
-fn ensure_linger(cx: &Context) -> Result<()> {
+/// Turns linger on when that needs no password, so sygen outlives logout. When it cannot,
+/// the survival lines sygen prints after the install say so, with the command.
+fn try_linger(cx: &Context) -> Result<()> {
     let user = sdk::user::name()?;
-    if systemctl::linger_enabled(&user) {
-        return Ok(());
-    }
-    if systemctl::try_enable_linger(&cx.changes, &user) {
+    if !systemctl::linger_enabled(&user) && systemctl::try_enable_linger(&cx.changes, &user) {
         cx.console.println(&format!(
             "enabled linger for {user}: sygen keeps running after logout"
         ));
-        return Ok(());
     }
-    cx.console.eprintln(&format!(
-        "note: linger is off for {user}, so systemd stops sygen when {user} logs out; \
-         to keep it running, run: sudo loginctl enable-linger {user}"
-    ));
     Ok(())
 }
 
@@ -242,9 +240,15 @@ impl Backend for Systemd {
     };
 
     fn capabilities(&self) -> Vec<String> {
-        [STATUS_DETAILS, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR]
-            .map(str::to_owned)
-            .to_vec()
+        [
+            STATUS_DETAILS,
+            INSTALL_DRY_RUN,
+            UNINSTALL_DRY_RUN,
+            DOCTOR,
+            SURVIVAL,
+        ]
+        .map(str::to_owned)
+        .to_vec()
     }
 
     fn is_service_available(&self, _cx: &Context) -> Result<bool> {
@@ -318,7 +322,7 @@ impl Backend for Systemd {
         if changes.is_live() {
             check_started(cx)?;
         }
-        ensure_linger(cx)
+        try_linger(cx)
     }
 
     fn start_service(&self, cx: &Context) -> Result<()> {
@@ -399,6 +403,10 @@ impl Backend for Systemd {
 
     fn doctor(&self, cx: &Context) -> Vec<Check> {
         doctor::checks(cx)
+    }
+
+    fn survival(&self, _cx: &Context, _query: &SurvivalQuery) -> Result<Vec<SurvivalLine>> {
+        survival::lines()
     }
 
     fn call(&self, cx: &Context, method: &str, _input: &str) -> Result<String> {

@@ -5,7 +5,8 @@
 //!   `schtasks /Create /XML` from `~/.sygen/sygen_task.xml`, which is removed afterwards);
 //! - [`schtasks`]: what it runs;
 //! - below: the nine operations gluing them;
-//! - [`doctor`]: its check for `sygen doctor`.
+//! - [`doctor`]: its check for `sygen doctor`;
+//! - [`survival`]: what the task outlives (sign-out, reboot, battery), read from its definition.
 //!
 //! The task runs `sygenw.exe run --supervise --home <sygen home>` (the windowless build next to
 //! `sygen.exe`, else `sygen.exe`): Task Scheduler restarts only a start that failed, so
@@ -14,6 +15,7 @@
 
 mod doctor;
 mod schtasks;
+mod survival;
 mod task_xml;
 
 use std::{
@@ -22,7 +24,9 @@ use std::{
 };
 
 use sygen_backend_api::{
-    methods::{Check, DOCTOR, INSTALL_DRY_RUN, UNINSTALL_DRY_RUN},
+    methods::{
+        Check, SurvivalLine, SurvivalQuery, DOCTOR, INSTALL_DRY_RUN, SURVIVAL, UNINSTALL_DRY_RUN,
+    },
     sdk::{
         self,
         wait::{self, Look},
@@ -98,6 +102,15 @@ fn exec(cx: &Context) -> Result<Exec> {
         command: command.to_owned(),
         arguments,
         working_directory: working_directory.to_owned(),
+    })
+}
+
+/// The task definition install registers, running `exec`.
+fn definition(cx: &Context, exec: &Exec) -> Result<String> {
+    task_xml::render(&TaskSpec {
+        description: &cx.service.description,
+        user_id: &user_id()?,
+        exec,
     })
 }
 
@@ -186,7 +199,7 @@ impl Backend for TaskScheduler {
     };
 
     fn capabilities(&self) -> Vec<String> {
-        [INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR]
+        [INSTALL_DRY_RUN, UNINSTALL_DRY_RUN, DOCTOR, SURVIVAL]
             .map(str::to_owned)
             .to_vec()
     }
@@ -205,7 +218,6 @@ impl Backend for TaskScheduler {
 
     fn install_service(&self, cx: &Context) -> Result<()> {
         let name = &cx.service.name;
-        let user = user_id()?;
         let exec = exec(cx)?;
         let windowless = windowless(&cx.service.program);
         if Path::new(&exec.command) != windowless {
@@ -215,11 +227,7 @@ impl Backend for TaskScheduler {
                 exec.command
             ));
         }
-        let xml = task_xml::render(&TaskSpec {
-            description: &cx.service.description,
-            user_id: &user,
-            exec: &exec,
-        })?;
+        let xml = definition(cx, &exec)?;
         let changes = &cx.changes;
         for dir in [&cx.service.home, &cx.service.logs_dir] {
             changes.create_dir_all(dir)?;
@@ -293,6 +301,10 @@ impl Backend for TaskScheduler {
 
     fn doctor(&self, cx: &Context) -> Vec<Check> {
         doctor::checks(cx)
+    }
+
+    fn survival(&self, cx: &Context, query: &SurvivalQuery) -> Result<Vec<SurvivalLine>> {
+        survival::lines(cx, query)
     }
 }
 

@@ -5,13 +5,16 @@
 //! elevation), 10 s after logon; `ExecutionTimeLimit` PT0S (the default PT72H would kill sygen
 //! after three days); batteries neither prevent nor stop it; `IgnoreNew` keeps one instance;
 //! `RestartOnFailure` only retries a start that failed: a process that exited is restarted by
-//! `sygen run --supervise` itself. schtasks reads the file as UTF-16 when it says so, with a BOM.
+//! `sygen run --supervise` itself; `Priority` 4, what an interactive program gets (normal
+//! priority class, normal thread, I/O and memory priority), where the default 7 would run
+//! sygen below normal with low I/O priority. schtasks reads the file as UTF-16 when it says
+//! so, with a BOM.
 
 use std::io::Cursor;
 
 use quick_xml::{
     escape::unescape,
-    events::{BytesDecl, BytesText, Event},
+    events::{BytesDecl, BytesStart, BytesText, Event},
     Reader, Writer,
 };
 use sygen_backend_api::sdk::{Error, Result};
@@ -21,6 +24,9 @@ const PRINCIPAL: &str = "Author";
 
 /// Task Scheduler's limit on `Command` and `WorkingDirectory` (the schema's `pathType`).
 pub const MAX_PATH: usize = 260;
+
+/// The logon type that runs a task only in its user's logon session, ended at sign-out.
+pub const INTERACTIVE_TOKEN: &str = "InteractiveToken";
 
 /// What the task runs, and as whom.
 pub struct TaskSpec<'a> {
@@ -83,7 +89,7 @@ fn write(task: &TaskSpec) -> std::io::Result<String> {
                     .with_attribute(("id", PRINCIPAL))
                     .write_inner_content(|w| {
                         text(w, "UserId", task.user_id)?;
-                        text(w, "LogonType", "InteractiveToken")?;
+                        text(w, "LogonType", INTERACTIVE_TOKEN)?;
                         text(w, "RunLevel", "LeastPrivilege")
                     })?;
                 Ok(())
@@ -98,6 +104,7 @@ fn write(task: &TaskSpec) -> std::io::Result<String> {
                 text(w, "Enabled", "true")?;
                 text(w, "Hidden", "false")?;
                 text(w, "ExecutionTimeLimit", "PT0S")?;
+                text(w, "Priority", "4")?;
                 w.create_element("RestartOnFailure")
                     .write_inner_content(|w| {
                         text(w, "Interval", "PT1M")?;
@@ -123,11 +130,92 @@ fn write(task: &TaskSpec) -> std::io::Result<String> {
     Ok(xml)
 }
 
+/// What a task definition says about when it runs: who it runs as and how it logs on, what
+/// starts it, and what batteries do to it. What it leaves out has the schema's default.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Conditions {
+    /// The principal's `UserId` (`DOMAIN\user`), when it names one.
+    pub user_id: Option<String>,
+    /// The principal's `LogonType`, when it says one.
+    pub logon_type: Option<String>,
+    pub boot_trigger: bool,
+    pub logon_trigger: bool,
+    pub disallow_start_if_on_batteries: bool,
+    pub stop_if_going_on_batteries: bool,
+}
+
+/// The [`Conditions`] of a task definition, as sygen writes it or `/Query /XML` prints it.
+pub fn read_conditions(xml: &str) -> Result<Conditions> {
+    let mut conditions = Conditions {
+        user_id: None,
+        logon_type: None,
+        boot_trigger: false,
+        logon_trigger: false,
+        // The schema's defaults: a task waits for mains power and stops on battery.
+        disallow_start_if_on_batteries: true,
+        stop_if_going_on_batteries: true,
+    };
+    let mut reader = Reader::from_str(xml);
+    let mut open: Vec<String> = Vec::new();
+    loop {
+        let (start, empty) = match reader.read_event().map_err(|e| malformed(&e))? {
+            Event::Start(start) => (start, false),
+            Event::Empty(start) => (start, true),
+            Event::End(_) => {
+                open.pop();
+                continue;
+            }
+            Event::Eof => return Ok(conditions),
+            _ => continue,
+        };
+        let name: String = start.local_name().as_ref().to_owned();
+        let parent: Vec<&str> = open.iter().map(String::as_str).collect();
+        match (parent.as_slice(), name.as_str()) {
+            ([_, "Triggers"], "BootTrigger") => conditions.boot_trigger = true,
+            ([_, "Triggers"], "LogonTrigger") => conditions.logon_trigger = true,
+            ([_, "Principals", "Principal"], "UserId") if !empty => {
+                conditions.user_id = Some(leaf_text(&mut reader, &start)?.trim().to_owned());
+                continue;
+            }
+            ([_, "Principals", "Principal"], "LogonType") if !empty => {
+                conditions.logon_type = Some(leaf_text(&mut reader, &start)?.trim().to_owned());
+                continue;
+            }
+            ([_, "Settings"], "DisallowStartIfOnBatteries") if !empty => {
+                conditions.disallow_start_if_on_batteries =
+                    is_true(&leaf_text(&mut reader, &start)?);
+                continue;
+            }
+            ([_, "Settings"], "StopIfGoingOnBatteries") if !empty => {
+                conditions.stop_if_going_on_batteries = is_true(&leaf_text(&mut reader, &start)?);
+                continue;
+            }
+            _ => {}
+        }
+        if !empty {
+            open.push(name);
+        }
+    }
+}
+
+/// An `xs:boolean`'s truth: `true` or `1`.
+fn is_true(text: &str) -> bool {
+    matches!(text.trim(), "true" | "1")
+}
+
+fn malformed(error: &dyn std::fmt::Display) -> Error {
+    Error::failed(format!("cannot read the task's XML: {error}"))
+}
+
+/// The text of the element `start` opens, up to its end (which it consumes), unescaped.
+fn leaf_text(reader: &mut Reader<&[u8]>, start: &BytesStart) -> Result<String> {
+    let raw = reader.read_text(start.name()).map_err(|e| malformed(&e))?;
+    Ok(unescape(&raw).map_err(|e| malformed(&e))?.into_owned())
+}
+
 /// The first `Exec` action of a task definition, as `/Query /XML` prints it (Task Scheduler
 /// rewrites what it was given, so only the action is read); `None` when it has none.
 pub fn read_exec(xml: &str) -> Result<Option<Exec>> {
-    let malformed =
-        |e: &dyn std::fmt::Display| Error::failed(format!("cannot read the task's XML: {e}"));
     let is_action = |open: &[String], element: &str| matches!(open, [_task, actions, last] if actions == "Actions" && last == element);
     let mut reader = Reader::from_str(xml);
     // The elements open around the reader, outermost first.
@@ -136,8 +224,7 @@ pub fn read_exec(xml: &str) -> Result<Option<Exec>> {
     loop {
         match reader.read_event().map_err(|e| malformed(&e))? {
             Event::Start(start) if is_action(&open, "Exec") => {
-                let raw = reader.read_text(start.name()).map_err(|e| malformed(&e))?;
-                let value = unescape(&raw).map_err(|e| malformed(&e))?.into_owned();
+                let value = leaf_text(&mut reader, &start)?;
                 match start.local_name().as_ref() {
                     "Command" => exec.command = value,
                     "Arguments" => exec.arguments = value,

@@ -1,19 +1,21 @@
 //! `sygen doctor`: checks everything between the user and a running agent and explains each
 //! finding with a fix. The host checks what every platform shares (backend files, service
 //! state, configuration, the worker's env file and PATH, logs, pid files); the backend adds
-//! what only its service manager knows (bus, linger, drift of the installed definition, …)
-//! through its `doctor` method.
+//! what only its service manager knows (bus, domain, drift of the installed definition, …)
+//! through its `doctor` method. The report ends with what sygen outlives (logout, reboot,
+//! battery), as the backend says it (see `survival`): facts about the set-up, not checks that
+//! pass or fail.
 
 use std::path::Path;
 
 use anyhow::Result;
 use serde::Serialize;
 use sygen_backend_api::{
-    methods::{self, Check, Status},
+    methods::{self, Check, Status, SurvivalLine, SurvivalQuery},
     ServiceDescription, ServiceSpec,
 };
 
-use super::{context::Context, worker};
+use super::{context::Context, survival, worker};
 use crate::{
     backend::{boundary, console, select::Survey, trust, update::LastCheck, Backend},
     config::Config,
@@ -29,6 +31,9 @@ use crate::{
 #[derive(Serialize)]
 struct Report<'a> {
     checks: &'a [Check],
+    /// What the backend says sygen outlives; `None` when it was not asked (no backend, or one
+    /// without the method) or could not say (a check says why).
+    survival: Option<&'a [SurvivalLine]>,
     passed: usize,
     warnings: usize,
     failed: usize,
@@ -39,10 +44,11 @@ pub fn run(backend_file: Option<&Path>, json: bool, colour: bool) -> Result<()> 
     let service = description::build()?;
     // What the backend prints while answering is not part of the report (and would break
     // the JSON): its findings come back as checks.
-    let (checks, _) = console::capture(|| checks(&context, &service));
+    let ((checks, survival), _) = console::capture(|| checks(&context, &service));
     let count = |status| checks.iter().filter(|c| c.status == status).count();
     let report = Report {
         checks: &checks,
+        survival: survival.as_deref(),
         passed: count(Status::Pass),
         warnings: count(Status::Warn),
         failed: count(Status::Fail),
@@ -52,6 +58,9 @@ pub fn run(backend_file: Option<&Path>, json: bool, colour: bool) -> Result<()> 
     } else {
         for check in &checks {
             println!("{}", render(check, colour));
+        }
+        if let Some(lines) = &survival {
+            print!("{}", survival::render("what sygen outlives:", lines));
         }
         let warnings = match report.warnings {
             1 => "1 warning".to_owned(),
@@ -92,7 +101,11 @@ fn render(check: &Check, colour: bool) -> String {
     text
 }
 
-fn checks(context: &Context<'_>, service: &ServiceDescription) -> Vec<Check> {
+/// The checks, and what the backend says sygen outlives.
+fn checks(
+    context: &Context<'_>,
+    service: &ServiceDescription,
+) -> (Vec<Check>, Option<Vec<SurvivalLine>>) {
     let home = &context.home;
     let survey = context.survey(false);
     let mut checks: Vec<Check> = trusted_keys().into_iter().collect();
@@ -108,9 +121,15 @@ fn checks(context: &Context<'_>, service: &ServiceDescription) -> Vec<Check> {
             None
         }
     };
+    let spec = service.to_spec();
     let running = match &backend {
-        Some(backend) => backend_and_service(backend, &service.to_spec(), &mut checks),
+        Some(backend) => backend_and_service(backend, &spec, &mut checks),
         None => None,
+    };
+    // A backend that did not answer is not asked again: its failure says so once.
+    let survival = match &backend {
+        Some(backend) if !boundary::stuck() => outlives(backend, &spec, &mut checks),
+        _ => None,
     };
     checks.extend(backend_updates(home, backend.as_ref()));
     checks.push(home_check(home));
@@ -120,7 +139,28 @@ fn checks(context: &Context<'_>, service: &ServiceDescription) -> Vec<Check> {
     checks.push(logs_dir(&service.logs_dir));
     checks.push(disk_space(home));
     checks.push(pid_files(home, running));
-    checks
+    (checks, survival)
+}
+
+/// What the backend says sygen outlives; a warning when it cannot say.
+fn outlives(
+    backend: &Backend,
+    spec: &ServiceSpec,
+    checks: &mut Vec<Check>,
+) -> Option<Vec<SurvivalLine>> {
+    match survival::ask(backend, spec, SurvivalQuery::default())? {
+        Ok(lines) => Some(lines),
+        Err(failure) => {
+            checks.push(Check::warn(
+                "survival",
+                format!("cannot tell what sygen outlives: {}", failure.message),
+                failure
+                    .hint
+                    .unwrap_or_else(|| "report this to the backend's publisher".into()),
+            ));
+            None
+        }
+    }
 }
 
 /// The backend in use, its service manager, its own checks and the service's state. Answers

@@ -1,7 +1,8 @@
 //! What users type: the command line (`cli`), its one dispatch (here), and a file per family
 //! of commands: the service operations (`service`, with `wait`), the backend files and store
 //! (`backends`), `stop` and `restart` (`lifecycle`), `doctor`, `onboarding` and `conformance`;
-//! and what doctor and install check of the worker (`worker`).
+//! what doctor and install check of the worker (`worker`), and what sygen outlives
+//! (`survival`), which `service install` and `doctor` both say.
 //!
 //! Commands may use everything below them: `backend`, `runtime`, `config`, `worker_env`,
 //! `description`, `progress`, `file`, `home`, `exit` and `platform`. Nothing below uses them.
@@ -14,6 +15,7 @@ mod doctor;
 mod lifecycle;
 mod onboarding;
 mod service;
+mod survival;
 mod wait;
 mod worker;
 

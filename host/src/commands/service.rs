@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde::Serialize;
 use sygen_backend_api::{
-    methods::{Change, DryRun, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
+    methods::{Change, DryRun, SurvivalQuery, INSTALL_DRY_RUN, STATUS_DETAILS, UNINSTALL_DRY_RUN},
     ServiceDescription, ServiceSpec,
 };
 
@@ -14,7 +14,7 @@ use super::{
     backends,
     cli::{InstallArgs, LogsArgs, WaitArgs},
     context::Context,
-    lifecycle, wait, worker,
+    lifecycle, survival, wait, worker,
 };
 use crate::{
     backend::{boundary, console, registry, Backend, BackendName, Choice, Why},
@@ -161,12 +161,16 @@ pub fn backend_to_install(
     Ok(context.backend()?)
 }
 
-/// Installs the service and waits until sygen runs; also what onboarding does.
+/// Installs the service and waits until sygen runs, then says what it outlives; also what
+/// onboarding does.
 pub fn install(backend: &Backend, spec: &ServiceSpec, home: &Path, wait: WaitArgs) -> Result<()> {
     let progress = Progress::start(&format!("installing sygen ({} backend)", backend.name));
     operate(backend, spec, &progress, Backend::install_service)?;
     let running = until_running(backend, spec, home, wait, &progress)?;
+    let outlives = survival::ask(backend, spec, SurvivalQuery::default());
     drop(progress);
+    // Before the final line, which says the state reached.
+    survival::print(outlives, "what sygen outlives:");
     println!(
         "sygen service installed ({} backend{}){running}",
         backend.name,
@@ -259,13 +263,24 @@ fn dry_run(backend: &Backend, spec: &ServiceSpec, planned: Planned, home: &Path)
             }
         }
     }
-    if planned == Planned::Uninstall {
-        let processes = lifecycle::running_processes(home);
-        if !processes.is_empty() {
-            println!(
-                "would end, if still running after that: {}",
-                processes.join(", ")
+    match planned {
+        Planned::Install => {
+            let query = SurvivalQuery {
+                after_install: true,
+            };
+            survival::print(
+                survival::ask(backend, spec, query),
+                "what sygen would outlive:",
             );
+        }
+        Planned::Uninstall => {
+            let processes = lifecycle::running_processes(home);
+            if !processes.is_empty() {
+                println!(
+                    "would end, if still running after that: {}",
+                    processes.join(", ")
+                );
+            }
         }
     }
     println!("dry run: nothing was changed");

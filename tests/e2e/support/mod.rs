@@ -228,6 +228,26 @@ impl Outcome {
     }
 }
 
+/// What `sygen doctor --json` (its outcome) says sygen outlives: each line's situation,
+/// whether sygen runs then, and its fix.
+pub fn survival_in_doctor(doctor: &Outcome) -> Vec<(String, String, Option<String>)> {
+    let report: serde_json::Value = serde_json::from_str(&doctor.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}: {}{}", doctor.stdout, doctor.stderr));
+    report["survival"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no survival in {report:#}"))
+        .iter()
+        .map(|line| {
+            let text = |key: &str| line[key].as_str().map(str::to_owned);
+            (
+                text("situation").unwrap_or_default(),
+                text("runs").unwrap_or_default(),
+                text("fix"),
+            )
+        })
+        .collect()
+}
+
 /// Whether `stdout` ends with `done`, `; running: runtime pid N, worker pid M`: the line sygen
 /// prints once the state it waited for is reached.
 pub fn ends_running(stdout: &str, done: &str) -> bool {

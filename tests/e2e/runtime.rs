@@ -512,6 +512,12 @@ fn a_failure_hook_hears_of_the_failure_and_its_output_is_logged() {
     ] {
         assert!(env.lines().any(|l| l == expected), "{expected} in {env}");
     }
+    let worker = home.worker_pids()[0];
+    assert!(
+        env.lines()
+            .any(|l| l == format!("SYGEN_WORKER_PID={worker}")),
+        "{env}"
+    );
     let lines = fs::read_to_string(home.sygen_home().join("hook-lines")).unwrap();
     assert!(lines.contains("[stderr] oops"), "{lines}");
     assert!(log.contains("[hook] hook says an argument"), "{log}");

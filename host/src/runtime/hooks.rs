@@ -26,10 +26,14 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::{pump, state::State, Output};
+use super::{
+    pump,
+    state::{LastExit, State},
+    Output,
+};
 use crate::{
     config::HooksConfig,
-    platform::{self, Identity, Request, Tree},
+    platform::{self, Exit, Identity, Request, Tree},
 };
 
 /// How many of the agent log's last lines a hook is given.
@@ -55,6 +59,16 @@ impl Occasion {
             Occasion::GiveUp => "on_give_up",
         }
     }
+}
+
+/// What happened, as a hook hears of it.
+pub struct Occurrence<'a> {
+    pub occasion: Occasion,
+    pub reason: &'a str,
+    /// The worker it happened to, if one had started.
+    pub worker: Option<u32>,
+    /// How that worker ended, if it had.
+    pub exit: Option<Exit>,
 }
 
 /// The hooks of a runtime, and the one running.
@@ -120,9 +134,10 @@ impl Hooks {
         Some(started.remove(at).1)
     }
 
-    /// Runs the hook for `occasion`, if one is set, with `reason` and the runtime's `state`
-    /// in its environment.
-    pub fn fire(&self, occasion: Occasion, reason: &str, state: &State, at: Place<'_>) {
+    /// Runs the hook for `what` happened, if one is set, with it and the runtime's `state` in
+    /// its environment.
+    pub fn fire(&self, what: &Occurrence<'_>, state: &State, at: Place<'_>) {
+        let occasion = what.occasion;
         let Some((program, args)) = self.command(occasion).split_first() else {
             return;
         };
@@ -141,7 +156,7 @@ impl Hooks {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        environment(&mut hook, occasion, reason, state, at.home);
+        environment(&mut hook, what, state, at.home);
         let mut child = match at.tree.spawn_hook(&mut hook) {
             Ok(child) => child,
             Err(e) => {
@@ -223,12 +238,13 @@ pub struct Place<'a> {
 }
 
 /// The occasion, in the hook's environment.
-fn environment(hook: &mut Command, occasion: Occasion, reason: &str, state: &State, home: &Path) {
-    hook.env("SYGEN_HOOK", occasion.name())
-        .env("SYGEN_REASON", reason)
+fn environment(hook: &mut Command, what: &Occurrence<'_>, state: &State, home: &Path) {
+    hook.env("SYGEN_HOOK", what.occasion.name())
+        .env("SYGEN_REASON", what.reason)
         .env("SYGEN_RESTARTS", state.restarts.to_string())
         .env("SYGEN_FAILURES", state.failures.to_string());
-    if let Some(exit) = state.last_exit {
+    if let Some(exit) = what.exit {
+        let exit = LastExit::of(exit, std::time::SystemTime::now());
         if let Some(code) = exit.code {
             hook.env("SYGEN_EXIT_CODE", code.to_string());
         }
@@ -236,8 +252,8 @@ fn environment(hook: &mut Command, occasion: Occasion, reason: &str, state: &Sta
             hook.env("SYGEN_EXIT_SIGNAL", signal.to_string());
         }
     }
-    if let Some(worker) = state.worker {
-        hook.env("SYGEN_WORKER_PID", worker.pid.to_string());
+    if let Some(worker) = what.worker {
+        hook.env("SYGEN_WORKER_PID", worker.to_string());
     }
     let logs = home.join("logs");
     let lines = sygen_backend_api::sdk::fs::tail_lines(&logs.join("agent.log"), LOG_LINES)

@@ -51,7 +51,7 @@ use anyhow::{Context as _, Result};
 
 use self::{
     echo::Echo,
-    hooks::{Hooks, Occasion, Place},
+    hooks::{Hooks, Occasion, Occurrence, Place},
     instance::Claim,
     log::AgentLog,
     notify::{Notify, Said},
@@ -391,14 +391,14 @@ impl Runtime {
         Next::Exit(code)
     }
 
-    /// Runs the hook for `occasion` (see `hooks`).
-    fn fire(&self, occasion: Occasion, reason: &str) {
+    /// Runs the hook for what happened (see `hooks`).
+    fn fire(&self, what: &Occurrence<'_>) {
         let place = Place {
             tree: &self.tree,
             output: &self.output,
             home: &self.home,
         };
-        self.hooks.fire(occasion, reason, &self.state, place);
+        self.hooks.fire(what, &self.state, place);
     }
 
     /// Says how a hook ended; other children of the runtime (orphans of a worker) end quietly.
@@ -452,7 +452,13 @@ impl Runtime {
                 Err(error) => {
                     let reason = format!("cannot start the worker: {error:#}");
                     self.note(&reason);
-                    self.after_failure(127, Duration::ZERO, &reason)
+                    let failed = Occurrence {
+                        occasion: Occasion::Failure,
+                        reason: &reason,
+                        worker: None,
+                        exit: None,
+                    };
+                    self.after_failure(127, Duration::ZERO, &failed)
                 }
             };
             match next {
@@ -586,7 +592,7 @@ impl Runtime {
                     let left = self.end_tree(worker, self.config.agent.stop_timeout);
                     self.drain(worker);
                     self.note_ended(&left, "the worker left behind");
-                    return self.after_exit(exit, ran_for);
+                    return self.after_exit(worker.pid, exit, ran_for);
                 }
                 Some(Event::Exited { pid, exit }) => self.other_exit(pid, exit),
                 Some(Event::Request(Request::Restart)) => {
@@ -679,10 +685,12 @@ impl Runtime {
             state.quick_restarts = 0;
             state.last_exit = last_exit.or(state.last_exit);
         });
-        self.fire(
-            Occasion::Failure,
-            &format!("worker {} is unresponsive: {why}", worker.pid),
-        );
+        self.fire(&Occurrence {
+            occasion: Occasion::Failure,
+            reason: &format!("worker {} is unresponsive: {why}", worker.pid),
+            worker: Some(worker.pid),
+            exit,
+        });
         if stop_requested {
             self.note("stopping: a stop request arrived during the restart");
             return self.end(Phase::Stopped, 0);
@@ -708,7 +716,7 @@ impl Runtime {
         }
     }
 
-    fn after_exit(&mut self, exit: Exit, ran_for: Duration) -> Next {
+    fn after_exit(&mut self, worker: u32, exit: Exit, ran_for: Duration) -> Next {
         match exit.code() {
             0 => {
                 self.note(&format!("worker {exit}: done"));
@@ -740,14 +748,20 @@ impl Runtime {
             code => {
                 let reason = format!("worker {exit}");
                 self.note(&reason);
-                self.after_failure(code, ran_for, &reason)
+                let failed = Occurrence {
+                    occasion: Occasion::Failure,
+                    reason: &reason,
+                    worker: Some(worker),
+                    exit: Some(exit),
+                };
+                self.after_failure(code, ran_for, &failed)
             }
         }
     }
 
-    /// After a worker failed for `reason` (ending with `code`): the hook, then what the
-    /// supervision policy says.
-    fn after_failure(&mut self, code: i32, ran_for: Duration, reason: &str) -> Next {
+    /// After a worker `failed` (ending with `code`): the hook, then what the supervision policy
+    /// says.
+    fn after_failure(&mut self, code: i32, ran_for: Duration, failed: &Occurrence<'_>) -> Next {
         let exit_code = u8::try_from(code).unwrap_or(1).max(1);
         let (delay, retries) = (self.config.supervise.delay, self.config.supervise.retries);
         if ran_for >= delay {
@@ -758,7 +772,7 @@ impl Runtime {
         let failures = self.state.failures;
         let retries_left = !self.self_supervised || failures <= retries;
         if retries_left || !self.hooks.has(Occasion::GiveUp) {
-            self.fire(Occasion::Failure, reason);
+            self.fire(failed);
         }
         if !self.self_supervised {
             self.note(&format!(
@@ -769,7 +783,11 @@ impl Runtime {
         if failures > retries {
             let reason = format!("the worker failed {failures} times in a row");
             self.note(&format!("giving up: {reason} (last code {code})"));
-            self.fire(Occasion::GiveUp, &reason);
+            self.fire(&Occurrence {
+                occasion: Occasion::GiveUp,
+                reason: &reason,
+                ..*failed
+            });
             return self.end(Phase::GaveUp { reason }, exit_code);
         }
         self.note(&format!(

@@ -30,7 +30,7 @@ pub mod sdk;
 mod service;
 
 pub use abi::{BackendError, BackendInfo, BackendModuleRef, ErrorKind, ServiceSpec};
-pub use service::{ServiceDescription, UNIX_SYSTEM_DIRS};
+pub use service::{ServiceDescription, ServiceExtra, UNIX_SYSTEM_DIRS};
 
 /// Re-exported so backends and the host use the same abi_stable.
 pub use abi_stable;

@@ -52,6 +52,16 @@ pub enum Change {
     Remove { path: PathBuf },
     /// Runs a program; `argv[0]` is the program as the backend names it.
     Run { argv: Vec<String> },
+    /// Makes `link` a symbolic link to `target`, replacing what is at `link`. Like
+    /// `StartDetached`, newer than the others: a host from before them cannot show a dry run
+    /// holding one (it says the backend answered an invalid dry run).
+    Symlink { link: PathBuf, target: PathBuf },
+    /// Starts a program that outlives the operation, in a session of its own, with `env` added
+    /// to its environment.
+    StartDetached {
+        argv: Vec<String>,
+        env: Vec<(String, String)>,
+    },
 }
 
 /// The answer of [`DOCTOR`].

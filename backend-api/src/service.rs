@@ -1,5 +1,6 @@
 //! The service description in plain Rust types, and its conversion to and from the
-//! frozen [`ServiceSpec`] that crosses the boundary.
+//! frozen [`ServiceSpec`] that crosses the boundary; and [`ServiceExtra`], what the host adds
+//! to it through the spec's `extra` JSON, the one part of the spec that grows within 1.x.
 //!
 //! The host builds it once (program path from `current_exe`, environment, sygen home) so that
 //! every backend describes the same service and none rediscovers the binary.
@@ -7,6 +8,7 @@
 use std::path::PathBuf;
 
 use abi_stable::std_types::{RString, RVec, Tuple2};
+use serde::{Deserialize, Serialize};
 
 use crate::abi::ServiceSpec;
 
@@ -118,9 +120,93 @@ impl ServiceDescription {
     }
 }
 
+/// What the host adds to the description for one backend, as the JSON object in
+/// [`ServiceSpec::extra`]. Every field may be missing: a host older than the field does not
+/// send it, and a backend older than the field ignores it. A backend reads it through
+/// [`crate::sdk::Context`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceExtra {
+    /// The backend's `[backends.<name>]` table of config.toml, as JSON.
+    #[serde(default)]
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The configuration file those settings come from, for errors to name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_file: Option<PathBuf>,
+}
+
+impl ServiceExtra {
+    /// What `spec` carries; nothing, when its `extra` is not such an object.
+    pub fn of(spec: &ServiceSpec) -> Self {
+        serde_json::from_str(spec.extra.as_str()).unwrap_or_default()
+    }
+
+    /// The JSON for [`ServiceSpec::extra`].
+    pub fn to_json(&self) -> String {
+        let mut sendable = self.clone();
+        // JSON holds only text: a configuration file whose path is not UTF-8 is left out, not
+        // the settings with it. Nothing else can fail to serialize.
+        sendable.config_file = sendable.config_file.filter(|path| path.to_str().is_some());
+        serde_json::to_string(&sendable).unwrap_or_default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extra_round_trips_and_anything_else_is_nothing() {
+        let mut spec = ServiceDescription::for_test(std::path::Path::new("/h")).to_spec();
+        let extra = ServiceExtra {
+            settings: serde_json::json!({ "dir": "/srv/x", "n": 3 })
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+            config_file: Some("/h/my home/.sygen/config.toml".into()),
+        };
+        spec.extra = extra.to_json().as_str().into();
+        assert_eq!(ServiceExtra::of(&spec), extra);
+        // As a host from before `config_file` sends it.
+        spec.extra = r#"{"settings":{"dir":"/srv/x","n":3}}"#.into();
+        assert_eq!(
+            ServiceExtra::of(&spec),
+            ServiceExtra {
+                config_file: None,
+                ..extra
+            }
+        );
+        for nothing in ["{}", "", "[1]", r#"{"settings":3}"#] {
+            spec.extra = nothing.into();
+            assert_eq!(
+                ServiceExtra::of(&spec),
+                ServiceExtra::default(),
+                "{nothing}"
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_config_file_that_is_not_text_is_left_out_and_the_settings_kept() {
+        use std::os::unix::ffi::OsStrExt;
+        let settings = serde_json::json!({ "dir": "/srv/x" })
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        let extra = ServiceExtra {
+            settings: settings.clone(),
+            config_file: Some(std::ffi::OsStr::from_bytes(b"/h/\xff/config.toml").into()),
+        };
+        let mut spec = ServiceDescription::for_test(std::path::Path::new("/h")).to_spec();
+        spec.extra = extra.to_json().as_str().into();
+        assert_eq!(
+            ServiceExtra::of(&spec),
+            ServiceExtra {
+                settings,
+                config_file: None
+            }
+        );
+    }
 
     #[test]
     fn round_trips_through_the_boundary_type() {

@@ -289,17 +289,23 @@ impl Config {
     /// What the configuration of `home` says about backends. One that does not parse is said
     /// once and says nothing: finding a backend must work to repair the service.
     pub fn backend_preferences(home: &Path) -> Preferences {
-        match Self::of_home(home) {
+        let config_file = home::config_file(home);
+        match Self::load(&config_file) {
             Ok(config) => Preferences {
                 backend: config.backend,
                 settings: config.backends,
+                config_file,
             },
             Err(failure) => {
                 eprintln!(
                     "warning: {} (backends are chosen and run without it)",
                     exit::one_line(&failure.message)
                 );
-                Preferences::default()
+                Preferences {
+                    backend: None,
+                    settings: Default::default(),
+                    config_file,
+                }
             }
         }
     }

@@ -1,7 +1,9 @@
-//! The backend author kit as a third party meets it: the template, copied out of this
-//! repository, builds against `sygen-backend-api` as packaged for crates.io, and sygen finds
-//! and loads it; made into a real backend over a small supervisor, it passes the conformance
-//! suite in its own `cargo test`, and sygen runs the service through it.
+//! The backend author kit as a third party meets it: the template, written out of the guide
+//! in `sygen-backend-api` as packaged for crates.io (the one place an author finds it), builds
+//! against that package, and sygen finds and loads it and shows its dry run; made into a real
+//! backend over a small supervisor, it passes the conformance suite in its own `cargo test`,
+//! and sygen runs the service through it. And what the guide says of developing next to
+//! `trusted-keys` and of subscribing to a channel holds.
 
 use std::{
     fs,
@@ -11,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::support::{self, artifacts, Outcome, User};
+use crate::support::{self, User};
 
 /// `sygen-backend-api` as it would be published, unpacked in `outside`, where no path leads
 /// into this checkout: answers its directory.
@@ -35,7 +37,7 @@ fn packaged_api(outside: &Path) -> PathBuf {
         "{}",
         String::from_utf8_lossy(&packaged.stderr)
     );
-    let archive = outside.join("target/package/sygen-backend-api-1.1.0.crate");
+    let archive = outside.join("target/package/sygen-backend-api-1.2.0.crate");
     let unpacked = Command::new("tar")
         .arg("xzf")
         .arg(&archive)
@@ -44,11 +46,96 @@ fn packaged_api(outside: &Path) -> PathBuf {
         .status()
         .unwrap();
     assert!(unpacked.success());
-    outside.join("sygen-backend-api-1.1.0")
+    outside.join("sygen-backend-api-1.2.0")
+}
+
+/// The template's files as the guide gives them: under its heading "The template, file by
+/// file", each "### `<path>`" and the fenced block after it.
+fn template_in(guide: &str) -> Vec<(PathBuf, String)> {
+    let mut lines = guide
+        .lines()
+        .skip_while(|line| *line != "## The template, file by file")
+        .skip(1);
+    let mut files = Vec::new();
+    let mut path = None;
+    while let Some(line) = lines.next() {
+        if line.starts_with("## ") {
+            break;
+        }
+        if let Some(name) = line.strip_prefix("### `").and_then(|l| l.strip_suffix('`')) {
+            path = Some(PathBuf::from(name));
+        } else if line.starts_with("```") {
+            let content: String = lines
+                .by_ref()
+                .take_while(|line| *line != "```")
+                .map(|line| format!("{line}\n"))
+                .collect();
+            files.push((
+                path.take().expect("a file's heading before its block"),
+                content,
+            ));
+        }
+    }
+    assert!(!files.is_empty(), "the guide holds no template");
+    files
+}
+
+/// The template as an author starts from it: written out of the guide in the unpacked crate
+/// `api` into `outside/template`; answers that directory.
+fn template_from_packaged_guide(api: &Path, outside: &Path) -> PathBuf {
+    let guide = fs::read_to_string(api.join("WRITING-A-BACKEND.md")).unwrap();
+    let template = outside.join("template");
+    for (path, content) in template_in(&guide) {
+        let file = template.join(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(file, content).unwrap();
+    }
+    template
+}
+
+/// The files under `dir` that are not build output, relative to it.
+fn source_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).unwrap().map(Result::unwrap) {
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            if entry.file_name() != "target" {
+                files.extend(
+                    source_files(&path)
+                        .into_iter()
+                        .map(|f| Path::new(&entry.file_name()).join(f)),
+                );
+            }
+        } else if entry.file_name() != "Cargo.lock" {
+            files.push(PathBuf::from(entry.file_name()));
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn the_guide_holds_the_template_of_the_repository_file_for_file() {
+    let repository = support::repository();
+    let guide = fs::read_to_string(repository.join("backend-api/WRITING-A-BACKEND.md")).unwrap();
+    let template = repository.join("backend-api/template");
+    let in_guide = template_in(&guide);
+    let paths: Vec<PathBuf> = in_guide.iter().map(|(path, _)| path.clone()).collect();
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(sorted, source_files(&template));
+    for (path, content) in in_guide {
+        let file = fs::read_to_string(template.join(&path)).unwrap();
+        assert!(
+            file == content,
+            "{} differs from the guide's: make the guide's copy the file again",
+            path.display()
+        );
+    }
 }
 
 /// The template's manifest as an author copies it (its one dependency is
-/// `sygen-backend-api = "1.1"`), with the unpacked crate standing in for crates.io.
+/// `sygen-backend-api = "1.2"`), with the unpacked crate standing in for crates.io.
 fn use_packaged_api(copy: &Path, api: &Path) -> String {
     let manifest = copy.join("Cargo.toml");
     let text = fs::read_to_string(&manifest).unwrap();
@@ -57,7 +144,7 @@ fn use_packaged_api(copy: &Path, api: &Path) -> String {
         .nth(1)
         .and_then(|rest| rest.split("[dev-dependencies]").next())
         .unwrap_or_default();
-    assert_eq!(dependencies.trim(), "sygen-backend-api = \"1.1\"", "{text}");
+    assert_eq!(dependencies.trim(), "sygen-backend-api = \"1.2\"", "{text}");
     format!(
         "{text}\n[patch.crates-io]\nsygen-backend-api = {{ path = {:?} }}\n",
         api.display().to_string()
@@ -65,36 +152,30 @@ fn use_packaged_api(copy: &Path, api: &Path) -> String {
 }
 
 #[test]
-fn the_template_builds_against_the_packaged_crate_outside_the_repository_and_is_listed() {
+fn the_template_from_the_packaged_guide_builds_against_the_packaged_crate_and_sygen_shows_it() {
     let outside = tempfile::tempdir().unwrap();
     let api = packaged_api(outside.path());
+    let template = template_from_packaged_guide(&api, outside.path());
     let patch = |copy: &Path| {
         let manifest = use_packaged_api(copy, &api);
         fs::write(copy.join("Cargo.toml"), manifest).unwrap();
     };
-    let built = support::build_out_of_tree("backend-api/template", patch);
-    // Its own unit test, with a test context from the SDK, passes there too, and its
+    let built = support::build_out_of_tree(&template, patch);
+    // Its own unit tests, with a test context from the SDK, pass there too, and its
     // conformance test is there, waiting for a service manager.
-    let (_, tests) = support::cargo_out_of_tree("backend-api/template", patch, &["test"], &[]);
+    let (_, tests) = support::cargo_out_of_tree(&template, patch, &["test"], &[]);
+    assert!(tests.contains("test result: ok. 2 passed"), "{tests}");
     assert!(
         tests.contains("test behaves_as_sygen_expects ... ignored"),
         "{tests}"
     );
 
-    let home = tempfile::tempdir().unwrap();
-    let backends = home.path().join(".sygen/backends");
+    let user = User::new();
+    let backends = user.sygen_home().join("backends");
     fs::create_dir_all(&backends).unwrap();
-    fs::copy(
-        built.join("libsygen_example.so"),
-        backends.join("libsygen_example.so"),
-    )
-    .unwrap();
-    let listing = Outcome::from(
-        support::in_home(&mut Command::new(artifacts().join("sygen")), home.path())
-            .args(["service", "backends", "--json"])
-            .output()
-            .unwrap(),
-    );
+    let library = backends.join("libsygen_example.so");
+    fs::copy(built.join("libsygen_example.so"), &library).unwrap();
+    let listing = user.run(&["service", "backends", "--json"]);
     let report: serde_json::Value = serde_json::from_str(listing.succeeds()).unwrap();
     let example = report["backends"]
         .as_array()
@@ -104,12 +185,62 @@ fn the_template_builds_against_the_packaged_crate_outside_the_repository_and_is_
         .unwrap_or_else(|| panic!("example not listed: {}", listing.stdout));
     assert_eq!(example["loaded"], true);
     assert_eq!(example["version"], "0.1.0");
-    assert_eq!(example["api_version"], "1.1.0");
+    assert_eq!(example["api_version"], "1.2.0");
     assert_eq!(example["available"], false);
     assert!(example["path"]
         .as_str()
         .unwrap()
         .starts_with(backends.to_str().unwrap()));
+
+    // Its install, shown exactly and not made: the definition, the link that enables it and
+    // the supervisor started detached, in the directory its settings name.
+    let dir = outside.path().join("supervisor");
+    let config = user.sygen_home().join("config.toml");
+    fs::write(
+        &config,
+        format!(
+            "[backends.example]\ndir = {:?}\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    let dry_run = |user: &User| {
+        user.run(&[
+            "--backend",
+            library.to_str().unwrap(),
+            "service",
+            "install",
+            "--dry-run",
+        ])
+    };
+    let shown = dry_run(&user);
+    let (available, enabled) = (
+        dir.join("available/sygen.conf"),
+        dir.join("enabled/sygen.conf"),
+    );
+    assert_eq!(
+        support::dry_run_lines(shown.succeeds()),
+        [
+            format!("would write {} (utf-8, mode 0644):", available.display()),
+            format!(
+                "would link {} to {}",
+                enabled.display(),
+                available.display()
+            ),
+            format!("would start, detached: example-supervise {}", dir.display()),
+            "dry run: nothing was changed".to_owned(),
+        ]
+    );
+    assert!(!dir.exists());
+    // A setting of the wrong kind is named with the file it is in.
+    fs::write(&config, "[backends.example]\ndir = 3\n").unwrap();
+    dry_run(&user).fails_with(
+        1,
+        &format!(
+            "example backend 0.1.0: `dir` in [backends.example] of {} is 3, not a path",
+            config.display()
+        ),
+    );
 }
 
 /// A tinysup daemon in `dir`, ended when dropped.
@@ -155,7 +286,9 @@ fn an_outside_authors_backend_over_a_small_supervisor_passes_its_own_conformance
         .unwrap();
     assert!(compiled.success());
 
-    // The template, copied out and made real: renamed, its source replaced by the author's.
+    // The template, written out of the packaged guide and made real: renamed, its source
+    // replaced by the author's.
+    let template = template_from_packaged_guide(&api, outside.path());
     let make_real = |copy: &Path| {
         let manifest = use_packaged_api(copy, &api)
             .replace("name = \"sygen-example\"", "name = \"sygen-tinysup\"")
@@ -170,7 +303,7 @@ fn an_outside_authors_backend_over_a_small_supervisor_passes_its_own_conformance
         }
     };
     let (built, tests) = support::cargo_out_of_tree(
-        "backend-api/template",
+        &template,
         make_real,
         &["test", "--", "--nocapture"],
         &[("TINYSUP", &tinysup)],
@@ -255,7 +388,7 @@ fn an_outside_authors_backend_over_a_small_supervisor_passes_its_own_conformance
     );
     assert!(!dir.join("programs/sygen.conf").exists());
 
-    // A setting of the wrong kind is named by the backend, in doctor.
+    // A setting of the wrong kind is named by the backend, with its file, in doctor.
     let chosen = fs::read_to_string(&config).unwrap();
     fs::write(
         &config,
@@ -264,12 +397,108 @@ fn an_outside_authors_backend_over_a_small_supervisor_passes_its_own_conformance
     .unwrap();
     let doctor = user.run(&["doctor"]);
     assert!(
-        doctor
-            .stdout
-            .contains("`dir` in [backends.tinysup] of config.toml is 3, not a path"),
+        doctor.stdout.contains(&format!(
+            "`dir` in [backends.tinysup] of {} is 3, not a path",
+            config.display()
+        )),
         "{}",
         doctor.stdout
     );
+}
+
+#[test]
+fn next_to_trusted_keys_a_signed_dev_build_loads_and_a_mirror_updates_a_backend_once_named() {
+    let user = User::new();
+    let dev = tempfile::tempdir().unwrap();
+    // The author's key for development, trusted where they try their backend.
+    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let key = dev.path().join("dev.key");
+    fs::write(&key, pair.sk.to_box(None).unwrap().to_string()).unwrap();
+    let keys = user.sygen_home().join("trusted-keys");
+    fs::create_dir_all(&keys).unwrap();
+    fs::write(keys.join("dev.pub"), pair.pk.to_box().unwrap().to_string()).unwrap();
+
+    // A fresh build is refused by --backend, and loads with --allow-unsigned, warned about.
+    let build = dev.path().join("libsygen_versioned.so");
+    fs::copy(support::library("versioned_1"), &build).unwrap();
+    let named = |before: &[&str], command: &[&str]| {
+        let mut args = before.to_vec();
+        args.extend(["--backend", build.to_str().unwrap()]);
+        args.extend(command);
+        user.run(&args)
+    };
+    named(&[], &["service", "status"]).fails_with(4, "it has no signature");
+    let allowed = named(&["--allow-unsigned"], &["service", "backends", "--json"]);
+    allowed.succeeds();
+    assert!(
+        allowed.stderr.starts_with(&format!(
+            "warning: loading {} although it has no signature",
+            build.display()
+        )),
+        "{}",
+        allowed.stderr
+    );
+
+    // Signed with publish, into a manifest beside it, it loads as it is: no warning for it.
+    let manifest = dev.path().join("stable.json");
+    let published = user.run(&[
+        "service",
+        "backend",
+        "publish",
+        build.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--url",
+        "libsygen_versioned.so",
+        "--manifest",
+        manifest.to_str().unwrap(),
+    ]);
+    published.succeeds();
+    let signed = named(&[], &["service", "backends", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(signed.succeeds()).unwrap();
+    assert_eq!(report["backends"][0]["path"], build.to_str().unwrap());
+    assert_eq!(report["backends"][0]["loaded"], true, "{report}");
+    assert!(
+        !signed.stderr.contains(build.to_str().unwrap()),
+        "{}",
+        signed.stderr
+    );
+
+    // That directory is a file:// mirror. Updating takes installed backends only, and a copy
+    // put in backends/ by hand is none: named, it is installed.
+    let backends = user.sygen_home().join("backends");
+    fs::create_dir_all(&backends).unwrap();
+    fs::copy(&build, backends.join("libsygen_versioned.so")).unwrap();
+    let channel = format!("file://{}", manifest.display());
+    let update = |names: &[&str]| {
+        let mut args = vec!["service", "backend", "update", "--channel", &channel];
+        args.extend(names);
+        user.run(&args)
+    };
+    assert_eq!(
+        update(&[]).succeeds(),
+        "the stable channel offers no backend installed here\n"
+    );
+    let installed = update(&["versioned"]);
+    assert!(
+        installed
+            .succeeds()
+            .contains("installed the versioned backend 1.0.0"),
+        "{}",
+        installed.stdout
+    );
+    assert!(
+        update(&[])
+            .succeeds()
+            .contains("every backend is up to date with the stable channel"),
+        "{}",
+        installed.stdout
+    );
+
+    // Plain HTTP is refused, however local the server.
+    let plain = "http://127.0.0.1:8000/stable.json";
+    user.run(&["service", "backend", "update", "--channel", plain])
+        .fails_with(1, &format!("refusing {plain}: http is not HTTPS"));
 }
 
 #[test]

@@ -90,7 +90,7 @@ fn backends_json_has_the_documented_shape() {
         assert_eq!(keys, documented);
         assert_eq!(backend["loaded"], true);
         assert_eq!(backend["version"], "0.1.0");
-        assert_eq!(backend["api_version"], "1.1.0");
+        assert_eq!(backend["api_version"], "1.2.0");
         assert_eq!(backend["selected"], backend["name"] == "systemd");
     }
 }

@@ -24,8 +24,8 @@ use super::{Action, Question, Report, Subject};
 use crate::{
     abi::{self, ConsoleSink_TO},
     sdk::Captured,
-    BackendError, BackendInfo, BackendModuleRef, ErrorKind, ServiceDescription, ServiceSpec,
-    UNIX_SYSTEM_DIRS,
+    BackendError, BackendInfo, BackendModuleRef, ErrorKind, ServiceDescription, ServiceExtra,
+    ServiceSpec, UNIX_SYSTEM_DIRS,
 };
 
 /// How long one call may take before the check fails (sygen's own limit for changes).
@@ -144,7 +144,11 @@ impl Conformance {
         let subject = Loaded {
             module,
             path,
-            extra: serde_json::json!({ "settings": self.settings }).to_string(),
+            extra: ServiceExtra {
+                settings: self.settings,
+                config_file: None,
+            }
+            .to_json(),
         };
         Ok(super::run(&subject, &super::sandboxed(service, home)))
     }

@@ -29,10 +29,20 @@ use crate::{BackendError, BackendInfo, ErrorKind, ServiceDescription, ServiceSpe
 /// The sandboxed service's name and launchd label.
 pub const NAME: &str = "sygen-conformance";
 pub const LABEL: &str = "dev.sygen.conformance";
-/// How long a service may take to reach the state asked for.
-const SETTLE: Duration = Duration::from_secs(15);
-/// Longer than any shipped backend's restart delay (systemd's RestartSec=5).
-const NO_RESPAWN_WATCH: Duration = Duration::from_secs(7);
+/// How long the suite waits for the service.
+#[derive(Clone, Copy, Debug)]
+struct Timing {
+    /// How long a service may take to reach the state asked for.
+    settle: Duration,
+    /// How long a stopped service is watched for a restart: longer than any shipped backend's
+    /// restart delay (systemd's RestartSec=5).
+    respawn_watch: Duration,
+}
+
+const TIMING: Timing = Timing {
+    settle: Duration::from_secs(15),
+    respawn_watch: Duration::from_secs(7),
+};
 /// "Quickly", for `is_service_available`.
 const AVAILABLE_WITHIN: Duration = Duration::from_secs(5);
 
@@ -153,6 +163,7 @@ impl fmt::Display for Report {
 struct Run<'a> {
     subject: &'a dyn Subject,
     spec: ServiceSpec,
+    timing: Timing,
     rows: Vec<(&'static str, Outcome)>,
     /// Set once a check leaves the service in a state the later ones cannot build on.
     stopped: bool,
@@ -203,15 +214,28 @@ impl Run<'_> {
         self.ask(question).0.map_err(|e| e.message.into())
     }
 
-    /// Asks `is_service_running` until it answers `wanted`.
+    /// Asks `is_service_running` until it answers `wanted`; the failure says what the answer
+    /// must mean, which is where backends for supervisors that report state as text go wrong.
     fn wait_running(&mut self, wanted: bool) -> Result<Duration, String> {
         let started = Instant::now();
         while self.yes(Question::Running)? != wanted {
-            if started.elapsed() > SETTLE {
+            if started.elapsed() > self.timing.settle {
+                let settle = self.timing.settle.as_secs();
+                let meaning = if wanted {
+                    format!(
+                        "true once the service manager reports the process up; with a \
+                         supervisor that has no failed state, up longer than a short uptime \
+                         threshold, well under {settle}s"
+                    )
+                } else {
+                    "false while the process is down or waiting to be started again: starting, \
+                     back-off and restart delays count as not running"
+                        .to_owned()
+                };
                 return Err(format!(
-                    "is_service_running still answered {} after {}s",
+                    "is_service_running still answered {} after {settle}s (it must answer \
+                     {meaning})",
                     !wanted,
-                    SETTLE.as_secs()
                 ));
             }
             thread::sleep(Duration::from_millis(200));
@@ -296,6 +320,7 @@ pub fn run(subject: &dyn Subject, service: &ServiceDescription) -> Report {
     let mut run = Run {
         subject,
         spec: service.to_spec(),
+        timing: TIMING,
         rows: Vec::new(),
         stopped: false,
         panics: Vec::new(),
@@ -402,17 +427,16 @@ fn reinstall(r: &mut Run) -> Result<String, String> {
 fn stop(r: &mut Run) -> Result<String, String> {
     r.expect_ok("stop", Action::Stop)?;
     r.wait_running(false)?;
-    thread::sleep(NO_RESPAWN_WATCH);
+    let watch = r.timing.respawn_watch.as_secs();
+    thread::sleep(r.timing.respawn_watch);
     if r.yes(Question::Running)? {
         return Err(format!(
-            "running again {}s after stop",
-            NO_RESPAWN_WATCH.as_secs()
+            "running again {watch}s after stop (a stopped service stays down until the next \
+             start: a supervisor that restarts whatever exits must be told it is down, not \
+             just have its process ended)"
         ));
     }
-    Ok(format!(
-        "still stopped {}s later",
-        NO_RESPAWN_WATCH.as_secs()
-    ))
+    Ok(format!("still stopped {watch}s later"))
 }
 
 fn start(r: &mut Run) -> Result<String, String> {
@@ -432,7 +456,7 @@ fn status(r: &mut Run) -> Result<String, String> {
 /// Waits for the service's first heartbeat in its log, then asks for the logs.
 fn logs(r: &mut Run, logs_dir: &Path) -> Result<String, String> {
     let agent_log = logs_dir.join("agent.log");
-    let deadline = Instant::now() + SETTLE;
+    let deadline = Instant::now() + r.timing.settle;
     while !std::fs::read_to_string(&agent_log).is_ok_and(|l| l.contains("heartbeat")) {
         if Instant::now() > deadline {
             return Err(format!(
@@ -503,5 +527,109 @@ impl UserHome {
             .difference(&self.files_before)
             .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A backend whose service runs as `running` says for the n-th question whether it runs,
+    /// whatever it is asked to do.
+    struct Scripted {
+        running: fn(usize) -> bool,
+        asked: AtomicUsize,
+    }
+
+    impl Scripted {
+        fn new(running: fn(usize) -> bool) -> Self {
+            Self {
+                running,
+                asked: AtomicUsize::new(0),
+            }
+        }
+    }
+
+    impl Subject for Scripted {
+        fn info(&self) -> BackendInfo {
+            BackendInfo {
+                name: "scripted".into(),
+                version: "0.1.0".into(),
+                platform: "linux".into(),
+                description: "runs as its script says".into(),
+                api_version: "1.2.0".into(),
+            }
+        }
+        fn path(&self) -> &Path {
+            Path::new("libsygen_scripted.so")
+        }
+        fn ask(&self, question: Question, _: &ServiceSpec) -> (Result<bool, BackendError>, String) {
+            let running = question == Question::Running
+                && (self.running)(self.asked.fetch_add(1, Ordering::SeqCst));
+            (Ok(running), String::new())
+        }
+        fn act(&self, _: Action, _: &ServiceSpec) -> (Result<(), BackendError>, String) {
+            (Ok(()), String::new())
+        }
+    }
+
+    fn run_on(subject: &Scripted) -> Run<'_> {
+        Run {
+            subject,
+            spec: ServiceDescription::for_test(Path::new("/h")).to_spec(),
+            timing: Timing {
+                settle: Duration::from_millis(300),
+                respawn_watch: Duration::from_millis(50),
+            },
+            rows: Vec::new(),
+            stopped: false,
+            panics: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_service_never_running_is_told_what_running_means_on_a_supervisor() {
+        let never = Scripted::new(|_| false);
+        let why = run_on(&never).wait_running(true).unwrap_err();
+        assert!(
+            why.starts_with(
+                "is_service_running still answered false after 0s (it must answer true once \
+                 the service manager reports the process up; with a supervisor that has no \
+                 failed state, up longer than a short uptime threshold"
+            ),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_service_always_running_is_told_that_back_off_is_not_running() {
+        let always = Scripted::new(|_| true);
+        let why = run_on(&always).wait_running(false).unwrap_err();
+        assert!(
+            why.ends_with(
+                "(it must answer false while the process is down or waiting to be started \
+                 again: starting, back-off and restart delays count as not running)"
+            ),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn a_service_restarted_after_stop_is_told_to_tell_the_supervisor() {
+        // Down when stopped, up again when asked after the watch.
+        let respawned = Scripted::new(|asked| asked > 0);
+        let why = stop(&mut run_on(&respawned)).unwrap_err();
+        assert!(
+            why.starts_with("running again 0s after stop (a stopped service stays down")
+                && why.contains("must be told it is down"),
+            "{why}"
+        );
+        let stays_down = Scripted::new(|_| false);
+        assert_eq!(
+            stop(&mut run_on(&stays_down)),
+            Ok("still stopped 0s later".into())
+        );
     }
 }

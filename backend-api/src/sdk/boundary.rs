@@ -20,7 +20,7 @@ use crate::{
     methods::{
         Doctor, Survival, SurvivalQuery, DOCTOR, INSTALL_DRY_RUN, SURVIVAL, UNINSTALL_DRY_RUN,
     },
-    ServiceDescription,
+    ServiceDescription, ServiceExtra,
 };
 
 thread_local! {
@@ -99,26 +99,21 @@ fn run_in<B: Backend, T>(
     let dispatch = forward::dispatch(host_console);
     tracing::dispatcher::with_default(&dispatch, || {
         contain(|| {
+            let service = ServiceDescription::from_spec(spec);
+            let extra = ServiceExtra::of(spec);
             let cx = Context {
-                service: ServiceDescription::from_spec(spec),
+                // A host that does not say reads only the sygen home's config.toml.
+                config_file: extra
+                    .config_file
+                    .unwrap_or_else(|| service.home.join("config.toml")),
+                service,
                 console,
                 changes,
-                settings: settings(spec),
+                settings: extra.settings,
             };
             operation(&B::default(), &cx)
         })
     })
-}
-
-/// The backend's settings, which the host puts in the description's `extra` as `settings`.
-fn settings(spec: &ServiceSpec) -> serde_json::Map<String, serde_json::Value> {
-    serde_json::from_str::<serde_json::Value>(spec.extra.as_str())
-        .ok()
-        .and_then(|extra| match extra.get("settings") {
-            Some(serde_json::Value::Object(settings)) => Some(settings.clone()),
-            _ => None,
-        })
-        .unwrap_or_default()
 }
 
 /// Runs install or uninstall with changes recorded, not made, and answers them as JSON. What

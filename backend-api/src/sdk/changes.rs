@@ -10,7 +10,10 @@ use std::{
     sync::{Mutex, MutexGuard},
 };
 
-use super::{command, Error, Result};
+use super::{
+    command::{self, Invocation},
+    Error, Result,
+};
 use crate::methods::{Change, DryRun};
 
 /// Makes changes, or in a dry run, records them.
@@ -67,6 +70,26 @@ impl Changes {
         std::fs::remove_file(path).map_err(|e| Error::io(format!("removing {}", path.display()), e))
     }
 
+    /// Makes `link` a symbolic link to `target` (a relative `target` is relative to the link's
+    /// directory), replacing what was at `link` atomically (see [`super::fs::symlink_atomic`]):
+    /// how a supervisor that runs whatever is linked into a directory it scans is told to run a
+    /// service. [`Changes::remove_file`] removes the link.
+    pub fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
+        if let Some(mut recorded) = self.recorded() {
+            recorded.push(Change::Symlink {
+                link: link.to_owned(),
+                target: target.to_owned(),
+            });
+            return Ok(());
+        }
+        super::fs::symlink_atomic(target, link).map_err(|e| {
+            Error::io(
+                format!("linking {} to {}", link.display(), target.display()),
+                e,
+            )
+        })
+    }
+
     /// Creates `dir` and its parents. Not recorded: a dry run lists files and commands.
     pub fn create_dir_all(&self, dir: &Path) -> Result<()> {
         if !self.is_live() {
@@ -98,21 +121,37 @@ impl Changes {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
+        let invocation = Invocation::new(program).args(args);
         let Some(mut recorded) = self.recorded() else {
-            return command::run(program, args);
+            return invocation.run();
         };
-        let argv = std::iter::once(program.to_owned())
-            .chain(
-                args.into_iter()
-                    .map(|arg| arg.as_ref().to_string_lossy().into_owned()),
-            )
-            .collect();
-        recorded.push(Change::Run { argv });
+        recorded.push(Change::Run {
+            argv: invocation.argv(),
+        });
         Ok(command::Output {
             code: Some(0),
             stdout: String::new(),
             stderr: String::new(),
         })
+    }
+
+    /// Starts a program that outlives the operation: a supervisor the service manager needs
+    /// (a per-user `runsvdir`, say) when it is not running yet. It runs in a session of its
+    /// own (on Windows: detached from the console, in a process group of its own), from `/`,
+    /// with its standard streams on the null device, so it outlives the call, the terminal
+    /// sygen ran in and sygen itself, and holds none of them (a pipe reading sygen's output
+    /// still ends when sygen does). Its own output goes nowhere: give it a log file if it
+    /// takes one. Succeeds once it has started; whether it then does its job is for the
+    /// backend to ask, as of any service manager.
+    pub fn start_detached(&self, invocation: &Invocation) -> Result<()> {
+        if let Some(mut recorded) = self.recorded() {
+            recorded.push(Change::StartDetached {
+                argv: invocation.argv(),
+                env: invocation.env_vars(),
+            });
+            return Ok(());
+        }
+        invocation.start_detached()
     }
 
     /// What was recorded (empty when live).
@@ -158,8 +197,16 @@ mod tests {
         changes.remove_file(&dir.path().join("missing")).unwrap();
         let output = changes.run("sh", ["-c", "touch should-not-exist"]).unwrap();
         assert!(output.success());
+        let link = dir.path().join("enabled/unit");
+        changes.symlink(Path::new("../sub/unit"), &link).unwrap();
+        let supervisor = Invocation::new("sh")
+            .args(["-c", "touch should-not-exist-either"])
+            .env("SVDIR", "/home/a b/service");
+        changes.start_detached(&supervisor).unwrap();
         assert!(!dir.path().join("sub").exists());
         assert!(!Path::new("should-not-exist").exists());
+        assert!(link.symlink_metadata().is_err());
+        assert!(!Path::new("should-not-exist-either").exists());
         assert_eq!(
             changes.recorded_changes().changes,
             vec![
@@ -175,7 +222,45 @@ mod tests {
                 Change::Run {
                     argv: vec!["sh".into(), "-c".into(), "touch should-not-exist".into()]
                 },
+                Change::Symlink {
+                    link,
+                    target: "../sub/unit".into()
+                },
+                Change::StartDetached {
+                    argv: vec![
+                        "sh".into(),
+                        "-c".into(),
+                        "touch should-not-exist-either".into()
+                    ],
+                    env: vec![("SVDIR".into(), "/home/a b/service".into())]
+                },
             ]
+        );
+    }
+
+    #[test]
+    fn new_changes_are_tagged_as_their_own_actions() {
+        let changes = [
+            Change::Symlink {
+                link: "/s/enabled/sygen".into(),
+                target: "/s/available/sygen".into(),
+            },
+            Change::StartDetached {
+                argv: vec!["runsvdir".into(), "/s".into()],
+                env: vec![("A".into(), "b".into())],
+            },
+        ];
+        let json = serde_json::to_value(&changes).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                { "action": "symlink", "link": "/s/enabled/sygen", "target": "/s/available/sygen" },
+                { "action": "start_detached", "argv": ["runsvdir", "/s"], "env": [["A", "b"]] },
+            ])
+        );
+        assert_eq!(
+            serde_json::from_value::<Vec<Change>>(json).unwrap(),
+            changes
         );
     }
 
@@ -187,6 +272,13 @@ mod tests {
         changes.write(&file, b"x", None).unwrap();
         assert_eq!(std::fs::read(&file).unwrap(), b"x");
         assert_eq!(changes.run("sh", ["-c", "exit 3"]).unwrap().code, Some(3));
+        #[cfg(unix)]
+        {
+            let link = dir.path().join("a/b/link");
+            changes.symlink(Path::new("unit"), &link).unwrap();
+            assert_eq!(std::fs::read(&link).unwrap(), b"x");
+            changes.remove_file(&link).unwrap();
+        }
         changes.remove_file(&file).unwrap();
         changes.remove_empty_dirs(&dir.path().join("a/b"), dir.path());
         assert!(!dir.path().join("a").exists());

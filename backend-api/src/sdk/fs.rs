@@ -1,6 +1,6 @@
-//! File helpers: write a definition file so it is either old or new, never half-written,
-//! read the end of a log without reading the whole file, and find the user's configuration
-//! directory.
+//! File helpers: write a definition file (or point a link) so it is either old or new, never
+//! half-made, read the end of a log without reading the whole file, and find the user's
+//! configuration directory.
 
 use std::{
     ffi::OsString,
@@ -27,10 +27,7 @@ fn config_home_from(xdg_config_home: Option<OsString>, user_home: &Path) -> Path
 /// rename over the target, fsync of the directory. Creates the directory if needed.
 /// `mode` sets the Unix permission bits (ignored elsewhere).
 pub fn write_atomic(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = directory_of(path);
     fs::create_dir_all(dir)?;
     let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(contents)?;
@@ -47,6 +44,44 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: Option<u32>) -> io::Resu
     #[cfg(unix)]
     File::open(dir)?.sync_all()?;
     Ok(())
+}
+
+/// Makes `link` a symbolic link to `target` atomically: a link under a temporary name in the
+/// same directory, renamed over whatever `link` was, so a supervisor scanning the directory sees
+/// the old entry or the new one, never none. Creates the directory if needed. A relative
+/// `target` is relative to the link's directory, as with `ln -s`.
+pub fn symlink_atomic(target: &Path, link: &Path) -> io::Result<()> {
+    let dir = directory_of(link);
+    fs::create_dir_all(dir)?;
+    let temporary = tempfile::Builder::new()
+        .prefix(".tmp-link")
+        .make_in(dir, |path| symlink(target, path))?;
+    temporary.persist(link).map_err(|e| e.error)?;
+    #[cfg(unix)]
+    File::open(dir)?.sync_all()?;
+    Ok(())
+}
+
+#[cfg(unix)]
+fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// Windows tells a link to a directory from a link to a file.
+#[cfg(windows)]
+fn symlink(target: &Path, link: &Path) -> io::Result<()> {
+    if directory_of(link).join(target).is_dir() {
+        std::os::windows::fs::symlink_dir(target, link)
+    } else {
+        std::os::windows::fs::symlink_file(target, link)
+    }
+}
+
+/// The directory `path` is in (`.` for a bare name).
+fn directory_of(path: &Path) -> &Path {
+    path.parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
 }
 
 /// The last `count` lines of the file at `path`, reading backwards from the end in blocks, so
@@ -151,6 +186,22 @@ mod tests {
         let file = file_with(format!("{}\n", lines.join("\n")).as_bytes());
         assert_eq!(tail_lines(file.path(), 30_000).unwrap(), lines[20_000..]);
         assert_eq!(tail_lines(file.path(), 1).unwrap(), ["line 49999"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_atomically_replacing_a_link_and_creates_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = dir.path().join("enabled dir/sygen %$ü");
+        symlink_atomic(Path::new("../first"), &link).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), Path::new("../first"));
+        let second = dir.path().join("second");
+        fs::write(&second, "second").unwrap();
+        symlink_atomic(&second, &link).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), second);
+        assert_eq!(fs::read_to_string(&link).unwrap(), "second");
+        let leftovers = fs::read_dir(link.parent().unwrap()).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary link is left behind");
     }
 
     #[test]

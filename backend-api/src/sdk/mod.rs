@@ -218,6 +218,9 @@ pub struct Context {
     /// as JSON (an empty object when there is none). sygen checks only that it is a table;
     /// what its keys mean, and saying which one is wrong, is the backend's job.
     pub settings: serde_json::Map<String, serde_json::Value>,
+    /// The configuration file `settings` come from (sygen's `config.toml`): name it in an
+    /// error about a setting, so the user knows which file to fix.
+    pub config_file: PathBuf,
 }
 
 impl Context {
@@ -237,12 +240,14 @@ impl Context {
     }
 
     /// A context for a backend's own unit tests, with no host: `service` (see
-    /// [`ServiceDescription::for_test`]), a console that keeps what is written to it, and
-    /// changes recorded instead of made (`cx.changes.recorded_changes()` lists them). Queries
-    /// an operation runs through [`command::run`] still run for real.
+    /// [`ServiceDescription::for_test`]), its sygen home's `config.toml` as the configuration
+    /// file, a console that keeps what is written to it, and changes recorded instead of made
+    /// (`cx.changes.recorded_changes()` lists them). Queries an operation runs through
+    /// [`command::run`] still run for real.
     pub fn for_test(service: ServiceDescription) -> (Self, Captured) {
         let (console, captured) = Console::capture();
         let cx = Self {
+            config_file: service.home.join("config.toml"),
             service,
             console,
             changes: Changes::dry_run(),

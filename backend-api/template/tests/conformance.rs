@@ -7,6 +7,8 @@ use sygen_backend_api::conformance::Conformance;
 #[test]
 #[ignore = "needs the service manager this backend drives"]
 fn behaves_as_sygen_expects() -> Result<(), String> {
-    Conformance::of_library("sygen_example").run()?.assert_passed();
+    Conformance::of_library("sygen_example")
+        .run()?
+        .assert_passed();
     Ok(())
 }

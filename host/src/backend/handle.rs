@@ -2,9 +2,11 @@
 //! crashes reported) with the host's console, and each error comes back as the host reports
 //! it, naming the backend.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use sygen_backend_api::{abi::BackendResult, BackendError, BackendModuleRef, ServiceSpec};
+use sygen_backend_api::{
+    abi::BackendResult, BackendError, BackendModuleRef, ServiceExtra, ServiceSpec,
+};
 
 use super::{
     boundary::{self, Limit, Site},
@@ -31,7 +33,8 @@ pub struct Backend {
     pub replaces: Option<PathBuf>,
     /// Why it is the backend in use, when it is.
     pub why: Option<Why>,
-    /// The description's `extra` for this backend: its settings from config.toml.
+    /// The description's `extra` for this backend: its settings from config.toml, and where
+    /// they come from.
     extra: String,
     module: BackendModuleRef,
 }
@@ -125,7 +128,7 @@ impl Backend {
             api_version,
             replaces: None,
             why: None,
-            extra: extra_for(None),
+            extra: ServiceExtra::default().to_json(),
             module,
         }
     }
@@ -177,12 +180,14 @@ impl Backend {
         self.guarded(call, limit, move |console| operation(&spec, console))
     }
 
-    /// Gives the backend its own table of `settings` with every call from now on.
-    pub fn configure(&mut self, settings: &Settings) {
-        self.extra = extra_for(settings.get(&self.name));
+    /// Gives the backend its own table of `settings`, read from `config_file`, with every call
+    /// from now on.
+    pub fn configure(&mut self, settings: &Settings, config_file: &Path) {
+        self.extra = extra_for(settings.get(&self.name), config_file);
     }
 
-    /// `spec`, with this backend's own part of the description (its settings) in `extra`.
+    /// `spec`, with this backend's own part of the description (its settings and their file)
+    /// in `extra`.
     fn spec(&self, spec: &ServiceSpec) -> ServiceSpec {
         let mut spec = spec.clone();
         spec.extra = self.extra.as_str().into();
@@ -273,8 +278,37 @@ impl Backend {
 /// `[backends.<name>]` of config.toml, by name.
 pub type Settings = std::collections::BTreeMap<BackendName, toml::Table>;
 
-/// What the description's `extra` carries to a backend: its own settings.
-fn extra_for(settings: Option<&toml::Table>) -> String {
-    let table = settings.cloned().unwrap_or_default();
-    serde_json::json!({ "settings": table }).to_string()
+/// What the description's `extra` carries to a backend: its own settings, and the file they
+/// come from (for its errors to name).
+fn extra_for(settings: Option<&toml::Table>, config_file: &Path) -> String {
+    let settings = match settings.map(serde_json::to_value) {
+        Some(Ok(serde_json::Value::Object(table))) => table,
+        _ => serde_json::Map::new(),
+    };
+    ServiceExtra {
+        settings,
+        config_file: Some(config_file.to_owned()),
+    }
+    .to_json()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backend_gets_its_settings_and_the_file_they_come_from() {
+        let table: toml::Table = toml::from_str("dir = \"/srv/x\"\nretries = 3\n").unwrap();
+        let config = Path::new("/home/a b/.sygen/config.toml");
+        let mut spec = sygen_backend_api::ServiceDescription::for_test(Path::new("/h")).to_spec();
+        spec.extra = extra_for(Some(&table), config).as_str().into();
+        let extra = ServiceExtra::of(&spec);
+        assert_eq!(
+            serde_json::Value::Object(extra.settings),
+            serde_json::json!({ "dir": "/srv/x", "retries": 3 })
+        );
+        assert_eq!(extra.config_file.as_deref(), Some(config));
+        spec.extra = extra_for(None, config).as_str().into();
+        assert!(ServiceExtra::of(&spec).settings.is_empty());
+    }
 }

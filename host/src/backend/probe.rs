@@ -12,24 +12,23 @@ use std::{
 use sygen_backend_api::ServiceSpec;
 
 use super::{
-    boundary,
-    handle::Settings,
-    library,
+    boundary, library,
     protocol::{Answer, Message, Unanswered},
+    select::Preferences,
 };
 use crate::exit::Failure;
 
-/// Describes `files`, each configured with its `settings`; with `available`, also asks each
+/// Describes `files`, each configured as `preferences` say; with `available`, also asks each
 /// whether its service manager answers about `service`.
 pub fn describe_here(
     files: &[PathBuf],
     available: bool,
-    settings: &Settings,
+    preferences: &Preferences,
     service: Result<ServiceSpec, Failure>,
 ) -> std::io::Result<()> {
     boundary::report_as_messages();
     for file in files {
-        let answer = describe(file, available, settings, &service);
+        let answer = describe(file, available, preferences, &service);
         let json =
             serde_json::to_string(&Message::Answer(answer)).map_err(std::io::Error::other)?;
         let mut stdout = std::io::stdout().lock();
@@ -45,11 +44,11 @@ pub fn describe_here(
 fn describe(
     file: &Path,
     available: bool,
-    settings: &Settings,
+    preferences: &Preferences,
     service: &Result<ServiceSpec, Failure>,
 ) -> Answer {
     let loaded = library::load(file).map(|mut backend| {
-        backend.configure(settings);
+        backend.configure(&preferences.settings, &preferences.config_file);
         backend
     });
     let answers_available = match (&loaded, available) {

@@ -487,7 +487,7 @@ mod tests {
             version: "1.0.0".into(),
             platform: "linux".into(),
             description: String::new(),
-            api_version: "1.1.0".into(),
+            api_version: "1.2.0".into(),
         }
     }
 

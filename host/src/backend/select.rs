@@ -193,15 +193,16 @@ pub struct Survey {
     pub why: Option<Why>,
     /// The backend shipped with sygen that the one in use replaces.
     pub replaces: Option<PathBuf>,
-    settings: Settings,
+    preferences: Preferences,
 }
 
 /// What the user's configuration says about backends (see `config`): the one chosen with
-/// `backend use`, and each one's settings.
-#[derive(Clone, Debug, Default)]
+/// `backend use`, and each one's settings, with the file they are read from.
+#[derive(Clone, Debug)]
 pub struct Preferences {
     pub backend: Option<BackendName>,
     pub settings: Settings,
+    pub config_file: PathBuf,
 }
 
 /// Finds, checks and describes every backend file; with `available`, also asks each whether
@@ -239,7 +240,7 @@ pub fn survey(
         selected,
         why,
         replaces,
-        settings: preferences.settings.clone(),
+        preferences: preferences.clone(),
     }
 }
 
@@ -337,7 +338,7 @@ impl Survey {
         }
         backend.replaces = self.replaces.clone();
         backend.why = self.why;
-        backend.configure(&self.settings);
+        backend.configure(&self.preferences.settings, &self.preferences.config_file);
         Ok(backend)
     }
 }
@@ -352,7 +353,7 @@ pub fn select(
     if let Some(path) = choice.named_file() {
         let mut backend = library::load(&path).map_err(|e| e.into_failure(&path))?;
         backend.why = Some(choice.why_named());
-        backend.configure(&preferences.settings);
+        backend.configure(&preferences.settings, &preferences.config_file);
         return Ok(backend);
     }
     survey(choice, sygen_home, preferences, false).load_selected()
@@ -368,7 +369,7 @@ mod tests {
             version: version.into(),
             platform: platform.into(),
             description: String::new(),
-            api_version: "1.1.0".into(),
+            api_version: "1.2.0".into(),
         }
     }
 

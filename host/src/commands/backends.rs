@@ -340,9 +340,14 @@ pub fn publish(publication: &Publication<'_>) -> Result<()> {
 /// `backend describe [--available] <file>…`: the describing child (see `backend::probe`).
 pub fn describe(files: &[PathBuf], available: bool) -> Result<()> {
     let home = home::sygen_home()?;
-    let settings = Config::backend_preferences(&home).settings;
+    let preferences = Config::backend_preferences(&home);
     let service = description::build()
         .map(|d| d.to_spec())
         .map_err(|e| Failure::new(Exit::Failed, format!("{e:#}")));
-    Ok(probe::describe_here(files, available, &settings, service)?)
+    Ok(probe::describe_here(
+        files,
+        available,
+        &preferences,
+        service,
+    )?)
 }

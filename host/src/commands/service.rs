@@ -256,10 +256,12 @@ fn dry_run(backend: &Backend, spec: &ServiceSpec, planned: Planned, home: &Path)
                 }
             }
             Change::Remove { path } => println!("would remove {}", path.display()),
-            Change::Run { argv } => {
-                let words = argv.iter().map(String::as_str);
-                let line = shlex::try_join(words).unwrap_or_else(|_| argv.join(" "));
-                println!("would run: {line}");
+            Change::Run { argv } => println!("would run: {}", shell_line(&[], argv)),
+            Change::Symlink { link, target } => {
+                println!("would link {} to {}", link.display(), target.display())
+            }
+            Change::StartDetached { argv, env } => {
+                println!("would start, detached: {}", shell_line(env, argv))
             }
         }
     }
@@ -285,6 +287,19 @@ fn dry_run(backend: &Backend, spec: &ServiceSpec, planned: Planned, home: &Path)
     }
     println!("dry run: nothing was changed");
     Ok(())
+}
+
+/// `env` and `argv` as one line of POSIX shell that would do the same: `KEY=value` words, then
+/// the command, each quoted only where needed.
+fn shell_line(env: &[(String, String)], argv: &[String]) -> String {
+    let quote = |word: &str| {
+        shlex::try_quote(word).map_or_else(|_| word.to_owned(), |quoted| quoted.into_owned())
+    };
+    env.iter()
+        .map(|(key, value)| format!("{key}={}", quote(value)))
+        .chain(argv.iter().map(|word| quote(word)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Some service managers end only the process they started (Task Scheduler's `/End`); the
@@ -401,4 +416,23 @@ fn report_status(backend: &Backend, spec: &ServiceSpec, home: &Path, json: bool)
         }
     }
     Ok(installed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shell_line_quotes_each_value_after_its_equals_sign() {
+        let words = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
+        let env = [("SVDIR".to_owned(), "/home/a b/service".to_owned())];
+        assert_eq!(
+            shell_line(&env, &words(&["runsvdir", "-P", "/home/a b/service"])),
+            "SVDIR='/home/a b/service' runsvdir -P '/home/a b/service'"
+        );
+        assert_eq!(
+            shell_line(&[], &words(&["systemctl", "--user", "start", "it's"])),
+            r#"systemctl --user start "it's""#
+        );
+    }
 }

@@ -334,25 +334,26 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Copies `dir` of this repository into a temporary directory, lets `prepare` adjust the copy,
-/// and builds it there with cargo, as someone outside the repository would. The workspace's
-/// lock file goes along, so the same dependency versions are used and nothing is fetched anew.
-/// Answers the directory holding the build's artifacts.
-pub fn build_out_of_tree(dir: &str, prepare: impl FnOnce(&Path)) -> PathBuf {
+/// Copies the package in `dir` (of this repository, or made outside it) into a temporary
+/// directory, lets `prepare` adjust the copy, and builds it there with cargo, as someone
+/// outside the repository would. The workspace's lock file goes along, so the same dependency
+/// versions are used and nothing is fetched anew. Answers the directory holding the build's
+/// artifacts.
+pub fn build_out_of_tree(dir: &Path, prepare: impl FnOnce(&Path)) -> PathBuf {
     cargo_out_of_tree(dir, prepare, &["build"], &[]).0
 }
 
-/// Runs `cargo <args>` with `env` on a copy of `dir` made outside the repository (after
-/// `prepare` adjusts the copy), into a target directory of its own; answers the build
-/// directory and what cargo printed on stdout.
+/// Runs `cargo <args>` with `env` on a copy of the package in `dir` made outside the
+/// repository (after `prepare` adjusts the copy), into a target directory of its own; answers
+/// the build directory and what cargo printed on stdout.
 pub fn cargo_out_of_tree(
-    dir: &str,
+    dir: &Path,
     prepare: impl FnOnce(&Path),
     args: &[&str],
     env: &[(&str, &Path)],
 ) -> (PathBuf, String) {
     let copy = tempfile::tempdir().unwrap();
-    copy_dir(&repository().join(dir), copy.path());
+    copy_dir(dir, copy.path());
     std::fs::copy(
         repository().join("Cargo.lock"),
         copy.path().join("Cargo.lock"),

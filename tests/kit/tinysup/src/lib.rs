@@ -51,7 +51,8 @@ fn setting(cx: &Context, key: &str) -> Result<Option<PathBuf>> {
         None => Ok(None),
         Some(serde_json::Value::String(path)) => Ok(Some(PathBuf::from(path))),
         Some(other) => Err(Error::failed(format!(
-            "`{key}` in [backends.tinysup] of config.toml is {other}, not a path"
+            "`{key}` in [backends.tinysup] of {} is {other}, not a path",
+            cx.config_file.display()
         ))
         .with_hint("give it as a string: `dir = \"/home/me/.tinysup\"`")),
     }

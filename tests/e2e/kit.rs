@@ -544,3 +544,134 @@ fn the_conformance_library_gives_the_table_sygen_service_conformance_gives() {
         assert_eq!(rows(&report.to_string()), rows(&host.stdout), "{name}");
     }
 }
+
+/// The fenced blocks of `language` in the part of `guide` that starts at `marker`, up to the
+/// next section.
+fn blocks_after<'g>(guide: &'g str, marker: &str, language: &str) -> Vec<&'g str> {
+    let part = guide
+        .split_once(marker)
+        .expect("the guide holds the part")
+        .1;
+    let part = part.split("\n## ").next().unwrap_or_default();
+    part.split(&format!("```{language}\n"))
+        .skip(1)
+        .filter_map(|block| block.split_once("\n```").map(|(text, _)| text))
+        .collect()
+}
+
+/// `openssl s_server -WWW` started as `line` says in `dir`, in a process group of its own so
+/// the shell and the server end together when dropped.
+struct WebServer(Child);
+
+impl WebServer {
+    fn start(line: &str, dir: &Path, port: u16) -> Self {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("sh")
+            .args(["-c", line])
+            .current_dir(dir)
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "openssl s_server did not listen");
+            thread::sleep(Duration::from_millis(20));
+        }
+        Self(child)
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["--", &format!("-{}", self.0.id())])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+/// The guide's local HTTPS test, as written: its openssl commands make an authority and a
+/// certificate for localhost, `openssl s_server` serves the mirror, and the `[updates]` it gives
+/// (with `ca_file`) updates a backend from it; a self-signed certificate is refused as it says.
+#[test]
+fn the_guides_local_https_test_serves_a_channel_sygen_updates_from() {
+    let guide =
+        fs::read_to_string(support::repository().join("backend-api/WRITING-A-BACKEND.md")).unwrap();
+    let shell = blocks_after(&guide, "**A local HTTPS test**", "sh");
+    let toml = blocks_after(&guide, "**A local HTTPS test**", "toml");
+    let (shell, toml) = (shell[0], toml[0]);
+    let (setup, serve) = shell.rsplit_once('\n').unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let on_port = |text: &str| text.replace("8443", &port.to_string());
+
+    // The author's directory: a key trusted here and a mirror published with it.
+    let user = User::new();
+    let author = tempfile::tempdir().unwrap();
+    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let key = author.path().join("sygen-mine.key");
+    fs::write(&key, pair.sk.to_box(None).unwrap().to_string()).unwrap();
+    let keys = user.sygen_home().join("trusted-keys");
+    fs::create_dir_all(&keys).unwrap();
+    fs::write(keys.join("mine.pub"), pair.pk.to_box().unwrap().to_string()).unwrap();
+    let mirror = author.path().join("mirror");
+    fs::create_dir_all(&mirror).unwrap();
+    let library = mirror.join("libsygen_versioned.so");
+    fs::copy(support::library("versioned_1"), &library).unwrap();
+    user.run(&[
+        "service",
+        "backend",
+        "publish",
+        library.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--url",
+        "libsygen_versioned.so",
+        "--manifest",
+        mirror.join("stable.json").to_str().unwrap(),
+    ])
+    .succeeds();
+
+    let made = Command::new("sh")
+        .args(["-ec", setup])
+        .current_dir(author.path())
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let ca = author.path().join("ca.pem");
+    fs::write(
+        user.sygen_home().join("config.toml"),
+        on_port(toml).replace("/home/me/sygen-mine/ca.pem", ca.to_str().unwrap()),
+    )
+    .unwrap();
+
+    let server = WebServer::start(&on_port(serve), author.path(), port);
+    let installed = user.run(&["service", "backend", "update", "versioned"]);
+    assert!(
+        installed
+            .succeeds()
+            .contains("installed the versioned backend 1.0.0"),
+        "{}",
+        installed.stdout
+    );
+    drop(server);
+
+    // The authority's own certificate as the server's: refused, as the guide says.
+    let self_signed = serve
+        .replace("../server.pem", "../ca.pem")
+        .replace("../server.key", "../ca.key");
+    assert_ne!(
+        self_signed, serve,
+        "the guide's server line names its certificate"
+    );
+    let _server = WebServer::start(&on_port(&self_signed), author.path(), port);
+    user.run(&["service", "backend", "update", "--check"])
+        .fails_with(1, "CaUsedAsEndEntity");
+}

@@ -211,6 +211,25 @@ fn sygen_stop_ends_an_orphaned_worker_group() {
 }
 
 #[test]
+fn a_worker_still_ending_after_its_killed_runtime_is_not_claimed_as_stopped() {
+    let home = Home::new();
+    // Told of its runtime's death, the worker takes half a second to finish, then exits.
+    home.worker(
+        "trap 'sleep 0.5; exit 0' TERM\nwhile :; do sleep 0.1; done",
+        "",
+    );
+    let (mut run, worker) = home.start();
+    kill_with_guard(&mut run);
+    assert!(alive(worker), "the worker is still finishing");
+    // It ends on its own: sygen ended nothing, and says so.
+    assert_eq!(
+        home.sygen(&["stop"]).succeeds(),
+        "nothing running: no sygen service or process to stop\n"
+    );
+    assert!(!alive(worker));
+}
+
+#[test]
 fn with_nothing_running_stop_says_so_and_restart_fails_with_a_hint() {
     let home = Home::new();
     assert_eq!(

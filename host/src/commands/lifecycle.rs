@@ -29,6 +29,10 @@ use crate::{
 /// Extra time, beyond the worker's stop timeout, that the runtime gets to wind down.
 const GRACE: Duration = Duration::from_secs(5);
 
+/// How long the tree of a runtime that has just ended gets to end on its own (the worker on its
+/// parent-death signal, the rest by the guard) before sygen ends what is left.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// The stop timeout when no record says one: the configuration's default.
 const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -119,10 +123,14 @@ pub fn end_processes(home: &Path, timeout: Option<Duration>) -> Result<Vec<Strin
     }
     let marker = instance::marker(home);
     let group = worker.map(|w| w.identity);
-    let left = platform::end_all(
-        || platform::strays(Owner::Home(&marker), group),
-        timeout.unwrap_or(stop_timeout),
-    );
+    let strays = || platform::strays(Owner::Home(&marker), group);
+    // A runtime that has just ended (stopped here, or killed by its service manager) takes its
+    // worker with it and its guard ends the rest: only what outlasts that is left behind, and
+    // sygen never says it ended what was ending anyway.
+    wait_until(timeout.map_or(SETTLE, |t| t.min(SETTLE)), || {
+        strays().is_empty()
+    });
+    let left = platform::end_all(strays, timeout.unwrap_or(stop_timeout));
     if !left.is_empty() {
         ended.push(format!("what its worker left ({})", platform::pids(&left)));
     }

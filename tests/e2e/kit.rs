@@ -582,12 +582,32 @@ impl WebServer {
 }
 
 impl Drop for WebServer {
+    /// Ends the group and waits until none of it is left, so the next server finds the port
+    /// free and a connection never reaches this one.
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["--", &format!("-{}", self.0.id())])
-            .status();
+        let group = format!("-{}", self.0.id());
+        let _ = Command::new("kill").args(["--", &group]).status();
         let _ = self.0.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Command::new("kill")
+            .args(["-0", "--", &group])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+            && Instant::now() < deadline
+        {
+            thread::sleep(Duration::from_millis(20));
+        }
     }
+}
+
+/// A port nothing listens on now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The guide's local HTTPS test, as written: its openssl commands make an authority and a
@@ -601,12 +621,8 @@ fn the_guides_local_https_test_serves_a_channel_sygen_updates_from() {
     let toml = blocks_after(&guide, "**A local HTTPS test**", "toml");
     let (shell, toml) = (shell[0], toml[0]);
     let (setup, serve) = shell.rsplit_once('\n').unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let on_port = |text: &str| text.replace("8443", &port.to_string());
+    let port = free_port();
+    let on_port = |text: &str, port: u16| text.replace("8443", &port.to_string());
 
     // The author's directory: a key trusted here and a mirror published with it.
     let user = User::new();
@@ -648,11 +664,11 @@ fn the_guides_local_https_test_serves_a_channel_sygen_updates_from() {
     let ca = author.path().join("ca.pem");
     fs::write(
         user.sygen_home().join("config.toml"),
-        on_port(toml).replace("/home/me/sygen-mine/ca.pem", ca.to_str().unwrap()),
+        on_port(toml, port).replace("/home/me/sygen-mine/ca.pem", ca.to_str().unwrap()),
     )
     .unwrap();
 
-    let server = WebServer::start(&on_port(serve), author.path(), port);
+    let server = WebServer::start(&on_port(serve, port), author.path(), port);
     let installed = user.run(&["service", "backend", "update", "versioned"]);
     assert!(
         installed
@@ -671,7 +687,16 @@ fn the_guides_local_https_test_serves_a_channel_sygen_updates_from() {
         self_signed, serve,
         "the guide's server line names its certificate"
     );
-    let _server = WebServer::start(&on_port(&self_signed), author.path(), port);
-    user.run(&["service", "backend", "update", "--check"])
-        .fails_with(1, "CaUsedAsEndEntity");
+    let port = free_port();
+    let _server = WebServer::start(&on_port(&self_signed, port), author.path(), port);
+    let channel = format!("https://localhost:{port}/stable.json");
+    user.run(&[
+        "service",
+        "backend",
+        "update",
+        "--check",
+        "--channel",
+        &channel,
+    ])
+    .fails_with(1, "CaUsedAsEndEntity");
 }

@@ -1068,6 +1068,31 @@ fn restarts_at_once_each_say_what_they_did() {
 }
 
 #[test]
+fn a_restart_while_the_runtime_waits_to_retry_says_what_it_started() {
+    let home = Home::new();
+    // The first worker fails, and the runtime would wait an hour to try again.
+    home.worker(
+        "[ -f failed ] && exec sleep 300\ntouch failed\nexit 3",
+        "[supervise]\ndelay = \"1h\"",
+    );
+    let mut run = home.spawn_run(&["--supervise"], true);
+    eventually("the wait to retry", Duration::from_secs(10), || {
+        home.log().contains("retrying in 1h")
+    });
+    // No worker runs to be replaced: the restart names the one it started, and no "none".
+    let said = home.sygen(&["restart"]).succeeds().to_owned();
+    let worker = home.pid_file("worker.pid").expect("worker.pid");
+    assert_eq!(
+        said,
+        format!(
+            "the runtime (pid {}) runs a new worker: pid {worker}\n",
+            run.id()
+        )
+    );
+    assert_eq!(terminate(&mut run), Some(0));
+}
+
+#[test]
 fn a_restart_while_the_runtime_stops_says_it_exited_instead() {
     let home = Home::new();
     // The worker takes its whole stop timeout to go.

@@ -303,7 +303,8 @@ pub fn restart(wait: LifecycleWait) -> Result<()> {
     let new = until_replaced(&home, runtime.identity, old, timeout)?;
     match old {
         Some(old) => println!("restarted the worker: pid {} → {}", old.pid, new.pid),
-        // Another restart had ended the old one already.
+        // None ran when asked: another restart had ended it, or the runtime was waiting to
+        // try again.
         None => println!("the runtime (pid {pid}) runs a new worker: pid {}", new.pid),
     }
     Ok(())

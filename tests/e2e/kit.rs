@@ -406,17 +406,44 @@ fn an_outside_authors_backend_over_a_small_supervisor_passes_its_own_conformance
     );
 }
 
+/// A minisign key of the author's, without a password, as `dir/<name>.key`, its public half
+/// trusted in `user`'s sygen home as `<name>.pub`: answers the secret key's path.
+fn trusted_author_key(user: &User, dir: &Path, name: &str) -> PathBuf {
+    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+    let key = dir.join(format!("{name}.key"));
+    fs::write(&key, pair.sk.to_box(None).unwrap().to_string()).unwrap();
+    let keys = user.sygen_home().join("trusted-keys");
+    fs::create_dir_all(&keys).unwrap();
+    let public = pair.pk.to_box().unwrap().to_string();
+    fs::write(keys.join(format!("{name}.pub")), public).unwrap();
+    key
+}
+
+/// `sygen service backend publish`: `library` signed with `key` into `manifest`, its URL the
+/// library's file name, beside the manifest.
+fn publish(user: &User, library: &Path, key: &Path, manifest: &Path) {
+    let name = library.file_name().unwrap().to_str().unwrap();
+    user.run(&[
+        "service",
+        "backend",
+        "publish",
+        library.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+        "--url",
+        name,
+        "--manifest",
+        manifest.to_str().unwrap(),
+    ])
+    .succeeds();
+}
+
 #[test]
 fn next_to_trusted_keys_a_signed_dev_build_loads_and_a_mirror_updates_a_backend_once_named() {
     let user = User::new();
     let dev = tempfile::tempdir().unwrap();
     // The author's key for development, trusted where they try their backend.
-    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
-    let key = dev.path().join("dev.key");
-    fs::write(&key, pair.sk.to_box(None).unwrap().to_string()).unwrap();
-    let keys = user.sygen_home().join("trusted-keys");
-    fs::create_dir_all(&keys).unwrap();
-    fs::write(keys.join("dev.pub"), pair.pk.to_box().unwrap().to_string()).unwrap();
+    let key = trusted_author_key(&user, dev.path(), "dev");
 
     // A fresh build is refused by --backend, and loads with --allow-unsigned, warned about.
     let build = dev.path().join("libsygen_versioned.so");
@@ -441,19 +468,7 @@ fn next_to_trusted_keys_a_signed_dev_build_loads_and_a_mirror_updates_a_backend_
 
     // Signed with publish, into a manifest beside it, it loads as it is: no warning for it.
     let manifest = dev.path().join("stable.json");
-    let published = user.run(&[
-        "service",
-        "backend",
-        "publish",
-        build.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "--url",
-        "libsygen_versioned.so",
-        "--manifest",
-        manifest.to_str().unwrap(),
-    ]);
-    published.succeeds();
+    publish(&user, &build, &key, &manifest);
     let signed = named(&[], &["service", "backends", "--json"]);
     let report: serde_json::Value = serde_json::from_str(signed.succeeds()).unwrap();
     assert_eq!(report["backends"][0]["path"], build.to_str().unwrap());
@@ -627,29 +642,12 @@ fn the_guides_local_https_test_serves_a_channel_sygen_updates_from() {
     // The author's directory: a key trusted here and a mirror published with it.
     let user = User::new();
     let author = tempfile::tempdir().unwrap();
-    let pair = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
-    let key = author.path().join("sygen-mine.key");
-    fs::write(&key, pair.sk.to_box(None).unwrap().to_string()).unwrap();
-    let keys = user.sygen_home().join("trusted-keys");
-    fs::create_dir_all(&keys).unwrap();
-    fs::write(keys.join("mine.pub"), pair.pk.to_box().unwrap().to_string()).unwrap();
+    let key = trusted_author_key(&user, author.path(), "sygen-mine");
     let mirror = author.path().join("mirror");
     fs::create_dir_all(&mirror).unwrap();
     let library = mirror.join("libsygen_versioned.so");
     fs::copy(support::library("versioned_1"), &library).unwrap();
-    user.run(&[
-        "service",
-        "backend",
-        "publish",
-        library.to_str().unwrap(),
-        "--key",
-        key.to_str().unwrap(),
-        "--url",
-        "libsygen_versioned.so",
-        "--manifest",
-        mirror.join("stable.json").to_str().unwrap(),
-    ])
-    .succeeds();
+    publish(&user, &library, &key, &mirror.join("stable.json"));
 
     let made = Command::new("sh")
         .args(["-ec", setup])
